@@ -1,0 +1,3 @@
+//! Configuration: defaults < file < environment < flags, validated into `Config`.
+pub mod model;
+pub use model::*;

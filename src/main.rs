@@ -1,0 +1,5 @@
+#![deny(unsafe_code)]
+mod config;
+mod signals;
+
+fn main() {}
