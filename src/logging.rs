@@ -1,0 +1,50 @@
+//! gsup's own log: `tracing` to stderr, human text on a terminal, JSON lines otherwise
+//! (DESIGN §10). The level comes from `[log] level` (which `GSUP_LOG` and
+//! `DEBUG=graceful-shutdown:*` feed), else `warn` on a terminal and `info` elsewhere, so
+//! interactive use looks like running the program itself.
+
+use std::io::IsTerminal;
+use std::str::FromStr;
+
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
+
+use crate::config::{LogConfig, LogFormat};
+
+pub fn init(log: &LogConfig) {
+    let on_terminal = std::io::stderr().is_terminal();
+    let default_level = if on_terminal { LevelFilter::WARN } else { LevelFilter::INFO };
+    // The config layer validated the filter; fall back to the default should it not parse.
+    let filter = log
+        .level
+        .as_deref()
+        .and_then(|text| Targets::from_str(text).ok())
+        .unwrap_or_else(|| Targets::new().with_default(default_level));
+    let json = match log.format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !on_terminal,
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = if json {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    } else {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(on_terminal)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    };
+    // Only fails when a subscriber is already set (tests): keep that one.
+    let _ = result;
+}

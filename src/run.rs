@@ -1,0 +1,57 @@
+//! Dispatch of the subcommands, and the one place that turns their outcome into gsup's
+//! exit code (DESIGN §2).
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command, RunArgs};
+use crate::config;
+use crate::logging;
+use crate::os::InheritedSignals;
+use crate::supervisor;
+
+/// gsup's own failures, by the shell's conventions.
+const EXIT_USAGE: i32 = 2;
+
+pub fn dispatch(cli: Cli) -> i32 {
+    let env = |name: &str| std::env::var(name).ok();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    match cli.command {
+        Command::Run(args) => run(args, &env, cwd),
+        Command::Check(args) => config::check_command(&args, &env, &cwd),
+        Command::Probe(_) | Command::Ctl(_) | Command::Generate(_) | Command::ExecShim(_) => {
+            eprintln!("gsup: this subcommand is not available in this release yet (see README, Roadmap)");
+            1
+        }
+    }
+}
+
+fn run(args: RunArgs, env: &dyn Fn(&str) -> Option<String>, cwd: PathBuf) -> i32 {
+    // First, before any signal handler exists: the child must start with what gsup
+    // inherited, as if gsup were not there.
+    let inherited = InheritedSignals::capture();
+    let loaded = match config::load(&args.flags, env, &cwd) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("gsup: {errors}");
+            return EXIT_USAGE;
+        }
+    };
+    for warning in &loaded.warnings {
+        eprintln!("gsup: warning: {warning}");
+    }
+    logging::init(&loaded.config.log);
+    let config = loaded.config;
+    // The command line wins over `[process] command` (DESIGN §2).
+    let argv = if args.command.is_empty() {
+        config.process.command.clone().unwrap_or_default()
+    } else {
+        args.command
+    };
+    match supervisor::run(config, argv, inherited) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("gsup: {error}");
+            error.exit_code()
+        }
+    }
+}

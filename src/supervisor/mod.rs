@@ -1,0 +1,347 @@
+//! The event loop: owns the child, the reaper, the timers; feeds every event to the one
+//! state machine (`state::State::step`) and performs the actions it returns.
+//!
+//! Everything runs on one thread — the main thread, which also forks (PDEATHSIG is tied
+//! to the forking thread) — in a current-thread tokio runtime. Reaping, signals and state
+//! changes share one task, so no locks and no second waiter exist.
+
+pub mod phases;
+mod reaper;
+mod spawn;
+pub mod state;
+mod tree;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::io::{self, IsTerminal};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use signal_hook::iterator::exfiltrator::WithOrigin;
+use signal_hook_tokio::SignalsInfo;
+use thiserror::Error;
+use tokio::time::{Instant, sleep, sleep_until};
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::os::{self, ChildSetup, InheritedSignals};
+use crate::signals::{self, Sig};
+use reaper::Reaped;
+use spawn::{ChildSpec, SpawnError};
+use state::{Action, Event, Host, Pid, State, Target, Timer};
+
+/// How often the loop looks at the tree while waiting for it to go (grandchildren reaped
+/// by their own parents send gsup no SIGCHLD).
+const TREE_POLL: Duration = Duration::from_millis(20);
+/// The reaper's safety net when idle: SIGCHLDs coalesce.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Spawn(#[from] SpawnError),
+    #[error("[process] user: no such user `{0}`")]
+    UnknownUser(String),
+    #[error("[process] group: no such group `{0}`")]
+    UnknownGroup(String),
+    #[error("[process] workdir: {path}: {source}")]
+    Workdir { path: PathBuf, source: io::Error },
+    #[error("no program to run: give one after `--` or set [process] command")]
+    NoCommand,
+    #[error("cannot set up signal handling: {0}")]
+    Signals(io::Error),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(io::Error),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Spawn(error) => error.exit_code(),
+            RunError::UnknownUser(_) | RunError::UnknownGroup(_) | RunError::Workdir { .. } | RunError::NoCommand => 2,
+            RunError::Signals(_) | RunError::Runtime(_) => 1,
+        }
+    }
+}
+
+/// Supervises `argv` (already merged with `[process] command`) until gsup should exit;
+/// returns gsup's exit code. `inherited` must be captured before any signal handler exists.
+pub fn run(config: Config, argv: Vec<String>, inherited: InheritedSignals) -> Result<i32, RunError> {
+    let spec = child_spec(&config, argv)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(RunError::Runtime)?;
+    runtime.block_on(Supervisor::new(config, spec, inherited).run())
+}
+
+fn child_spec(config: &Config, argv: Vec<String>) -> Result<ChildSpec, RunError> {
+    if argv.is_empty() {
+        return Err(RunError::NoCommand);
+    }
+    let process = &config.process;
+    let user = match &process.user {
+        Some(name) => Some(
+            nix::unistd::User::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| RunError::UnknownUser(name.clone()))?,
+        ),
+        None => None,
+    };
+    let gid = match &process.group {
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| RunError::UnknownGroup(name.clone()))?
+                .gid
+                .as_raw(),
+        ),
+        None => user.as_ref().map(|u| u.gid.as_raw()),
+    };
+    if let Some(dir) = &process.workdir {
+        std::fs::read_dir(dir).map_err(|source| RunError::Workdir { path: dir.clone(), source })?;
+    }
+    Ok(ChildSpec {
+        argv,
+        workdir: process.workdir.clone(),
+        env: process.env.clone(),
+        uid: user.map(|u| u.uid.as_raw()),
+        gid,
+    })
+}
+
+/// Counters for the metrics of a later release; logged at exit for now.
+#[derive(Debug, Default)]
+struct Counters {
+    signals_forwarded: BTreeMap<String, u64>,
+    zombies_reaped: u64,
+}
+
+struct Supervisor {
+    state: State,
+    spec: ChildSpec,
+    setup: ChildSetup,
+    /// The terminal handed to the child's group, when interactive.
+    tty: Option<i32>,
+    own_pid: Pid,
+    own_pgid: Pid,
+    /// Armed timers; the loop sleeps until the earliest.
+    timers: HashMap<Timer, Instant>,
+    /// Events waiting for `step`, in arrival order.
+    queue: VecDeque<Event>,
+    counters: Counters,
+}
+
+impl Supervisor {
+    fn new(config: Config, spec: ChildSpec, inherited: InheritedSignals) -> Self {
+        let own_pid = nix::unistd::getpid().as_raw();
+        let own_pgid = nix::unistd::getpgrp().as_raw();
+        let tty = interactive_tty(own_pgid);
+        let host = Host { own_pid, own_pgid, tty: tty.is_some() };
+        Supervisor {
+            state: State::new(config, host),
+            spec,
+            setup: ChildSetup { inherited, parent_pid: own_pid, foreground_tty: tty },
+            tty,
+            own_pid,
+            own_pgid,
+            timers: HashMap::new(),
+            queue: VecDeque::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    async fn run(mut self) -> Result<i32, RunError> {
+        let mut watched = signals::forwardable();
+        watched.push(libc::SIGCHLD);
+        // Installing the handlers also replaces an inherited SIG_IGN for SIGCHLD, which
+        // would make the kernel auto-reap and hide exit statuses (DEPS §4).
+        let mut incoming = SignalsInfo::with_exfiltrator(&watched, WithOrigin::default()).map_err(RunError::Signals)?;
+        os::unblock(&watched).map_err(RunError::Signals)?;
+        if self.own_pid != 1 {
+            if let Err(error) = nix::sys::prctl::set_child_subreaper(true) {
+                warn!(%error, "cannot become a child subreaper: orphans of the child will not be reaped by gsup");
+            }
+        }
+        debug!(pid = self.own_pid, tty = self.tty.is_some(), "gsup started");
+        self.queue.push_back(Event::Start);
+
+        loop {
+            if let Some(code) = self.process_queue() {
+                self.log_counters();
+                return Ok(code);
+            }
+            let next_timer = self.timers.values().min().copied();
+            let tick = if self.state.awaiting_tree() { TREE_POLL } else { IDLE_TICK };
+            tokio::select! {
+                biased;
+                // A signal for gsup: SIGCHLD wakes the reaper, anything else is an event.
+                Some(origin) = incoming.next() => {
+                    if origin.signal == libc::SIGCHLD {
+                        self.reap();
+                    } else {
+                        let sender = origin.process.map(|p| p.pid);
+                        debug!(signal = %Sig(origin.signal), sender, "signal received");
+                        self.queue.push_back(Event::Signal { signal: origin.signal, sender });
+                    }
+                }
+                // The earliest armed timer.
+                _ = sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
+                    self.fire_timers();
+                }
+                // Safety net for coalesced SIGCHLDs, and the tree poll while it must go.
+                _ = sleep(tick) => {
+                    self.reap();
+                }
+            }
+            if self.state.awaiting_tree() {
+                let tree_empty = self.tree_empty();
+                self.queue.push_back(Event::Poll { tree_empty });
+            }
+        }
+    }
+
+    /// Steps every queued event; returns the exit code once the machine says exit.
+    fn process_queue(&mut self) -> Option<i32> {
+        while let Some(event) = self.queue.pop_front() {
+            let actions = self.state.step(event, Instant::now().into_std());
+            for action in actions {
+                if let Some(code) = self.perform(action) {
+                    return Some(code);
+                }
+            }
+        }
+        None
+    }
+
+    fn perform(&mut self, action: Action) -> Option<i32> {
+        match action {
+            Action::Spawn => match spawn::spawn(&self.spec, self.setup) {
+                // Stepped before anything else, so the pid is known before its exit can be.
+                Ok(pid) => self.queue.push_front(Event::Spawned { pid }),
+                Err(error) => {
+                    error!(%error, "cannot start the child");
+                    eprintln!("gsup: {error}");
+                    self.queue.push_front(Event::SpawnFailed { code: error.exit_code() });
+                }
+            },
+            Action::Forward { target, signal } => self.forward(target, signal),
+            Action::SignalTree { signal } => self.signal_tree(signal),
+            Action::Arm(timer, at) => {
+                self.timers.insert(timer, Instant::from_std(at));
+            }
+            Action::Disarm(timer) => {
+                self.timers.remove(&timer);
+            }
+            Action::StopSelf(signal) => {
+                info!(signal = %Sig(signal), "child stopped: stopping gsup too (job control)");
+                os::stop_self(signal);
+                debug!("gsup continued");
+            }
+            Action::Foreground(pgid) => self.foreground(pgid),
+            Action::Exit(code) => return Some(code),
+        }
+        None
+    }
+
+    fn forward(&mut self, target: Target, signal: libc::c_int) {
+        let (result, pid) = match target {
+            Target::Group(pgid) => (os::killpg(pgid, signal), pgid),
+            Target::Child(pid) => (os::kill(pid, signal), pid),
+        };
+        match result {
+            Ok(()) => {
+                info!(signal = %Sig(signal), to = ?target, "signal forwarded");
+                *self.counters.signals_forwarded.entry(signals::name(signal)).or_default() += 1;
+            }
+            Err(error) => debug!(signal = %Sig(signal), pid, %error, "signal not delivered"),
+        }
+    }
+
+    /// The child's group and every remaining descendant of gsup.
+    fn signal_tree(&mut self, signal: libc::c_int) {
+        if let Some(pgid) = self.state.last_pgid() {
+            let _ = os::killpg(pgid, signal);
+        }
+        let rest = tree::descendants(self.own_pid, &HashSet::new());
+        if !rest.is_empty() {
+            info!(signal = %Sig(signal), processes = rest.len(), "signalling what is left of the tree");
+        }
+        for pid in rest {
+            let _ = os::kill(pid, signal);
+        }
+    }
+
+    fn tree_empty(&self) -> bool {
+        let group_gone = self
+            .state
+            .last_pgid()
+            .is_none_or(|pgid| os::killpg(pgid, 0).is_err());
+        group_gone && tree::descendants(self.own_pid, &HashSet::new()).is_empty()
+    }
+
+    fn reap(&mut self) {
+        for reaped in reaper::reap_all() {
+            let main = self.state.child().map(|c| c.pid);
+            match reaped {
+                Reaped::Exited { pid, status } if Some(pid) == main => {
+                    self.queue.push_back(Event::ChildExited { pid, status });
+                }
+                Reaped::Stopped { pid, signal } if Some(pid) == main => {
+                    self.queue.push_back(Event::ChildStopped { pid, signal });
+                }
+                Reaped::Exited { pid, status } => {
+                    self.counters.zombies_reaped += 1;
+                    debug!(pid, code = status.code(), "orphan reaped");
+                }
+                Reaped::Stopped { .. } => {}
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        let mut due: Vec<(Timer, Instant)> = self.timers.iter().filter(|(_, at)| **at <= now).map(|(t, at)| (*t, *at)).collect();
+        due.sort_by_key(|(_, at)| *at);
+        for (timer, _) in due {
+            self.timers.remove(&timer);
+            self.queue.push_back(Event::Timer(timer));
+        }
+    }
+
+    /// Hands the terminal to `pgid` — only while it belongs to gsup's job (gsup's own
+    /// group or its child's), so a gsup in the background never steals it from the shell.
+    fn foreground(&self, pgid: Pid) {
+        let Some(tty) = self.tty else { return };
+        let current = nix::unistd::tcgetpgrp(io::stdin()).map(|p| p.as_raw()).ok();
+        let ours = current == Some(self.own_pgid) || current == self.state.last_pgid();
+        if ours && current != Some(pgid) {
+            if let Err(error) = os::set_foreground(tty, pgid) {
+                debug!(%error, pgid, "cannot hand over the terminal");
+            }
+        }
+    }
+
+    fn log_counters(&self) {
+        debug!(
+            signals_forwarded = ?self.counters.signals_forwarded,
+            zombies_reaped = self.counters.zombies_reaped,
+            "gsup exiting"
+        );
+    }
+}
+
+/// stdin, when it is a terminal whose foreground group is gsup's own: then the child's
+/// group gets the terminal. A gsup started in the background leaves the terminal alone.
+fn interactive_tty(own_pgid: Pid) -> Option<i32> {
+    let stdin = io::stdin();
+    if !stdin.is_terminal() {
+        return None;
+    }
+    let foreground = nix::unistd::tcgetpgrp(&stdin).ok()?.as_raw();
+    (foreground == own_pgid).then(|| stdin.as_raw_fd())
+}

@@ -1,0 +1,207 @@
+//! The graceful shutdown as data: one row per phase, in order (DESIGN §4).
+//!
+//! `plan` builds the rows from the config; the state machine fills in start, end and
+//! outcome; `/status`, the shutdown log and `gsup check --grace-period` read the same rows,
+//! so they cannot disagree.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PhaseName {
+    StopAccepting,
+    Drain,
+    PreStop,
+    CloseServer,
+    WaitExit,
+    Force,
+    Database,
+    Redis,
+    External,
+    Cleanup,
+    Exit,
+}
+
+impl PhaseName {
+    pub const ALL: [PhaseName; 11] = [
+        PhaseName::StopAccepting,
+        PhaseName::Drain,
+        PhaseName::PreStop,
+        PhaseName::CloseServer,
+        PhaseName::WaitExit,
+        PhaseName::Force,
+        PhaseName::Database,
+        PhaseName::Redis,
+        PhaseName::External,
+        PhaseName::Cleanup,
+        PhaseName::Exit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseName::StopAccepting => "stop_accepting",
+            PhaseName::Drain => "drain",
+            PhaseName::PreStop => "pre_stop",
+            PhaseName::CloseServer => "close_server",
+            PhaseName::WaitExit => "wait_exit",
+            PhaseName::Force => "force",
+            PhaseName::Database => "database",
+            PhaseName::Redis => "redis",
+            PhaseName::External => "external",
+            PhaseName::Cleanup => "cleanup",
+            PhaseName::Exit => "exit",
+        }
+    }
+
+    /// Phases that run after the child is gone, inside the force window when it is open.
+    pub fn is_post_stop(self) -> bool {
+        matches!(
+            self,
+            PhaseName::Database | PhaseName::Redis | PhaseName::External | PhaseName::Cleanup
+        )
+    }
+}
+
+impl fmt::Display for PhaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Timeout,
+    Failed,
+    Killed,
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Timeout => "timeout",
+            Outcome::Failed => "failed",
+            Outcome::Killed => "killed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// One row of the shutdown plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseRow {
+    pub name: PhaseName,
+    /// The phase's own bound (`timeout_seconds` in JSON).
+    pub timeout: Duration,
+    pub started_at: Option<Instant>,
+    pub ended_at: Option<Instant>,
+    pub outcome: Option<Outcome>,
+    pub detail: String,
+}
+
+/// The rows of a shutdown, in order, none started yet.
+pub fn plan(config: &Config) -> Vec<PhaseRow> {
+    let shutdown = &config.shutdown;
+    let phases = &config.phases;
+    PhaseName::ALL
+        .iter()
+        .map(|&name| {
+            let timeout = match name {
+                PhaseName::StopAccepting | PhaseName::CloseServer | PhaseName::Exit => {
+                    Duration::ZERO
+                }
+                PhaseName::Drain if shutdown.connection_draining => {
+                    shutdown.drain_delay + shutdown.max_drain_time
+                }
+                PhaseName::Drain => shutdown.drain_delay,
+                PhaseName::PreStop | PhaseName::WaitExit => shutdown.timeout,
+                PhaseName::Force => shutdown.force_timeout,
+                PhaseName::Database => phases.database.timeout,
+                PhaseName::Redis => phases.redis.timeout,
+                PhaseName::External => phases.external.timeout,
+                PhaseName::Cleanup => phases.cleanup.timeout,
+            };
+            PhaseRow {
+                name,
+                timeout,
+                started_at: None,
+                ended_at: None,
+                outcome: None,
+                detail: String::new(),
+            }
+        })
+        .collect()
+}
+
+/// The worst case from the trigger to gsup's exit (DESIGN §4 "The budget"), plus
+/// `drain_delay` when a preStop may come first.
+pub fn worst_case(config: &Config, prestop_possible: bool) -> Duration {
+    let budget = config.shutdown.timeout + config.shutdown.force_timeout;
+    if prestop_possible {
+        budget + config.shutdown.drain_delay
+    } else {
+        budget
+    }
+}
+
+/// Operations on the rows of one shutdown.
+pub trait Rows {
+    fn row_mut(&mut self, name: PhaseName) -> &mut PhaseRow;
+    fn start(&mut self, name: PhaseName, now: Instant);
+    fn finish(&mut self, name: PhaseName, outcome: Outcome, detail: &str, now: Instant);
+    /// Starts and finishes `name` in one go (instant phases and skipped ones).
+    fn record(&mut self, name: PhaseName, outcome: Outcome, detail: &str, now: Instant);
+    /// Ends every phase before `until` that has not ended: a running one with
+    /// `running_outcome`, one never started as `skipped` with `detail`.
+    fn close_before(&mut self, until: PhaseName, running_outcome: Outcome, detail: &str, now: Instant);
+    fn current(&self) -> Option<PhaseName>;
+}
+
+impl Rows for Vec<PhaseRow> {
+    fn row_mut(&mut self, name: PhaseName) -> &mut PhaseRow {
+        // `plan` always produces every phase, in `PhaseName::ALL` order.
+        &mut self[name as usize]
+    }
+
+    fn start(&mut self, name: PhaseName, now: Instant) {
+        let row = self.row_mut(name);
+        if row.started_at.is_none() {
+            row.started_at = Some(now);
+        }
+    }
+
+    fn finish(&mut self, name: PhaseName, outcome: Outcome, detail: &str, now: Instant) {
+        let row = self.row_mut(name);
+        if row.outcome.is_some() {
+            return;
+        }
+        row.started_at.get_or_insert(now);
+        row.ended_at = Some(now);
+        row.outcome = Some(outcome);
+        row.detail = detail.to_string();
+    }
+
+    fn record(&mut self, name: PhaseName, outcome: Outcome, detail: &str, now: Instant) {
+        self.start(name, now);
+        self.finish(name, outcome, detail, now);
+    }
+
+    fn close_before(&mut self, until: PhaseName, running_outcome: Outcome, detail: &str, now: Instant) {
+        for name in PhaseName::ALL.into_iter().filter(|&name| name < until) {
+            let running = self[name as usize].started_at.is_some();
+            let outcome = if running { running_outcome } else { Outcome::Skipped };
+            self.finish(name, outcome, detail, now);
+        }
+    }
+
+    fn current(&self) -> Option<PhaseName> {
+        self.iter()
+            .find(|row| row.outcome.is_none() && row.started_at.is_some())
+            .or_else(|| self.iter().find(|row| row.outcome.is_none()))
+            .map(|row| row.name)
+    }
+}

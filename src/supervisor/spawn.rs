@@ -1,0 +1,98 @@
+//! Starting the child: the only fork/exec code (through `std::process::Command`, with the
+//! async-signal-safe child side in `os::pre_exec`).
+//!
+//! The `Child` handle std returns is dropped at once: its `Drop` neither waits nor kills,
+//! and the reaper is the only code that waits on pids (DEPS §4).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use thiserror::Error;
+
+use super::state::Pid;
+use crate::os::{self, ChildSetup};
+
+/// Variables gsup never passes on: they describe gsup's own relation to systemd, or
+/// gsup's own secret (DESIGN §9, DEPS §12).
+const STRIPPED_ENV: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "GSUP_CONTROL_TOKEN",
+];
+
+/// What every generation of the child is started with.
+#[derive(Debug, Clone)]
+pub struct ChildSpec {
+    pub argv: Vec<String>,
+    pub workdir: Option<PathBuf>,
+    pub env: BTreeMap<String, String>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+#[derive(Debug, Error)]
+pub enum SpawnError {
+    #[error("program not found: {program}")]
+    NotFound { program: String },
+    #[error("program is not executable: {program}: {source}")]
+    NotExecutable { program: String, source: io::Error },
+    #[error("cannot start {program}: {source}")]
+    Other { program: String, source: io::Error },
+}
+
+impl SpawnError {
+    /// The shell's conventions: 127 not found, 126 found but not runnable.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SpawnError::NotFound { .. } => 127,
+            SpawnError::NotExecutable { .. } | SpawnError::Other { .. } => 126,
+        }
+    }
+}
+
+/// Forks and execs the child in its own process group. Must be called from gsup's main
+/// thread (PDEATHSIG is tied to the forking thread) and from the task that reaps, so the
+/// pid is registered before its exit can be collected.
+pub fn spawn(spec: &ChildSpec, setup: ChildSetup) -> Result<Pid, SpawnError> {
+    let program = spec.argv.first().cloned().unwrap_or_default();
+    let mut command = Command::new(&program);
+    command.args(&spec.argv[1..]).process_group(0);
+    for name in STRIPPED_ENV {
+        command.env_remove(name);
+    }
+    command.envs(&spec.env);
+    if let Some(dir) = &spec.workdir {
+        command.current_dir(dir);
+    }
+    // std applies gid/uid before the pre_exec closures run, so PDEATHSIG set there
+    // survives the privilege drop (prctl(2) clears it on uid changes).
+    if let Some(gid) = spec.gid {
+        command.gid(gid);
+    }
+    if let Some(uid) = spec.uid {
+        command.uid(uid);
+    }
+    os::install_pre_exec(&mut command, setup);
+    match command.spawn() {
+        Ok(child) => Ok(child.id() as Pid),
+        Err(source) => Err(classify(program, source)),
+    }
+}
+
+fn classify(program: String, source: io::Error) -> SpawnError {
+    match source.kind() {
+        io::ErrorKind::NotFound => SpawnError::NotFound { program },
+        io::ErrorKind::PermissionDenied => SpawnError::NotExecutable { program, source },
+        _ if matches!(source.raw_os_error(), Some(libc::ENOEXEC | libc::EISDIR | libc::EACCES)) => {
+            SpawnError::NotExecutable { program, source }
+        }
+        _ => SpawnError::Other { program, source },
+    }
+}

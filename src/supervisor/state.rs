@@ -1,0 +1,643 @@
+//! The one state machine that owns the child (DESIGN §4).
+//!
+//! `State::step` takes one `Event` and returns the `Action`s the event loop must perform.
+//! It performs no process, file or network I/O (it may log), so every edge case — a second
+//! signal, a deadline, backoff, the crash-loop limit — is a cheap deterministic unit test.
+//! The lifecycle name shown by `/status` is derived from the fields, never stored twice.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use libc::c_int;
+use tracing::{error, info, warn};
+
+use super::phases::{self, Outcome, PhaseName, PhaseRow, Rows};
+use crate::config::{Config, ForwardTo, RestartPolicy};
+use crate::signals::Sig;
+
+pub type Pid = i32;
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(c_int),
+}
+
+impl ExitStatus {
+    /// The shell convention: the code, or 128+N for death by signal N.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Code(code) => code,
+            ExitStatus::Signal(signal) => 128 + signal,
+        }
+    }
+
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+}
+
+/// Everything the supervisor reacts to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// gsup is up: start the first child.
+    Start,
+    /// The loop spawned the child asked for by `Action::Spawn`.
+    Spawned { pid: Pid },
+    /// The program could not be started: 127 not found, 126 not executable.
+    SpawnFailed { code: i32 },
+    /// A signal for gsup (never SIGCHLD, which wakes the reaper). `sender` is the pid
+    /// that sent it, when the kernel says.
+    Signal { signal: c_int, sender: Option<Pid> },
+    /// The reaper collected the main child.
+    ChildExited { pid: Pid, status: ExitStatus },
+    /// The main child was stopped (Ctrl+Z, SIGSTOP): reported through `WUNTRACED`.
+    ChildStopped { pid: Pid, signal: c_int },
+    /// Periodic look at what is left of the tree while the machine waits for it to go.
+    Poll { tree_empty: bool },
+    Timer(Timer),
+    Command(Command),
+}
+
+/// Requests from the control surfaces (HTTP, control socket, monitor).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Shutdown { reason: String },
+    Kill { reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// `drain_delay` is over: send the stop signal.
+    DrainEnd,
+    /// trigger + `timeout`: SIGKILL whatever remains.
+    GracefulDeadline,
+    /// end of the `force_timeout` window: exit whatever still runs.
+    ForceDeadline,
+    /// The child exited on its own and the rest of its tree got the stop signal: SIGKILL
+    /// what is left at this point.
+    StragglerKill,
+    /// The stragglers got SIGKILL and still show: give up waiting.
+    StragglerGiveUp,
+    /// Backoff is over: start the next generation.
+    Restart,
+}
+
+/// Where a forwarded signal goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Group(Pid),
+    Child(Pid),
+}
+
+/// What the event loop must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Start the next generation of the child; answer with `Spawned` or `SpawnFailed`.
+    Spawn,
+    /// Send a signal to the child or its group (counted as forwarded).
+    Forward { target: Target, signal: c_int },
+    /// Send a signal to the last child's group and to every remaining descendant of gsup.
+    SignalTree { signal: c_int },
+    Arm(Timer, Instant),
+    Disarm(Timer),
+    /// Stop gsup itself with this signal (job control); returns when continued.
+    StopSelf(c_int),
+    /// Make this process group the terminal's foreground group.
+    Foreground(Pid),
+    Exit(i32),
+}
+
+/// The `/status` `state` (DESIGN §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    Starting,
+    Running,
+    Draining,
+    Stopping,
+    Killing,
+    Cleanup,
+    Exited,
+    Restarting,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Starting => "starting",
+            Lifecycle::Running => "running",
+            Lifecycle::Draining => "draining",
+            Lifecycle::Stopping => "stopping",
+            Lifecycle::Killing => "killing",
+            Lifecycle::Cleanup => "cleanup",
+            Lifecycle::Exited => "exited",
+            Lifecycle::Restarting => "restarting",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningChild {
+    pub pid: Pid,
+    /// The child leads its own group, so pgid = pid.
+    pub pgid: Pid,
+    pub generation: u64,
+    pub started_at: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExitRecord {
+    pub pid: Pid,
+    pub status: ExitStatus,
+    pub at: Instant,
+    pub generation: u64,
+    pub uptime: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shutdown {
+    pub reason: String,
+    pub started_at: Instant,
+    pub deadline: Instant,
+    /// Set once `force` began: the end of the `force_timeout` window.
+    pub force_deadline: Option<Instant>,
+}
+
+/// The child exited on its own (no shutdown): the rest of its tree is being stopped
+/// before gsup restarts it or exits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Aftermath {
+    killed: bool,
+}
+
+/// Restart bookkeeping (DESIGN §4 Restarts).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Restarts {
+    /// Restarts in a row, reset when a child stays up for `window`.
+    consecutive: u32,
+    /// When each recent restart happened, for the crash-loop limit.
+    recent: VecDeque<Instant>,
+    total: u64,
+    /// Backoff running: the next start is due then.
+    pending_at: Option<Instant>,
+}
+
+/// Facts about gsup itself that the machine needs and cannot look up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Host {
+    pub own_pid: Pid,
+    pub own_pgid: Pid,
+    /// Interactive: the child's group is handed the terminal, and gsup follows its job
+    /// control stops.
+    pub tty: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    config: Config,
+    host: Host,
+    generation: u64,
+    child: Option<RunningChild>,
+    /// Process group of the latest child, for the stragglers after it exited.
+    last_pgid: Option<Pid>,
+    last_exit: Option<ExitRecord>,
+    shutdown: Option<Shutdown>,
+    /// The rows of the current shutdown (a fresh plan until one starts).
+    phases: Vec<PhaseRow>,
+    aftermath: Option<Aftermath>,
+    restarts: Restarts,
+    exited: Option<i32>,
+}
+
+impl State {
+    pub fn new(config: Config, host: Host) -> Self {
+        State {
+            host,
+            generation: 0,
+            child: None,
+            last_pgid: None,
+            last_exit: None,
+            shutdown: None,
+            phases: phases::plan(&config),
+            aftermath: None,
+            restarts: Restarts::default(),
+            exited: None,
+            config,
+        }
+    }
+
+    pub fn child(&self) -> Option<&RunningChild> {
+        self.child.as_ref()
+    }
+
+    pub fn last_exit(&self) -> Option<&ExitRecord> {
+        self.last_exit.as_ref()
+    }
+
+    pub fn shutdown(&self) -> Option<&Shutdown> {
+        self.shutdown.as_ref()
+    }
+
+    pub fn restarts(&self) -> u64 {
+        self.restarts.total
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn last_pgid(&self) -> Option<Pid> {
+        self.last_pgid
+    }
+
+    /// Ready: a child runs and no shutdown has started (probes come later).
+    pub fn ready(&self) -> bool {
+        self.child.is_some() && self.shutdown.is_none()
+    }
+
+    pub fn lifecycle(&self) -> Lifecycle {
+        if self.exited.is_some() {
+            return Lifecycle::Exited;
+        }
+        if self.shutdown.is_some() {
+            return match self.phases.current() {
+                Some(PhaseName::StopAccepting | PhaseName::Drain | PhaseName::PreStop) => {
+                    Lifecycle::Draining
+                }
+                Some(PhaseName::CloseServer | PhaseName::WaitExit) => Lifecycle::Stopping,
+                Some(PhaseName::Force) => Lifecycle::Killing,
+                _ => Lifecycle::Cleanup,
+            };
+        }
+        if let Some(aftermath) = self.aftermath {
+            return if aftermath.killed { Lifecycle::Killing } else { Lifecycle::Stopping };
+        }
+        if self.restarts.pending_at.is_some() {
+            return Lifecycle::Restarting;
+        }
+        if self.child.is_some() { Lifecycle::Running } else { Lifecycle::Starting }
+    }
+
+    /// The loop polls the tree (and sends `Poll`) while this is true: the child is gone
+    /// and what is left of its tree must go before gsup moves on.
+    pub fn awaiting_tree(&self) -> bool {
+        self.exited.is_none()
+            && self.child.is_none()
+            && (self.aftermath.is_some()
+                || self
+                    .shutdown
+                    .as_ref()
+                    .is_some()
+                    && self.phases[PhaseName::Force as usize].outcome.is_none())
+            && self.last_exit.is_some()
+    }
+
+    pub fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.exited.is_some() {
+            return actions;
+        }
+        match event {
+            Event::Start => actions.push(Action::Spawn),
+            Event::Spawned { pid } => self.on_spawned(pid, now),
+            Event::SpawnFailed { code } => self.exit(code, &mut actions),
+            Event::Signal { signal, sender } => self.on_signal(signal, sender, now, &mut actions),
+            Event::ChildExited { pid, status } => self.on_child_exit(pid, status, now, &mut actions),
+            Event::ChildStopped { pid, signal } => {
+                if self.host.tty && self.child.as_ref().is_some_and(|c| c.pid == pid) {
+                    actions.push(Action::StopSelf(signal));
+                }
+            }
+            Event::Poll { tree_empty } => self.on_poll(tree_empty, now, &mut actions),
+            Event::Timer(timer) => self.on_timer(timer, now, &mut actions),
+            Event::Command(Command::Shutdown { reason }) => {
+                if self.shutdown.is_none() {
+                    self.begin_shutdown(reason, now, &mut actions);
+                }
+            }
+            Event::Command(Command::Kill { reason }) => self.force(reason, now, &mut actions),
+        }
+        actions
+    }
+
+    fn on_spawned(&mut self, pid: Pid, now: Instant) {
+        self.generation += 1;
+        self.child = Some(RunningChild { pid, pgid: pid, generation: self.generation, started_at: now });
+        self.last_pgid = Some(pid);
+        info!(pid, generation = self.generation, "child started");
+    }
+
+    fn on_signal(&mut self, signal: c_int, sender: Option<Pid>, now: Instant, actions: &mut Vec<Action>) {
+        if sender == Some(self.host.own_pid) {
+            // e.g. SIGPIPE from writing to a closed stderr: gsup's own business (DESIGN §4).
+            return;
+        }
+        let name = Sig(signal);
+        if self.config.signals.shutdown_on.contains(&signal) {
+            if self.shutdown.is_none() {
+                info!(signal = %name, sender, "shutdown signal received");
+                return self.begin_shutdown(format!("signal {name}"), now, actions);
+            }
+            if self.config.signals.repeat_forces {
+                warn!(signal = %name, "shutdown signal repeated: forcing");
+                return self.force(format!("signal {name} (repeated)"), now, actions);
+            }
+        }
+        if signal == libc::SIGCONT && self.host.tty {
+            // `fg`/`bg` in the shell continued gsup: give the terminal back to the child's
+            // group when gsup's job is in the foreground (the loop checks that).
+            if let Some(child) = &self.child {
+                actions.push(Action::Foreground(child.pgid));
+            }
+        }
+        self.forward(signal, actions);
+    }
+
+    fn forward(&self, received: c_int, actions: &mut Vec<Action>) {
+        let Some(child) = &self.child else {
+            info!(signal = %Sig(received), "no child running: signal not forwarded");
+            return;
+        };
+        let Some(signal) = self.config.signals.rewritten(received) else {
+            info!(signal = %Sig(received), "signal dropped by the rewrite map");
+            return;
+        };
+        let target = match self.config.signals.forward_to {
+            ForwardTo::Group => Target::Group(child.pgid),
+            ForwardTo::Child => Target::Child(child.pid),
+        };
+        actions.push(Action::Forward { target, signal });
+    }
+
+    fn begin_shutdown(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) {
+        let deadline = now + self.config.shutdown.timeout;
+        self.phases = phases::plan(&self.config);
+        self.phases.record(PhaseName::StopAccepting, Outcome::Ok, "readiness off", now);
+        info!(%reason, timeout_ms = self.config.shutdown.timeout.as_millis() as u64, "graceful shutdown started");
+        self.shutdown = Some(Shutdown { reason, started_at: now, deadline, force_deadline: None });
+
+        if self.restarts.pending_at.take().is_some() {
+            // Backoff was running: there is no child to stop.
+            actions.push(Action::Disarm(Timer::Restart));
+            self.rows().close_before(PhaseName::Exit, Outcome::Skipped, "no child running (restart backoff)", now);
+            return self.finish(now, actions);
+        }
+        actions.push(Action::Arm(Timer::GracefulDeadline, deadline));
+        if self.aftermath.take().is_some() {
+            // The child had exited on its own and its stragglers were being stopped: they
+            // now get the shutdown's deadlines.
+            actions.push(Action::Disarm(Timer::StragglerKill));
+            actions.push(Action::Disarm(Timer::StragglerGiveUp));
+            self.rows().close_before(PhaseName::Force, Outcome::Skipped, "child had already exited", now);
+            return;
+        }
+        let drain_delay = self.config.shutdown.drain_delay;
+        if drain_delay.is_zero() {
+            self.rows().record(PhaseName::Drain, Outcome::Skipped, "drain_delay is 0", now);
+            self.close_server(now, actions);
+        } else {
+            self.rows().start(PhaseName::Drain, now);
+            actions.push(Action::Arm(Timer::DrainEnd, (now + drain_delay).min(deadline)));
+        }
+    }
+
+    /// `pre_stop` (hooks come with the phases issue), then the stop signal.
+    fn close_server(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        self.rows().record(PhaseName::PreStop, Outcome::Skipped, "no pre_stop hooks", now);
+        let stop = self.config.effective_stop_signal();
+        match &self.child {
+            Some(child) => {
+                let target = match self.config.signals.forward_to {
+                    ForwardTo::Group => Target::Group(child.pgid),
+                    ForwardTo::Child => Target::Child(child.pid),
+                };
+                actions.push(Action::Forward { target, signal: stop });
+                let detail = format!("{} sent", Sig(stop));
+                self.rows().record(PhaseName::CloseServer, Outcome::Ok, &detail, now);
+                self.rows().start(PhaseName::WaitExit, now);
+            }
+            None => {
+                self.rows().record(PhaseName::CloseServer, Outcome::Skipped, "child had already exited", now);
+            }
+        }
+    }
+
+    fn on_child_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant, actions: &mut Vec<Action>) {
+        let Some(child) = self.child.take_if(|c| c.pid == pid) else {
+            return;
+        };
+        let uptime = now.saturating_duration_since(child.started_at);
+        self.last_exit = Some(ExitRecord { pid, status, at: now, generation: child.generation, uptime });
+        info!(pid, code = status.code(), ?status, uptime_ms = uptime.as_millis() as u64, "child exited");
+        if self.host.tty {
+            actions.push(Action::Foreground(self.host.own_pgid));
+        }
+        // Whatever is left of the tree gets the stop signal at once, whatever
+        // `forward_to` says (DESIGN §4); `Poll` tells when it is gone.
+        let stop = self.config.effective_stop_signal();
+        actions.push(Action::SignalTree { signal: stop });
+        if self.shutdown.is_some() {
+            let detail = match status {
+                ExitStatus::Code(code) => format!("child exited with code {code}"),
+                ExitStatus::Signal(signal) => format!("child killed by {}", Sig(signal)),
+            };
+            let rows = &mut self.phases;
+            if rows[PhaseName::Force as usize].started_at.is_none() {
+                rows.close_before(PhaseName::WaitExit, Outcome::Skipped, &detail, now);
+                rows.finish(PhaseName::WaitExit, Outcome::Ok, &detail, now);
+                actions.push(Action::Disarm(Timer::DrainEnd));
+            }
+        } else {
+            self.aftermath = Some(Aftermath { killed: false });
+            actions.push(Action::Arm(Timer::StragglerKill, now + self.config.shutdown.timeout));
+        }
+    }
+
+    fn on_poll(&mut self, tree_empty: bool, now: Instant, actions: &mut Vec<Action>) {
+        if !self.awaiting_tree() {
+            return;
+        }
+        if tree_empty {
+            return self.tree_gone(now, actions);
+        }
+        if matches!(self.lifecycle(), Lifecycle::Killing) {
+            // Processes forked while the last SIGKILL went out: send it again.
+            actions.push(Action::SignalTree { signal: libc::SIGKILL });
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer, now: Instant, actions: &mut Vec<Action>) {
+        match timer {
+            Timer::DrainEnd => {
+                let row = &self.phases[PhaseName::Drain as usize];
+                let drain_running =
+                    self.shutdown.is_some() && row.started_at.is_some() && row.outcome.is_none();
+                if drain_running {
+                    self.rows().finish(PhaseName::Drain, Outcome::Ok, "drain_delay elapsed", now);
+                    self.close_server(now, actions);
+                }
+            }
+            Timer::GracefulDeadline => {
+                if self.shutdown.as_ref().is_none_or(|s| s.force_deadline.is_some()) {
+                    return;
+                }
+                let detail = "graceful deadline reached";
+                self.phases.finish(PhaseName::WaitExit, Outcome::Timeout, detail, now);
+                self.phases.close_before(PhaseName::Force, Outcome::Killed, detail, now);
+                warn!("graceful deadline reached: killing what is left of the tree");
+                self.begin_force(now, actions);
+            }
+            Timer::ForceDeadline => {
+                error!("force_timeout window over: processes of the tree did not go away after SIGKILL; exiting anyway");
+                if self.shutdown.is_some() {
+                    self.phases.finish(PhaseName::Force, Outcome::Timeout, "tree still present at the end of force_timeout", now);
+                }
+                self.finish(now, actions);
+            }
+            Timer::StragglerKill => {
+                if let Some(aftermath) = &mut self.aftermath {
+                    warn!("processes of the exited child's tree outlived the stop signal: SIGKILL");
+                    aftermath.killed = true;
+                    actions.push(Action::SignalTree { signal: libc::SIGKILL });
+                    actions.push(Action::Arm(Timer::StragglerGiveUp, now + self.config.shutdown.force_timeout));
+                }
+            }
+            Timer::StragglerGiveUp => {
+                if self.aftermath.is_some() {
+                    error!("processes of the exited child's tree survived SIGKILL; moving on");
+                    self.tree_gone(now, actions);
+                }
+            }
+            Timer::Restart => {
+                if self.restarts.pending_at.take().is_some() {
+                    self.restarts.total += 1;
+                    self.restarts.recent.push_back(now);
+                    info!(restart = self.restarts.total, "restarting the child");
+                    actions.push(Action::Spawn);
+                }
+            }
+        }
+    }
+
+    /// A forced shutdown (second signal, DELETE, `ctl kill`): straight to `force`.
+    fn force(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) {
+        if self.shutdown.is_none() {
+            self.begin_shutdown(reason.clone(), now, actions);
+            if self.exited.is_some() {
+                return;
+            }
+        }
+        let Some(shutdown) = &self.shutdown else { return };
+        if shutdown.force_deadline.is_some() || self.phases[PhaseName::Force as usize].outcome.is_some() {
+            return;
+        }
+        let detail = format!("forced: {reason}");
+        self.phases.close_before(PhaseName::Force, Outcome::Killed, &detail, now);
+        actions.push(Action::Disarm(Timer::DrainEnd));
+        actions.push(Action::Disarm(Timer::GracefulDeadline));
+        self.begin_force(now, actions);
+    }
+
+    fn begin_force(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let window_end = now + self.config.shutdown.force_timeout;
+        let Some(shutdown) = &mut self.shutdown else { return };
+        shutdown.force_deadline = Some(window_end);
+        self.phases.start(PhaseName::Force, now);
+        actions.push(Action::SignalTree { signal: libc::SIGKILL });
+        actions.push(Action::Arm(Timer::ForceDeadline, window_end));
+    }
+
+    /// Nothing of the tree remains: finish the shutdown, or restart, or exit.
+    fn tree_gone(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        actions.push(Action::Disarm(Timer::StragglerKill));
+        actions.push(Action::Disarm(Timer::StragglerGiveUp));
+        if self.shutdown.is_some() {
+            if self.phases[PhaseName::Force as usize].started_at.is_some() {
+                self.phases.finish(PhaseName::Force, Outcome::Ok, "tree gone after SIGKILL", now);
+            } else {
+                self.phases.record(PhaseName::Force, Outcome::Skipped, "nothing of the tree remained", now);
+            }
+            return self.finish(now, actions);
+        }
+        if self.aftermath.take().is_some() {
+            self.after_own_exit(now, actions);
+        }
+    }
+
+    /// The child exited on its own and its tree is gone: restart or exit (DESIGN §4).
+    fn after_own_exit(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let Some(exit) = self.last_exit else { return };
+        let restart = &self.config.restart;
+        let wanted = match restart.policy {
+            RestartPolicy::Never => false,
+            RestartPolicy::OnFailure => !exit.status.success(),
+            RestartPolicy::Always => true,
+        };
+        if !wanted {
+            let code = self.config.map_exit_code(exit.status.code());
+            return self.exit(code, actions);
+        }
+        while self.restarts.recent.front().is_some_and(|&at| now.saturating_duration_since(at) >= restart.window) {
+            self.restarts.recent.pop_front();
+        }
+        if self.restarts.recent.len() >= restart.max_restarts as usize {
+            let code = match exit.status.code() {
+                0 => 1,
+                code => code,
+            };
+            error!(
+                max_restarts = restart.max_restarts,
+                window_ms = restart.window.as_millis() as u64,
+                code,
+                "crash loop: restart limit reached, giving up"
+            );
+            return self.exit(code, actions);
+        }
+        if exit.uptime >= restart.window {
+            self.restarts.consecutive = 0;
+        }
+        self.restarts.consecutive += 1;
+        let delay = backoff(restart.backoff_initial, restart.backoff_max, self.restarts.consecutive);
+        let at = exit.at + delay;
+        info!(delay_ms = delay.as_millis() as u64, policy = ?restart.policy, "child will be restarted");
+        self.restarts.pending_at = Some(at);
+        actions.push(Action::Arm(Timer::Restart, at));
+    }
+
+    /// Post-stop phases (their hooks come with the phases issue), then exit.
+    fn finish(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        actions.push(Action::Disarm(Timer::GracefulDeadline));
+        actions.push(Action::Disarm(Timer::ForceDeadline));
+        let code = match self.last_exit {
+            Some(exit) => self.config.map_exit_code(exit.status.code()),
+            // The child was never reaped (it survived SIGKILL): report what SIGKILL gives.
+            None if self.child.is_some() => 128 + libc::SIGKILL,
+            None => 0,
+        };
+        if let Some(shutdown) = &mut self.shutdown {
+            for name in [PhaseName::Database, PhaseName::Redis, PhaseName::External, PhaseName::Cleanup] {
+                self.phases.record(name, Outcome::Skipped, "no hooks", now);
+            }
+            self.phases.record(PhaseName::Exit, Outcome::Ok, &format!("exit code {code}"), now);
+            let elapsed = now.saturating_duration_since(shutdown.started_at);
+            info!(reason = %shutdown.reason, code, elapsed_ms = elapsed.as_millis() as u64, "shutdown complete");
+        }
+        self.exit(code, actions);
+    }
+
+    fn exit(&mut self, code: i32, actions: &mut Vec<Action>) {
+        self.exited = Some(code);
+        actions.push(Action::Exit(code));
+    }
+
+    fn rows(&mut self) -> &mut Vec<PhaseRow> {
+        &mut self.phases
+    }
+}
+
+/// The n-th consecutive restart waits `min(initial × 2^(n−1), max)`.
+pub fn backoff(initial: Duration, max: Duration, n: u32) -> Duration {
+    let factor = 2u32.saturating_pow(n.saturating_sub(1));
+    initial.saturating_mul(factor).min(max)
+}
