@@ -1,0 +1,238 @@
+//! Test harness: starts the real `gsup` binary with the fixture child, reads its output
+//! line by line, and waits for conditions with deadlines — never a bare sleep.
+//!
+//! The test process owns the gsup processes it starts (no gsup reaper runs here), so it
+//! may wait on them; the clippy ban on `Child::wait` is lifted for this module only.
+#![allow(clippy::disallowed_methods, dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const GSUP: &str = env!("CARGO_BIN_EXE_gsup");
+pub const CHILD: &str = env!("CARGO_BIN_EXE_gsup-test-child");
+
+/// Generous: the machines are shared and noisy.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A running gsup (or any command) with its stdout as a stream of lines.
+pub struct Running {
+    pub child: Child,
+    lines: Receiver<String>,
+    pub seen: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+    pub stdin: Option<ChildStdin>,
+}
+
+/// `gsup run [args...]`, with `env` added, no config file in sight, stdout piped.
+pub fn gsup_run(args: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut command = Command::new(GSUP);
+    command.arg("run").args(args);
+    start(command, env)
+}
+
+/// Any command, with `env` added, in an empty temp dir so no `supervisor.toml` is found.
+pub fn start(mut command: Command, env: &[(&str, &str)]) -> Running {
+    let dir = std::env::temp_dir();
+    command
+        .current_dir(dir)
+        .env_remove("GSUP_CONFIG")
+        .env("GSUP_LOG", "debug")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("start the command under test");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (sender, lines) = channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let collected = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&collected);
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stderr);
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut text) = sink.lock() {
+                text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        }
+    });
+    let stdin = child.stdin.take();
+    Running { child, lines, seen: Vec::new(), stderr: collected, stdin }
+}
+
+impl Running {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits for a stdout line containing `needle`; returns it. Panics with everything
+    /// seen so far (stdout and stderr) when the deadline passes.
+    pub fn expect_line(&mut self, needle: &str) -> String {
+        self.expect_line_within(needle, PATIENCE)
+    }
+
+    pub fn expect_line_within(&mut self, needle: &str, patience: Duration) -> String {
+        self.expect_where(&format!("a line containing {needle:?}"), patience, |line| line.contains(needle))
+    }
+
+    /// Waits until `n` lines equal to `line` have been seen.
+    pub fn expect_count(&mut self, line: &str, n: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.count(line) < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(next) => self.seen.push(next),
+                Err(_) => panic!(
+                    "{} of {n} lines {line:?} within {PATIENCE:?}\nstdout: {:#?}\nstderr:\n{}",
+                    self.count(line),
+                    self.seen,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    pub fn count(&self, line: &str) -> usize {
+        self.seen.iter().filter(|l| l.as_str() == line).count()
+    }
+
+    /// Waits for a stdout line for which `matches` holds (already seen ones count).
+    pub fn expect_where(&mut self, what: &str, patience: Duration, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + patience;
+        if let Some(line) = self.seen.iter().find(|l| matches(l)) {
+            return line.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if matches(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "no {what} within {patience:?}\nstdout: {:#?}\nstderr:\n{}",
+                        self.seen,
+                        self.stderr()
+                    );
+                }
+            }
+        }
+    }
+
+    /// All stdout lines until the stream closes (gsup and every child gone) or `patience`.
+    pub fn drain_lines(&mut self, patience: Duration) -> Vec<String> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => return self.seen.clone(),
+            }
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        send_signal(self.pid(), signal);
+    }
+
+    /// Waits for the process to exit; panics after `patience`.
+    pub fn wait_exit(&mut self, patience: Duration) -> ExitStatus {
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("process {} still running after {patience:?}\nstderr:\n{}", self.pid(), self.stderr());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The exit code, with 128+N for death by signal N (as a shell reports it).
+    pub fn wait_code(&mut self, patience: Duration) -> i32 {
+        shell_code(self.wait_exit(patience))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn shell_code(status: ExitStatus) -> i32 {
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// `kill(pid, signal)` with a raw number (real-time signals have no `nix::Signal`).
+pub fn send_signal(pid: i32, signal: i32) {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let result = unsafe { libc::kill(pid, signal) };
+    assert_eq!(result, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+}
+
+/// Polls `condition` until it holds or `patience` passes.
+pub fn wait_until(patience: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + patience;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// The number after `key` in a line such as `pid 12 pgid 12 ppid 3 sid 1`.
+pub fn field(line: &str, key: &str) -> i32 {
+    let mut words = line.split_whitespace();
+    while let Some(word) = words.next() {
+        if word == key {
+            if let Some(value) = words.next().and_then(|v| v.parse().ok()) {
+                return value;
+            }
+        }
+    }
+    panic!("no `{key} N` in {line:?}");
+}
