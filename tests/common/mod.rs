@@ -236,3 +236,24 @@ pub fn field(line: &str, key: &str) -> i32 {
     }
     panic!("no `{key} N` in {line:?}");
 }
+
+/// `program args...` as a `Command`, for `start`.
+pub fn cmd(program: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(program);
+    command.args(args);
+    command
+}
+
+/// Zombie processes whose parent is `parent` (from the host's /proc).
+pub fn zombie_children(parent: i32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let Some(i) = stat.rfind(')') else { return false };
+            let mut rest = stat[i + 1..].split_whitespace();
+            rest.next() == Some("Z") && rest.next().and_then(|p| p.parse::<i32>().ok()) == Some(parent)
+        })
+        .count()
+}

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Drives gsup under a real pseudo-terminal, as a person at a shell would.
+
+usage: job_control.py GSUP FIXTURE SCENARIO
+
+Each scenario prints what it checked and exits 0, or prints the screen so far and exits 1.
+Standard library only (pty, os, select): no pexpect on a fresh machine.
+"""
+import os
+import pty
+import re
+import select
+import signal
+import sys
+import time
+
+PATIENCE = 20.0
+
+
+class Terminal:
+    def __init__(self, argv):
+        env = dict(os.environ, PS1="PROMPT$ ", TERM="dumb", HISTFILE="/dev/null")
+        env.pop("GSUP_LOG", None)
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.execvpe(argv[0], argv, env)
+        self.screen = ""
+        self.mark = 0
+
+    def read_some(self, timeout):
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            data = os.read(self.fd, 4096)
+        except OSError:
+            return False
+        if not data:
+            return False
+        self.screen += data.decode("utf-8", "replace")
+        return True
+
+    def expect(self, pattern):
+        """Waits for `pattern` (a regex) after the last match; returns the match."""
+        deadline = time.monotonic() + PATIENCE
+        regex = re.compile(pattern)
+        while True:
+            found = regex.search(self.screen, self.mark)
+            if found:
+                self.mark = found.end()
+                return found
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.read_some(min(left, 0.5)) and left <= 0:
+                fail(f"no {pattern!r} on the screen within {PATIENCE}s", self.screen)
+            if left <= 0:
+                fail(f"no {pattern!r} on the screen within {PATIENCE}s", self.screen)
+
+    def send(self, text):
+        os.write(self.fd, text.encode())
+
+    def close(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def fail(message, screen):
+    print(f"FAIL: {message}\n--- screen ---\n{screen}\n--------------")
+    sys.exit(1)
+
+
+def ok(message):
+    print(f"ok: {message}")
+
+
+def shell():
+    return Terminal(["bash", "--norc", "--noprofile", "-i"])
+
+
+def scenario_outer_shell(gsup, fixture):
+    """`gsup run -- cat` under an interactive shell: Ctrl+Z stops the job, fg resumes it."""
+    term = shell()
+    try:
+        term.expect(r"PROMPT\$ ")
+        term.send(f"{gsup} run -- {fixture} tty echo started forever\n")
+        term.expect(r"tty fg true")
+        ok("the child's group is the terminal's foreground group")
+        term.expect(r"started")
+        term.send("\x1a")  # Ctrl+Z
+        term.expect(r"\[1\]\+\s+Stopped\s")
+        term.expect(r"PROMPT\$ ")
+        ok("Ctrl+Z: the shell shows the job stopped and gives the prompt back")
+        term.send(f"ps -o stat= -p $(pgrep -f '{fixture} tty' | head -1); echo ps-done\n")
+        term.expect(r"\bT\S*\s+ps-done")
+        ok("the child is stopped too")
+        term.send("fg\n")
+        term.expect(r"gsup run")
+        term.send(f"ps -o stat= -p $(pgrep -f '{fixture} tty' | head -1)\n")  # typed into the job, not the shell
+        term.send("\x03")  # Ctrl+C: the kernel sends SIGINT to the child's group
+        term.expect(r"PROMPT\$ ")
+        term.send("echo rc=$?\n")
+        term.expect(r"rc=130")
+        ok("fg resumed the job; Ctrl+C ended it with 130 as without gsup")
+
+        term.send(f"{gsup} run -- cat\n")
+        time.sleep(0)  # no synchronisation needed: the terminal buffers input
+        term.send("hello-cat\n")
+        term.expect(r"hello-cat\r?\n.*hello-cat")
+        term.send("\x1a")
+        term.expect(r"\[1\]\+\s+Stopped\s")
+        term.expect(r"PROMPT\$ ")
+        term.send("fg\n")
+        term.send("again\n")
+        term.expect(r"again\r?\n(.*\r?\n)?again")
+        term.send("\x04")  # Ctrl+D: cat sees EOF and exits 0
+        term.expect(r"PROMPT\$ ")
+        term.send("echo rc=$?\n")
+        term.expect(r"rc=0")
+        ok("gsup run -- cat: Ctrl+Z, fg, input reaches cat, Ctrl+D exits 0")
+    finally:
+        term.close()
+
+
+def scenario_inner_shell(gsup, fixture):
+    """An interactive `bash -m` under gsup has working job control."""
+    term = Terminal([gsup, "run", "--", "bash", "--norc", "--noprofile", "-i", "-m"])
+    try:
+        term.expect(r"PROMPT\$ ")
+        term.send("echo jc=$-\n")
+        term.expect(r"jc=\S*m")
+        ok("bash under gsup has job control on")
+        term.send(f"{fixture} tty echo started forever\n")
+        term.expect(r"tty fg true")
+        term.expect(r"started")
+        term.send("\x1a")
+        term.expect(r"\[1\]\+\s+Stopped\s")
+        term.expect(r"PROMPT\$ ")
+        ok("Ctrl+Z stops the inner job and the inner bash reports it")
+        term.send("fg\n")
+        term.expect(r"tty echo started forever")
+        term.send("\x03")
+        term.expect(r"PROMPT\$ ")
+        term.send("echo rc=$?\n")
+        term.expect(r"rc=130")
+        ok("fg and Ctrl+C inside the supervised shell")
+        term.send("exit 7\n")
+        deadline = time.monotonic() + PATIENCE
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(term.pid, os.WNOHANG)
+            if pid:
+                code = os.waitstatus_to_exitcode(status)
+                if code != 7:
+                    fail(f"gsup exited {code}, expected the shell's 7", term.screen)
+                ok("exit 7 in the shell: gsup exits 7")
+                term.pid = -1
+                return
+            term.read_some(0.1)
+        fail("gsup did not exit after the shell did", term.screen)
+    finally:
+        if term.pid > 0:
+            term.close()
+
+
+if __name__ == "__main__":
+    gsup_path, fixture_path, which = sys.argv[1], sys.argv[2], sys.argv[3]
+    {"outer": scenario_outer_shell, "inner": scenario_inner_shell}[which](gsup_path, fixture_path)
