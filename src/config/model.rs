@@ -72,6 +72,17 @@ pub struct PhasesConfig {
     pub redis: RedisPhase,
     pub external: PhaseBound,
     pub cleanup: PhaseBound,
+    /// PAYMENT_GATEWAY_CLOSE, AI_SERVICE_CLOSE, FILE_STORAGE_CLOSE: which `external`
+    /// hooks tagged with a `service` run. File keys: `[phases.external] payment`, `ai`,
+    /// `file_storage`.
+    pub external_services: ExternalToggles,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExternalToggles {
+    pub payment: bool,
+    pub ai: bool,
+    pub file_storage: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,6 +164,9 @@ pub struct HttpConfig {
     pub readiness: bool,
     pub liveness: bool,
     pub prestop: bool,
+    /// The bearer token, resolved at load: GSUP_CONTROL_TOKEN, else the trimmed content
+    /// of `token_file`. `None`: mutating endpoints answer 403.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -250,6 +264,168 @@ pub struct LogConfig {
     pub level: Option<String>,
 }
 
+impl ExternalToggles {
+    /// Whether hooks tagged `service` run.
+    pub fn enabled(&self, service: ExternalService) -> bool {
+        match service {
+            ExternalService::Payment => self.payment,
+            ExternalService::Ai => self.ai,
+            ExternalService::FileStorage => self.file_storage,
+        }
+    }
+}
+
+impl HookPhase {
+    /// The name used in the config file and in `/status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookPhase::PreStop => "pre_stop",
+            HookPhase::Database => "database",
+            HookPhase::Redis => "redis",
+            HookPhase::External => "external",
+            HookPhase::Cleanup => "cleanup",
+        }
+    }
+}
+
+impl ExternalService {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExternalService::Payment => "payment",
+            ExternalService::Ai => "ai",
+            ExternalService::FileStorage => "file-storage",
+        }
+    }
+}
+
+impl ForwardTo {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardTo::Group => "group",
+            ForwardTo::Child => "child",
+        }
+    }
+}
+
+impl RestartPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Never => "never",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    }
+}
+
+impl MonitorAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorAction::Warn => "warn",
+            MonitorAction::Restart => "restart",
+            MonitorAction::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Auto => "auto",
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// The defaults of DESIGN §3, before any file, environment variable or flag.
+impl Default for Config {
+    fn default() -> Self {
+        let secs = Duration::from_secs;
+        Config {
+            process: ProcessConfig::default(),
+            signals: SignalsConfig {
+                forward_to: ForwardTo::Group,
+                rewrite: BTreeMap::new(),
+                shutdown_on: vec![libc::SIGTERM, libc::SIGINT, libc::SIGUSR2],
+                repeat_forces: true,
+            },
+            shutdown: ShutdownConfig {
+                stop_signal: libc::SIGTERM,
+                timeout: secs(30),
+                force_timeout: secs(5),
+                drain_delay: Duration::ZERO,
+                connection_draining: false,
+                max_drain_time: secs(20),
+                log: None,
+                exit_code_map: BTreeMap::new(),
+            },
+            phases: PhasesConfig {
+                database: DatabasePhase {
+                    timeout: secs(10),
+                    force_close: true,
+                },
+                redis: RedisPhase {
+                    timeout: secs(5),
+                    enabled: true,
+                },
+                external: PhaseBound { timeout: secs(15) },
+                cleanup: PhaseBound { timeout: secs(5) },
+                external_services: ExternalToggles {
+                    payment: true,
+                    ai: true,
+                    file_storage: true,
+                },
+            },
+            hooks: Vec::new(),
+            restart: RestartConfig {
+                policy: RestartPolicy::Never,
+                backoff_initial: secs(1),
+                backoff_max: secs(30),
+                max_restarts: 5,
+                window: secs(60),
+                startup_timeout: secs(60),
+            },
+            http: HttpConfig {
+                listen: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+                prefix: "/api/v1/shutdown".to_string(),
+                token_file: None,
+                readiness: true,
+                liveness: true,
+                prestop: false,
+                token: None,
+            },
+            control: ControlConfig::default(),
+            readiness: ReadinessConfig {
+                probe: None,
+                interval: secs(1),
+                timeout: secs(1),
+            },
+            dependencies: Vec::new(),
+            monitor: MonitorConfig {
+                enabled: true,
+                interval: secs(1),
+                memory_threshold_mb: 1024,
+                cpu_threshold_percent: 80.0,
+                sustain: secs(30),
+                action: MonitorAction::Warn,
+            },
+            notify: NotifyConfig {
+                socket: false,
+                watchdog: Duration::ZERO,
+                watchdog_signal: libc::SIGABRT,
+            },
+            listen: Vec::new(),
+            reload: ReloadConfig {
+                signal: libc::SIGHUP,
+            },
+            log: LogConfig {
+                format: LogFormat::Auto,
+                level: None,
+            },
+        }
+    }
+}
+
 impl SignalsConfig {
     /// The signal actually sent for `received`, after the rewrite map; `None` = dropped.
     pub fn rewritten(&self, received: c_int) -> Option<c_int> {
@@ -270,6 +446,10 @@ impl Config {
 
     /// The exit code gsup reports for `code`, after `exit_code_map`.
     pub fn map_exit_code(&self, code: i32) -> i32 {
-        self.shutdown.exit_code_map.get(&code).copied().unwrap_or(code)
+        self.shutdown
+            .exit_code_map
+            .get(&code)
+            .copied()
+            .unwrap_or(code)
     }
 }

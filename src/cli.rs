@@ -1,0 +1,299 @@
+//! Command-line types (clap derive) and nothing else: parsing values and merging them
+//! with the file and the environment is `config::load`'s job, so every value of a flag
+//! that the file can also set is a raw `Option<String>` here. A clap `default_value`
+//! would hide the file's value (DEPS §7), and raw strings let `config::load` report
+//! every bad flag together with the file's and the environment's errors.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gsup",
+    version,
+    about = "A small, correct process supervisor: signals, zombies, graceful shutdown with hard deadlines"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Supervise PROGRAM (the main job).
+    Run(RunArgs),
+    /// Validate the config; print the effective config and each value's source.
+    Check(CheckArgs),
+    /// Exit 0/1 from a health endpoint (for Docker HEALTHCHECK, no curl needed).
+    Probe(ProbeArgs),
+    /// Talk to a running gsup over its control socket.
+    Ctl(CtlArgs),
+    /// Print deployment snippets consistent with the config.
+    Generate(GenerateArgs),
+    /// Internal: sets LISTEN_PID/WATCHDOG_PID to its own pid, then execs PROGRAM (DESIGN §8).
+    #[command(name = "__exec-shim", hide = true)]
+    ExecShim(ExecShimArgs),
+}
+
+/// The flags of `run` that override config keys; `config::load` merges them last.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigFlags {
+    /// Config file (default: $GSUP_CONFIG, else ./supervisor.toml if present).
+    #[arg(long, value_name = "F")]
+    pub config: Option<PathBuf>,
+    /// `[http] listen`: ADDR or "off".
+    #[arg(long, value_name = "ADDR|off")]
+    pub http: Option<String>,
+    /// `[shutdown] timeout`, e.g. 30s.
+    #[arg(long, value_name = "D")]
+    pub timeout: Option<String>,
+    /// `[shutdown] force_timeout`, e.g. 5s.
+    #[arg(long, value_name = "D")]
+    pub force_timeout: Option<String>,
+    /// `[shutdown] drain_delay`, e.g. 5s.
+    #[arg(long, value_name = "D")]
+    pub drain_delay: Option<String>,
+    /// `[signals] forward_to`: group | child.
+    #[arg(long, value_name = "group|child")]
+    pub forward_to: Option<String>,
+    /// `[signals] rewrite` entry FROM=TO (TO may be "none"); repeatable, merges with the file.
+    #[arg(long, value_name = "FROM=TO")]
+    pub rewrite: Vec<String>,
+    /// `[restart] policy`: never | on-failure | always.
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
+    /// `[readiness] probe = { http = URL }`.
+    #[arg(long, value_name = "URL", conflicts_with = "ready_tcp")]
+    pub ready_http: Option<String>,
+    /// `[readiness] probe = { tcp = ADDR }`.
+    #[arg(long, value_name = "ADDR")]
+    pub ready_tcp: Option<String>,
+    /// A `[[listen]]` socket NAME=ADDR; repeatable, replaces the file's entry of that name.
+    #[arg(long, value_name = "NAME=ADDR")]
+    pub listen: Vec<String>,
+    /// `[http] token_file`.
+    #[arg(long, value_name = "F")]
+    pub token_file: Option<PathBuf>,
+    /// `[control] socket`.
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+    /// `[shutdown] exit_code_map` entry FROM=TO; repeatable, merges with the file.
+    #[arg(long, value_name = "FROM=TO")]
+    pub exit_map: Vec<String>,
+    /// `[log] format`: auto | text | json.
+    #[arg(long, value_name = "FMT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub flags: ConfigFlags,
+    /// PROGRAM and its ARGS; without them, `[process] command`.
+    // No `allow_hyphen_values` (DEPS §7 suggests it): it would turn a mistyped flag such
+    // as `--timout 5s` into PROGRAM instead of a usage error. `trailing_var_arg` already
+    // passes everything after PROGRAM through, hyphens included; `--` covers the rest.
+    #[arg(trailing_var_arg = true, value_name = "PROGRAM")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Config file (default: $GSUP_CONFIG, else ./supervisor.toml if present).
+    #[arg(long, value_name = "F")]
+    pub config: Option<PathBuf>,
+    /// Compare the worst-case shutdown with this grace period (e.g. 30s).
+    #[arg(long, value_name = "D")]
+    pub grace_period: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProbeKind {
+    Ready,
+    Alive,
+    Health,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    pub kind: ProbeKind,
+    /// The full URL of the endpoint (default: the alias on `[http] listen`).
+    #[arg(long, value_name = "U")]
+    pub url: Option<String>,
+    /// How long to wait for the answer (default 2s).
+    #[arg(long, value_name = "D")]
+    pub timeout: Option<String>,
+    #[arg(long, value_name = "F")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CtlAction {
+    Status,
+    Shutdown,
+    Kill,
+    Reload,
+    Prestop,
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    pub action: CtlAction,
+    /// The control socket (default: $GSUP_CONTROL_SOCKET, else `[control] socket`).
+    #[arg(long, value_name = "P")]
+    pub socket: Option<PathBuf>,
+    #[arg(long, value_name = "F")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenerateKind {
+    Systemd,
+    Kubernetes,
+    Docker,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    pub kind: GenerateKind,
+    #[arg(long, value_name = "F")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecShimArgs {
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "PROGRAM"
+    )]
+    pub command: Vec<String>,
+}
+
+impl CheckArgs {
+    /// `check` reads the config exactly as `run` would without flags.
+    pub fn config_flags(&self) -> ConfigFlags {
+        ConfigFlags {
+            config: self.config.clone(),
+            ..ConfigFlags::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("gsup").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_flags_and_a_trailing_command() {
+        let cli = parse(&[
+            "run",
+            "--timeout",
+            "10s",
+            "--rewrite",
+            "TERM=QUIT",
+            "--rewrite",
+            "INT=none",
+            "--",
+            "./api",
+            "--port",
+            "3000",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.flags.timeout.as_deref(), Some("10s"));
+        assert_eq!(run.flags.rewrite, ["TERM=QUIT", "INT=none"]);
+        assert_eq!(run.command, ["./api", "--port", "3000"]);
+    }
+
+    #[test]
+    fn run_command_is_optional_and_hyphens_pass_through() {
+        let Command::Run(run) = parse(&["run"]).unwrap().command else {
+            panic!("not run")
+        };
+        assert!(run.command.is_empty());
+        assert!(run.flags.timeout.is_none());
+        let Command::Run(run) = parse(&["run", "sh", "-c", "exit 3"]).unwrap().command else {
+            panic!("not run")
+        };
+        assert_eq!(run.command, ["sh", "-c", "exit 3"]);
+        let Command::Run(run) = parse(&["run", "--", "-weird", "--x"]).unwrap().command else {
+            panic!("not run")
+        };
+        assert_eq!(run.command, ["-weird", "--x"]);
+        let Command::Run(run) = parse(&["run", "./api", "--timeout", "1s"]).unwrap().command else {
+            panic!("not run")
+        };
+        assert_eq!(run.command, ["./api", "--timeout", "1s"]);
+        assert!(run.flags.timeout.is_none());
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        for args in [
+            &["bogus"][..],
+            &["run", "--bogus"],
+            &["probe", "sideways"],
+            &["ctl", "explode"],
+            &["generate", "nomad"],
+            &["run", "--ready-http", "http://x/", "--ready-tcp", "x:1"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn other_subcommands_parse() {
+        assert!(matches!(
+            parse(&["check", "--grace-period", "30s"]).unwrap().command,
+            Command::Check(CheckArgs {
+                grace_period: Some(_),
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["probe", "ready", "--url", "http://127.0.0.1:9090/ready"])
+                .unwrap()
+                .command,
+            Command::Probe(ProbeArgs {
+                kind: ProbeKind::Ready,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["ctl", "--socket", "/run/gsup.sock", "prestop"])
+                .unwrap()
+                .command,
+            Command::Ctl(CtlArgs {
+                action: CtlAction::Prestop,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["generate", "kubernetes"]).unwrap().command,
+            Command::Generate(GenerateArgs {
+                kind: GenerateKind::Kubernetes,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["__exec-shim", "./api", "-x"]).unwrap().command,
+            Command::ExecShim(_)
+        ));
+    }
+}
