@@ -611,7 +611,10 @@ fn hooks(b: &mut Builder, doc: &mut Section) {
         let phase = s.take(b, "phase", with(hook_phase));
         let name = s.take(b, "name", string);
         let exec = s.take(b, "exec", argv);
+        let http_key = s.full("http");
         let http = s.table(b, "http").map(|mut h| {
+            // `check` shows `http` as one inline value, so it needs a source of its own.
+            b.set_source(http_key, h.file.source());
             let url = h.take(b, "url", with(values::http_url));
             let method = h.take(b, "method", with(http_method));
             let expect = h.take(b, "expect", |v| match v {

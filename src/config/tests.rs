@@ -1033,6 +1033,10 @@ fn render_check_round_trips() {
         "{text}"
     );
     assert!(!text.contains("example-token"));
+    assert!(
+        text.contains("method = \"POST\", expect = 200 }  # file supervisor.toml"),
+        "{text}"
+    );
 
     // The output is itself a valid config that yields the same values.
     let again = Case::with_file(&text).ok(&[("GSUP_CONTROL_TOKEN", "example-token")], &no_flags());
