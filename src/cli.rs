@@ -19,6 +19,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run, so the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Supervise PROGRAM (the main job).
@@ -91,11 +93,10 @@ pub struct RunArgs {
     #[command(flatten)]
     pub flags: ConfigFlags,
     /// PROGRAM and its ARGS; without them, `[process] command`.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "PROGRAM"
-    )]
+    // No `allow_hyphen_values` (DEPS §7 suggests it): it would turn a mistyped flag such
+    // as `--timout 5s` into PROGRAM instead of a usage error. `trailing_var_arg` already
+    // passes everything after PROGRAM through, hyphens included; `--` covers the rest.
+    #[arg(trailing_var_arg = true, value_name = "PROGRAM")]
     pub command: Vec<String>,
 }
 
@@ -232,6 +233,15 @@ mod tests {
             panic!("not run")
         };
         assert_eq!(run.command, ["sh", "-c", "exit 3"]);
+        let Command::Run(run) = parse(&["run", "--", "-weird", "--x"]).unwrap().command else {
+            panic!("not run")
+        };
+        assert_eq!(run.command, ["-weird", "--x"]);
+        let Command::Run(run) = parse(&["run", "./api", "--timeout", "1s"]).unwrap().command else {
+            panic!("not run")
+        };
+        assert_eq!(run.command, ["./api", "--timeout", "1s"]);
+        assert!(run.flags.timeout.is_none());
     }
 
     #[test]
@@ -253,7 +263,10 @@ mod tests {
     fn other_subcommands_parse() {
         assert!(matches!(
             parse(&["check", "--grace-period", "30s"]).unwrap().command,
-            Command::Check(CheckArgs { grace_period: Some(_), .. })
+            Command::Check(CheckArgs {
+                grace_period: Some(_),
+                ..
+            })
         ));
         assert!(matches!(
             parse(&["probe", "ready", "--url", "http://127.0.0.1:9090/ready"])

@@ -169,7 +169,16 @@ mod tests {
 
     #[test]
     fn refuses_unknown_signals() {
-        for bad in ["", "0", "-1", "65", "TERMINATE", "RTMIN+99", "RTMIN+", "SIG"] {
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "65",
+            "TERMINATE",
+            "RTMIN+99",
+            "RTMIN+",
+            "SIG",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
         }
     }
@@ -187,10 +196,23 @@ mod tests {
     #[test]
     fn forwardable_excludes_chld_kill_stop_and_faults() {
         let set = forwardable();
-        for excluded in [libc::SIGCHLD, libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGABRT] {
+        for excluded in [
+            libc::SIGCHLD,
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGABRT,
+        ] {
             assert!(!set.contains(&excluded), "{}", name(excluded));
         }
-        for included in [libc::SIGHUP, libc::SIGTERM, libc::SIGWINCH, libc::SIGPIPE, rt_min(), rt_max()] {
+        for included in [
+            libc::SIGHUP,
+            libc::SIGTERM,
+            libc::SIGWINCH,
+            libc::SIGPIPE,
+            rt_min(),
+            rt_max(),
+        ] {
             assert!(set.contains(&included), "{}", name(included));
         }
     }

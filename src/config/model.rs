@@ -446,6 +446,10 @@ impl Config {
 
     /// The exit code gsup reports for `code`, after `exit_code_map`.
     pub fn map_exit_code(&self, code: i32) -> i32 {
-        self.shutdown.exit_code_map.get(&code).copied().unwrap_or(code)
+        self.shutdown
+            .exit_code_map
+            .get(&code)
+            .copied()
+            .unwrap_or(code)
     }
 }
