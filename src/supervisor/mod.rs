@@ -319,6 +319,7 @@ impl Supervisor {
         let Some(tty) = self.tty else { return };
         let current = nix::unistd::tcgetpgrp(io::stdin()).map(|p| p.as_raw()).ok();
         let ours = current == Some(self.own_pgid) || current == self.state.last_pgid();
+        debug!(?current, pgid, ours, "terminal foreground");
         if ours && current != Some(pgid) {
             if let Err(error) = os::set_foreground(tty, pgid) {
                 debug!(%error, pgid, "cannot hand over the terminal");

@@ -334,7 +334,10 @@ impl State {
             return;
         }
         let name = Sig(signal);
-        if self.config.signals.shutdown_on.contains(&signal) {
+        // Ctrl+C / Ctrl+\ typed while gsup's own group held the terminal (the instant
+        // after `fg`, before gsup hands it back): meant for the program, as without gsup.
+        let from_terminal = self.host.tty && sender.is_none() && matches!(signal, libc::SIGINT | libc::SIGQUIT);
+        if self.config.signals.shutdown_on.contains(&signal) && !from_terminal {
             if self.shutdown.is_none() {
                 info!(signal = %name, sender, "shutdown signal received");
                 return self.begin_shutdown(format!("signal {name}"), now, actions);

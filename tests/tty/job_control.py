@@ -69,6 +69,41 @@ class Terminal:
             pass
 
 
+def stat_of(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    fields = text[text.rindex(")") + 2:].split()
+    # state, ppid, pgrp, session, tty_nr, tpgid (proc(5) fields 3-8)
+    return {"state": fields[0], "ppid": int(fields[1]), "pgrp": int(fields[2]), "tpgid": int(fields[5])}
+
+
+def comm_of(pid):
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
+
+
+def wait_in_foreground(comm, screen_of):
+    """Waits until a process named `comm` whose parent is gsup runs (not stopped) and its
+    group is the terminal's foreground group: then typed input reaches it."""
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if comm_of(entry) != comm:
+                    continue
+                info = stat_of(entry)
+                if comm_of(info["ppid"]) != "gsup":
+                    continue
+                if info["state"] != "T" and info["tpgid"] == info["pgrp"]:
+                    return
+            except (OSError, ValueError):
+                continue
+        time.sleep(0.01)
+    fail(f"no running `{comm}` under gsup in the terminal's foreground", screen_of())
+
+
 def fail(message, screen):
     print(f"FAIL: {message}\n--- screen ---\n{screen}\n--------------")
     sys.exit(1)
@@ -87,7 +122,7 @@ def scenario_outer_shell(gsup, fixture):
     term = shell()
     try:
         term.expect(r"PROMPT\$ ")
-        term.send(f"{gsup} run -- {fixture} tty echo started forever\n")
+        term.send(f"{gsup} run -- {fixture} handle CONT tty echo started forever\n")
         term.expect(r"tty fg true")
         ok("the child's group is the terminal's foreground group")
         term.expect(r"started")
@@ -95,26 +130,28 @@ def scenario_outer_shell(gsup, fixture):
         term.expect(r"\[1\]\+\s+Stopped\s")
         term.expect(r"PROMPT\$ ")
         ok("Ctrl+Z: the shell shows the job stopped and gives the prompt back")
-        term.send(f"ps -o stat= -p $(pgrep -f '{fixture} tty' | head -1); echo ps-done\n")
+        term.send(f"ps -o stat= -p $(pgrep -f '{fixture} handle CONT tty' | head -1); echo ps-done\n")
         term.expect(r"\bT\S*\s+ps-done")
         ok("the child is stopped too")
         term.send("fg\n")
-        term.expect(r"gsup run")
-        term.send(f"ps -o stat= -p $(pgrep -f '{fixture} tty' | head -1)\n")  # typed into the job, not the shell
+        # gsup hands the terminal back to the child's group before it forwards SIGCONT:
+        # once the child reports SIGCONT, Ctrl+C goes to the child.
+        term.expect(r"got SIGCONT")
         term.send("\x03")  # Ctrl+C: the kernel sends SIGINT to the child's group
         term.expect(r"PROMPT\$ ")
         term.send("echo rc=$?\n")
         term.expect(r"rc=130")
         ok("fg resumed the job; Ctrl+C ended it with 130 as without gsup")
 
-        term.send(f"{gsup} run -- cat\n")
-        time.sleep(0)  # no synchronisation needed: the terminal buffers input
+        term.send(f"{gsup} run -- sh -c 'echo cat-ready-$((40+2)); exec cat'\n")
+        term.expect(r"cat-ready-42")
         term.send("hello-cat\n")
         term.expect(r"hello-cat\r?\n.*hello-cat")
         term.send("\x1a")
         term.expect(r"\[1\]\+\s+Stopped\s")
         term.expect(r"PROMPT\$ ")
         term.send("fg\n")
+        wait_in_foreground("cat", lambda: term.screen)
         term.send("again\n")
         term.expect(r"again\r?\n(.*\r?\n)?again")
         term.send("\x04")  # Ctrl+D: cat sees EOF and exits 0
@@ -134,7 +171,7 @@ def scenario_inner_shell(gsup, fixture):
         term.send("echo jc=$-\n")
         term.expect(r"jc=\S*m")
         ok("bash under gsup has job control on")
-        term.send(f"{fixture} tty echo started forever\n")
+        term.send(f"{fixture} handle CONT tty echo started forever\n")
         term.expect(r"tty fg true")
         term.expect(r"started")
         term.send("\x1a")
@@ -142,7 +179,7 @@ def scenario_inner_shell(gsup, fixture):
         term.expect(r"PROMPT\$ ")
         ok("Ctrl+Z stops the inner job and the inner bash reports it")
         term.send("fg\n")
-        term.expect(r"tty echo started forever")
+        term.expect(r"got SIGCONT")
         term.send("\x03")
         term.expect(r"PROMPT\$ ")
         term.send("echo rc=$?\n")
