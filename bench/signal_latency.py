@@ -3,9 +3,11 @@
 
     bench/signal_latency.py --fixture target/release/gsup-test-child "" "tini --" "dumb-init"
 
-For each prefix (a string of words; "" runs the fixture bare, the baseline):
+For each prefix (a string of words; "" runs the fixture bare, the baseline), in
+round-robin rounds (--rounds, default 5) so machine noise spreads over all prefixes:
 
-  usr1       one long-lived `PREFIX fixture stamp-on USR1 echo ready forever`; N times:
+  usr1       a long-lived `PREFIX fixture stamp-on USR1 echo ready forever` per round;
+             after 10 unrecorded warm-up deliveries, N/rounds times:
              take CLOCK_REALTIME, kill(supervisor, SIGUSR1), read the fixture's
              `stamp SIGUSR1 <ns>` line (stamped inside its signal handler). The difference.
   term       M fresh runs of `stamp-on TERM exit-on TERM 0`: the same, once per run.
@@ -28,6 +30,7 @@ import sys
 import time
 
 READ_DEADLINE_S = 5.0
+WARMUP = 10
 
 
 def label(prefix):
@@ -94,6 +97,11 @@ def bench_usr1(prefix, fixture, n):
     proc, lines = start(prefix, fixture, ["stamp-on", "USR1", "echo", "ready", "forever"])
     samples, lost = [], 0
     try:
+        # Warm-up deliveries, not recorded: the first ones pay for cold caches and lazy
+        # set-up in the supervisor.
+        for _ in range(WARMUP):
+            os.kill(proc.pid, signal.SIGUSR1)
+            lines.wait_for(lambda l: l.startswith("stamp "))
         for _ in range(n):
             sent = time.clock_gettime_ns(time.CLOCK_REALTIME)
             os.kill(proc.pid, signal.SIGUSR1)
@@ -158,6 +166,7 @@ def main():
     parser.add_argument("--fixture", required=True, help="path to gsup-test-child")
     parser.add_argument("-n", type=int, default=200, help="USR1 deliveries (default 200)")
     parser.add_argument("-m", type=int, default=50, help="fresh runs for the TERM figures (default 50)")
+    parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds (default 5)")
     parser.add_argument("prefixes", nargs="+")
     args = parser.parse_args()
 
@@ -166,16 +175,24 @@ def main():
 
     signal.signal(signal.SIGALRM, alarm)
 
+    # Round-robin: each round measures every prefix a little, so a slow spell of the
+    # machine (other builds on 2 cores) spreads over all prefixes instead of one.
+    collected = {}  # (bench, label) -> ([samples], lost)
+    for round_ in range(args.rounds):
+        share = lambda total: total // args.rounds + (1 if round_ < total % args.rounds else 0)
+        for prefix in args.prefixes:
+            for bench, run in (
+                ("usr1", lambda: bench_usr1(prefix, args.fixture, share(args.n))),
+                ("term", lambda: bench_term(prefix, args.fixture, share(args.m))),
+                ("term-exit", lambda: bench_term_exit(prefix, args.fixture, share(args.m))),
+            ):
+                samples, lost = run()
+                entry = collected.setdefault((bench, label(prefix)), ([], 0))
+                collected[(bench, label(prefix))] = (entry[0] + samples, entry[1] + lost)
     results = {}  # (bench, label) -> (median, p99, lost, count)
-    for prefix in args.prefixes:
-        for bench, run in (
-            ("usr1", lambda: bench_usr1(prefix, args.fixture, args.n)),
-            ("term", lambda: bench_term(prefix, args.fixture, args.m)),
-            ("term-exit", lambda: bench_term_exit(prefix, args.fixture, args.m)),
-        ):
-            samples, lost = run()
-            samples.sort()
-            results[(bench, label(prefix))] = (percentile(samples, 0.5), percentile(samples, 0.99), lost, len(samples))
+    for key, (samples, lost) in collected.items():
+        samples.sort()
+        results[key] = (percentile(samples, 0.5), percentile(samples, 0.99), lost, len(samples))
 
     labels = [label(p) for p in args.prefixes]
     print(f"{'bench':<10} {'prefix':<11} {'median µs':>10} {'p99 µs':>9} {'med/tini':>9} {'p99/tini':>9} {'lost':>5}")
