@@ -102,7 +102,7 @@ for prefix in prefixes:
 print(f"{'prefix':<11} {'zombies@1s':>10} {'ms to 0 zombies':>16}")
 out = os.environ.get("BENCH_OUT")
 for name, after_1s, to_zero in rows:
-    shown = f"{to_zero:.0f}" if to_zero is not None else "never (5s)"
+    shown = f"{to_zero:.1f}" if to_zero is not None else "never (5s)"
     print(f"{name:<11} {after_1s:>10} {shown:>16}")
     if out:
         with open(out, "a") as f:
