@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every benchmark for bare, tini, dumb-init, catatonit and gsup and prints one table
+# with ratios against tini, headed by the date, the machine and its load.
+#   bench/setup.sh && bench/run-all.sh            (as root; GSUP=path/to/gsup to choose)
+# gsup is left out, with a TODO line, when `$GSUP run -- true` does not exit 0.
+# The fixture is built (release) if missing. Run from the repository root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
+GSUP=${GSUP:-$target/release/gsup}
+FIXTURE=${FIXTURE:-$target/release/gsup-test-child}
+if [ ! -x "$FIXTURE" ]; then
+    cargo build --release --bin gsup-test-child
+fi
+
+prefixes=("" "tini --" "dumb-init" "catatonit --")
+gsup_note="gsup: included ($GSUP)"
+if [ -x "$GSUP" ] && timeout 10 "$GSUP" run -- true >/dev/null 2>&1; then
+    prefixes+=("$GSUP run --")
+else
+    gsup_note="gsup: TODO, not measured: \`$GSUP run -- true\` does not exit 0 (or $GSUP is missing)"
+fi
+
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+export BENCH_OUT=$out
+
+echo "# gsup bench, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "# host: $(uname -srm), $(nproc) cores; load before: $(uptime)"
+echo "# peers: tini $(dpkg-query -W -f='${Version}' tini 2>/dev/null || echo '?')," \
+    "dumb-init $(dpkg-query -W -f='${Version}' dumb-init 2>/dev/null || echo '?')," \
+    "catatonit $(dpkg-query -W -f='${Version}' catatonit 2>/dev/null || echo '?')"
+echo "# $gsup_note"
+echo
+echo "## startup"; bench/startup.sh "${prefixes[@]}"; echo
+echo "## signal latency"; bench/signal_latency.py --fixture "$FIXTURE" "${prefixes[@]}"; echo
+echo "## orphans"; bench/orphans.sh "$FIXTURE" "${prefixes[@]}"; echo
+# Bare has no supervisor to measure while idle.
+echo "## idle"; bench/idle.sh "${prefixes[@]:1}"; echo
+echo "## summary"
+python3 bench/table.py "$out"
+echo
+echo "# load after: $(uptime)"
