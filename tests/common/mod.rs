@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,6 +26,8 @@ pub struct Running {
     lines: Receiver<String>,
     pub seen: Vec<String>,
     stderr: Arc<Mutex<String>>,
+    /// Set when stderr reached EOF: everything the process wrote there is in `stderr`.
+    stderr_done: Arc<AtomicBool>,
     pub stdin: Option<ChildStdin>,
 }
 
@@ -35,9 +38,13 @@ pub fn gsup_run(args: &[&str], env: &[(&str, &str)]) -> Running {
     start(command, env)
 }
 
-/// Any command, with `env` added, in an empty temp dir so no `supervisor.toml` is found.
-pub fn start(mut command: Command, env: &[(&str, &str)]) -> Running {
-    let dir = std::env::temp_dir();
+/// Any command, with `env` added, in the system temp dir (no `supervisor.toml` there).
+pub fn start(command: Command, env: &[(&str, &str)]) -> Running {
+    start_in(command, env, &std::env::temp_dir())
+}
+
+/// Any command, with `env` added, in `dir`.
+pub fn start_in(mut command: Command, env: &[(&str, &str)], dir: &std::path::Path) -> Running {
     command
         .current_dir(dir)
         .env_remove("GSUP_CONFIG")
@@ -60,6 +67,8 @@ pub fn start(mut command: Command, env: &[(&str, &str)]) -> Running {
     });
     let collected = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&collected);
+    let stderr_done = Arc::new(AtomicBool::new(false));
+    let done = Arc::clone(&stderr_done);
     thread::spawn(move || {
         let mut reader = BufReader::new(stderr);
         let mut buffer = [0u8; 4096];
@@ -71,9 +80,10 @@ pub fn start(mut command: Command, env: &[(&str, &str)]) -> Running {
                 text.push_str(&String::from_utf8_lossy(&buffer[..n]));
             }
         }
+        done.store(true, Ordering::SeqCst);
     });
     let stdin = child.stdin.take();
-    Running { child, lines, seen: Vec::new(), stderr: collected, stdin }
+    Running { child, lines, seen: Vec::new(), stderr: collected, stderr_done, stdin }
 }
 
 impl Running {
@@ -163,6 +173,9 @@ impl Running {
         let deadline = Instant::now() + patience;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // The pipe closes when the last writer is gone; nothing should outlive
+                // the process, so a short wait collects all of stderr.
+                wait_until(Duration::from_secs(5), || self.stderr_done.load(Ordering::SeqCst));
                 return status;
             }
             if Instant::now() >= deadline {
