@@ -13,7 +13,11 @@ use crate::config::{LogConfig, LogFormat};
 
 pub fn init(log: &LogConfig) {
     let on_terminal = std::io::stderr().is_terminal();
-    let default_level = if on_terminal { LevelFilter::WARN } else { LevelFilter::INFO };
+    let default_level = if on_terminal {
+        LevelFilter::WARN
+    } else {
+        LevelFilter::INFO
+    };
     // The config layer validated the filter; fall back to the default should it not parse.
     let filter = log
         .level

@@ -51,23 +51,6 @@ impl InheritedSignals {
             InheritedSignals { mask, ignored }
         }
     }
-
-    /// Signals that were ignored when gsup started (for logs and tests).
-    pub fn ignored(&self) -> Vec<c_int> {
-        members(&self.ignored)
-    }
-
-    /// Signals that were blocked when gsup started.
-    pub fn blocked(&self) -> Vec<c_int> {
-        members(&self.mask)
-    }
-}
-
-fn members(set: &libc::sigset_t) -> Vec<c_int> {
-    // SAFETY: sigismember only reads the set.
-    (1..=libc::SIGRTMAX())
-        .filter(|&signal| unsafe { libc::sigismember(set, signal) } == 1)
-        .collect()
 }
 
 /// Unblocks `signals` in gsup itself: a signal blocked by our parent must still reach gsup
@@ -201,9 +184,18 @@ pub fn install_pre_exec(command: &mut std::process::Command, setup: ChildSetup) 
 /// A status change reported by `waitpid`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitEvent {
-    Exited { pid: libc::pid_t, code: c_int },
-    Signaled { pid: libc::pid_t, signal: c_int },
-    Stopped { pid: libc::pid_t, signal: c_int },
+    Exited {
+        pid: libc::pid_t,
+        code: c_int,
+    },
+    Signaled {
+        pid: libc::pid_t,
+        signal: c_int,
+    },
+    Stopped {
+        pid: libc::pid_t,
+        signal: c_int,
+    },
     /// Nothing more to collect now (no change pending, or no children at all).
     Nothing,
 }
@@ -218,11 +210,20 @@ pub fn wait_any() -> WaitEvent {
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::WUNTRACED) };
         if pid > 0 {
             return if libc::WIFEXITED(status) {
-                WaitEvent::Exited { pid, code: libc::WEXITSTATUS(status) }
+                WaitEvent::Exited {
+                    pid,
+                    code: libc::WEXITSTATUS(status),
+                }
             } else if libc::WIFSIGNALED(status) {
-                WaitEvent::Signaled { pid, signal: libc::WTERMSIG(status) }
+                WaitEvent::Signaled {
+                    pid,
+                    signal: libc::WTERMSIG(status),
+                }
             } else if libc::WIFSTOPPED(status) {
-                WaitEvent::Stopped { pid, signal: libc::WSTOPSIG(status) }
+                WaitEvent::Stopped {
+                    pid,
+                    signal: libc::WSTOPSIG(status),
+                }
             } else {
                 continue;
             };

@@ -19,7 +19,9 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Run(args) => run(args, &env, cwd),
         Command::Check(args) => config::check_command(&args, &env, &cwd),
         Command::Probe(_) | Command::Ctl(_) | Command::Generate(_) | Command::ExecShim(_) => {
-            eprintln!("gsup: this subcommand is not available in this release yet (see README, Roadmap)");
+            eprintln!(
+                "gsup: this subcommand is not available in this release yet (see README, Roadmap)"
+            );
             1
         }
     }

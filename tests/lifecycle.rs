@@ -11,7 +11,12 @@ use common::*;
 fn exit_codes_pass_through() {
     for code in [0, 1, 42, 255] {
         let mut gsup = gsup_run(&["--", CHILD, "exit", &code.to_string()], &[]);
-        assert_eq!(gsup.wait_code(PATIENCE), code, "child exit {code}\n{}", gsup.stderr());
+        assert_eq!(
+            gsup.wait_code(PATIENCE),
+            code,
+            "child exit {code}\n{}",
+            gsup.stderr()
+        );
     }
 }
 
@@ -19,7 +24,12 @@ fn exit_codes_pass_through() {
 fn death_by_signal_is_128_plus_n() {
     for (name, number) in [("TERM", 15), ("KILL", 9), ("SEGV", 11)] {
         let mut gsup = gsup_run(&["--", CHILD, "die", name], &[]);
-        assert_eq!(gsup.wait_code(PATIENCE), 128 + number, "child died of SIG{name}\n{}", gsup.stderr());
+        assert_eq!(
+            gsup.wait_code(PATIENCE),
+            128 + number,
+            "child died of SIG{name}\n{}",
+            gsup.stderr()
+        );
     }
 }
 
@@ -27,14 +37,23 @@ fn death_by_signal_is_128_plus_n() {
 fn gsup_itself_is_never_killed_by_the_childs_signal() {
     let mut gsup = gsup_run(&["--", CHILD, "die", "SEGV"], &[]);
     let status = gsup.wait_exit(PATIENCE);
-    assert_eq!(status.code(), Some(139), "gsup exits with 139, it does not die of a signal");
+    assert_eq!(
+        status.code(),
+        Some(139),
+        "gsup exits with 139, it does not die of a signal"
+    );
 }
 
 #[test]
 fn missing_program_is_127_and_not_executable_is_126() {
     let mut gsup = gsup_run(&["--", "/nonexistent/program"], &[]);
     assert_eq!(gsup.wait_code(PATIENCE), 127);
-    assert!(gsup.stderr().contains("program not found: /nonexistent/program"), "{}", gsup.stderr());
+    assert!(
+        gsup.stderr()
+            .contains("program not found: /nonexistent/program"),
+        "{}",
+        gsup.stderr()
+    );
 
     let dir = tempfile::tempdir().expect("temp dir");
     let script = dir.path().join("not-executable.sh");
@@ -42,14 +61,22 @@ fn missing_program_is_127_and_not_executable_is_126() {
     let path = script.to_str().expect("utf-8 path");
     let mut gsup = gsup_run(&["--", path], &[]);
     assert_eq!(gsup.wait_code(PATIENCE), 126);
-    assert!(gsup.stderr().contains("not executable"), "{}", gsup.stderr());
+    assert!(
+        gsup.stderr().contains("not executable"),
+        "{}",
+        gsup.stderr()
+    );
 }
 
 #[test]
 fn no_program_is_a_usage_error() {
     let mut gsup = gsup_run(&[], &[]);
     assert_eq!(gsup.wait_code(PATIENCE), 2);
-    assert!(gsup.stderr().contains("no program to run"), "{}", gsup.stderr());
+    assert!(
+        gsup.stderr().contains("no program to run"),
+        "{}",
+        gsup.stderr()
+    );
 }
 
 #[test]
@@ -66,8 +93,26 @@ fn unknown_subcommand_and_flag_are_usage_errors() {
 fn stragglers_are_stopped_then_killed_when_the_child_exits() {
     let mut gsup = gsup_run(
         &[
-            "--", CHILD, "grandchild", "handle", "TERM", "pid", "forever", ";", "grandchild", "ignore", "TERM", "pid", "forever",
-            ";", "sleep", "300", "echo", "leaving", "exit", "3",
+            "--",
+            CHILD,
+            "grandchild",
+            "handle",
+            "TERM",
+            "pid",
+            "forever",
+            ";",
+            "grandchild",
+            "ignore",
+            "TERM",
+            "pid",
+            "forever",
+            ";",
+            "sleep",
+            "300",
+            "echo",
+            "leaving",
+            "exit",
+            "3",
         ],
         &[("SHUTDOWN_TIMEOUT_MS", "500")],
     );
@@ -75,13 +120,24 @@ fn stragglers_are_stopped_then_killed_when_the_child_exits() {
     let code = gsup.wait_code(PATIENCE);
     assert_eq!(code, 3, "{}", gsup.stderr());
     let lines = gsup.drain_lines(Duration::from_secs(2));
-    let pids: Vec<i32> = lines.iter().filter(|l| l.starts_with("grandchild ")).map(|l| field(l, "grandchild")).collect();
+    let pids: Vec<i32> = lines
+        .iter()
+        .filter(|l| l.starts_with("grandchild "))
+        .map(|l| field(l, "grandchild"))
+        .collect();
     assert_eq!(pids.len(), 2, "{lines:?}");
-    assert!(lines.iter().any(|l| l == "got SIGTERM"), "the handling worker got the stop signal: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l == "got SIGTERM"),
+        "the handling worker got the stop signal: {lines:?}"
+    );
     for pid in pids {
         assert!(!alive(pid), "worker {pid} outlived gsup");
     }
-    assert!(gsup.stderr().contains("SIGKILL"), "the TERM-ignoring worker needed SIGKILL\n{}", gsup.stderr());
+    assert!(
+        gsup.stderr().contains("SIGKILL"),
+        "the TERM-ignoring worker needed SIGKILL\n{}",
+        gsup.stderr()
+    );
 }
 
 /// SIGKILL to gsup (no chance to clean up): PDEATHSIG takes the child down.
@@ -93,26 +149,35 @@ fn child_dies_with_gsup() {
     assert!(alive(child));
     gsup.signal(libc::SIGKILL);
     gsup.wait_exit(PATIENCE);
-    assert!(wait_until(PATIENCE, || !alive(child)), "child {child} outlived a SIGKILLed gsup");
+    assert!(
+        wait_until(PATIENCE, || !alive(child)),
+        "child {child} outlived a SIGKILLed gsup"
+    );
 }
 
 /// Not PID 1: gsup is a child subreaper, so orphans of the child are re-parented to gsup
 /// and reaped by it; none stays a zombie.
 #[test]
 fn subreaper_reaps_orphans_of_the_child() {
-    let mut gsup = gsup_run(&["--", CHILD, "orphans", "50", "echo", "done", "forever"], &[]);
+    let mut gsup = gsup_run(
+        &["--", CHILD, "orphans", "50", "echo", "done", "forever"],
+        &[],
+    );
     gsup.expect_line("done");
     let gsup_pid = gsup.pid();
     assert!(
-        wait_until(PATIENCE, || gsup.stderr().matches("orphan reaped").count() >= 50),
+        wait_until(PATIENCE, || gsup.stderr().matches("orphan reaped").count()
+            >= 50),
         "gsup reaped {} of 50 orphans (without the subreaper they go to init)\n{}",
         gsup.stderr().matches("orphan reaped").count(),
         gsup.stderr()
     );
-    assert!(wait_until(PATIENCE, || zombie_children(gsup_pid) == 0), "zombies left under gsup");
+    assert!(
+        wait_until(PATIENCE, || zombie_children(gsup_pid) == 0),
+        "zombies left under gsup"
+    );
     gsup.signal(libc::SIGKILL);
 }
-
 
 /// `nohup gsup run -- x`: the child still ignores HUP, and has none of gsup's handlers.
 #[test]
@@ -122,9 +187,18 @@ fn child_inherits_ignored_signals_not_handlers() {
     let ignored = shell.expect_line("ignored ");
     let caught = shell.expect_line("caught ");
     assert_eq!(shell.wait_code(PATIENCE), 0, "{}", shell.stderr());
-    assert!(ignored.contains("SIGHUP") && ignored.contains("SIGUSR1"), "{ignored}");
-    assert!(!ignored.contains("SIGTERM") && !ignored.contains("SIGINT"), "gsup's handlers must not show as ignored: {ignored}");
-    assert!(!caught.contains("SIGTERM") && !caught.contains("SIGUSR2"), "{caught}");
+    assert!(
+        ignored.contains("SIGHUP") && ignored.contains("SIGUSR1"),
+        "{ignored}"
+    );
+    assert!(
+        !ignored.contains("SIGTERM") && !ignored.contains("SIGINT"),
+        "gsup's handlers must not show as ignored: {ignored}"
+    );
+    assert!(
+        !caught.contains("SIGTERM") && !caught.contains("SIGUSR2"),
+        "{caught}"
+    );
 }
 
 /// Negative control for the test above: without the inherited SIG_IGN, HUP is not ignored.
@@ -142,7 +216,12 @@ fn child_gets_its_own_process_group() {
     let mut gsup = gsup_run(&["--", CHILD, "pid"], &[]);
     let line = gsup.expect_line("pid ");
     assert_eq!(gsup.wait_code(PATIENCE), 0);
-    let (pid, pgid, ppid, sid) = (field(&line, "pid"), field(&line, "pgid"), field(&line, "ppid"), field(&line, "sid"));
+    let (pid, pgid, ppid, sid) = (
+        field(&line, "pid"),
+        field(&line, "pgid"),
+        field(&line, "ppid"),
+        field(&line, "sid"),
+    );
     assert_eq!(pgid, pid, "own group: {line}");
     assert_eq!(ppid, gsup.pid(), "gsup is the parent: {line}");
     assert_ne!(sid, pid, "not a new session: {line}");
@@ -152,8 +231,17 @@ fn child_gets_its_own_process_group() {
 #[test]
 fn child_environment_is_inherited_minus_gsups_own() {
     let mut gsup = gsup_run(
-        &["--", "sh", "-c", "echo keep=$KEEP_ME token=${GSUP_CONTROL_TOKEN:-unset} notify=${NOTIFY_SOCKET:-unset}"],
-        &[("KEEP_ME", "yes"), ("GSUP_CONTROL_TOKEN", "s3cret"), ("NOTIFY_SOCKET", "/nonexistent")],
+        &[
+            "--",
+            "sh",
+            "-c",
+            "echo keep=$KEEP_ME token=${GSUP_CONTROL_TOKEN:-unset} notify=${NOTIFY_SOCKET:-unset}",
+        ],
+        &[
+            ("KEEP_ME", "yes"),
+            ("GSUP_CONTROL_TOKEN", "s3cret"),
+            ("NOTIFY_SOCKET", "/nonexistent"),
+        ],
     );
     let line = gsup.expect_line("keep=");
     assert_eq!(gsup.wait_code(PATIENCE), 0);

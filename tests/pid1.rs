@@ -7,12 +7,23 @@ use common::*;
 
 /// Whether this machine lets us make a pid namespace (root, unshare present).
 fn can_unshare() -> bool {
-    let mut probe = start(cmd("unshare", &["--pid", "--fork", "--mount-proc", "true"]), &[]);
+    let mut probe = start(
+        cmd("unshare", &["--pid", "--fork", "--mount-proc", "true"]),
+        &[],
+    );
     shell_code(probe.wait_exit(PATIENCE)) == 0
 }
 
 fn in_new_pid_namespace(args: &[&str]) -> Running {
-    let mut all = vec!["--pid", "--fork", "--mount-proc", "--kill-child", GSUP, "run", "--"];
+    let mut all = vec![
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child",
+        GSUP,
+        "run",
+        "--",
+    ];
     all.extend_from_slice(args);
     start(cmd("unshare", &all), &[])
 }
@@ -44,8 +55,16 @@ fn pid1_reaps_200_orphans_and_exits_with_the_child_code() {
     let mut ns = in_new_pid_namespace(&["sh", "-c", &script]);
     let zombies = ns.expect_line("zombies ");
     let init = ns.expect_line("init ");
-    assert_eq!(shell_code(ns.wait_exit(PATIENCE)), 5, "gsup as PID 1 exits with the child's code\n{}", ns.stderr());
-    assert!(init.starts_with("init 1 ") && init.contains("gsup"), "gsup must be PID 1: {init}");
+    assert_eq!(
+        shell_code(ns.wait_exit(PATIENCE)),
+        5,
+        "gsup as PID 1 exits with the child's code\n{}",
+        ns.stderr()
+    );
+    assert!(
+        init.starts_with("init 1 ") && init.contains("gsup"),
+        "gsup must be PID 1: {init}"
+    );
     assert_eq!(zombies, "zombies 0", "every orphan reaped\n{}", ns.stderr());
 }
 
@@ -58,7 +77,21 @@ fn negative_control_a_non_reaping_pid1_leaves_zombies() {
         return;
     }
     let mut ns = start(
-        cmd("unshare", &["--pid", "--fork", "--mount-proc", "--kill-child", CHILD, "orphans", "200", "echo", "done", "forever"]),
+        cmd(
+            "unshare",
+            &[
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--kill-child",
+                CHILD,
+                "orphans",
+                "200",
+                "echo",
+                "done",
+                "forever",
+            ],
+        ),
         &[],
     );
     ns.expect_line("done");
@@ -70,14 +103,15 @@ fn negative_control_a_non_reaping_pid1_leaves_zombies() {
     );
 }
 
-
 #[test]
 fn pid1_forwards_sigterm_and_exits_with_the_childs_code() {
     if !can_unshare() {
         eprintln!("SKIPPED: cannot create a pid namespace here (needs root and unshare)");
         return;
     }
-    let mut ns = in_new_pid_namespace(&[CHILD, "exit-on", "TERM", "0", "pid", "echo", "ready", "forever"]);
+    let mut ns = in_new_pid_namespace(&[
+        CHILD, "exit-on", "TERM", "0", "pid", "echo", "ready", "forever",
+    ]);
     let pid_line = ns.expect_line("pid ");
     assert_eq!(field(&pid_line, "ppid"), 1, "child of PID 1: {pid_line}");
     ns.expect_line("ready");

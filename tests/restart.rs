@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn config(policy: &str, max_restarts: u32) -> tempfile::NamedTempFile {
-    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp config");
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp config");
     write!(
         file,
         "[restart]\npolicy = \"{policy}\"\nbackoff_initial = \"20ms\"\nbackoff_max = \"80ms\"\nmax_restarts = {max_restarts}\nwindow = \"60s\"\n"
@@ -26,7 +29,10 @@ fn run_with(policy: &str, max_restarts: u32, child: &[&str]) -> (i32, usize) {
     let mut gsup = gsup_run(&args, &[]);
     let code = gsup.wait_code(PATIENCE);
     let lines = gsup.drain_lines(Duration::from_secs(1));
-    (code, lines.iter().filter(|l| l.as_str() == "started").count())
+    (
+        code,
+        lines.iter().filter(|l| l.as_str() == "started").count(),
+    )
 }
 
 #[test]
@@ -65,9 +71,29 @@ fn max_restarts_zero_never_restarts() {
 fn restart_flag_wins_over_the_file() {
     let file = config("never", 2);
     let path = file.path().to_str().expect("utf-8 path");
-    let mut gsup = gsup_run(&["--config", path, "--restart", "always", "--", CHILD, "echo", "started", "exit", "0"], &[]);
+    let mut gsup = gsup_run(
+        &[
+            "--config",
+            path,
+            "--restart",
+            "always",
+            "--",
+            CHILD,
+            "echo",
+            "started",
+            "exit",
+            "0",
+        ],
+        &[],
+    );
     assert_eq!(gsup.wait_code(PATIENCE), 1);
-    assert_eq!(gsup.drain_lines(Duration::from_secs(1)).iter().filter(|l| l.as_str() == "started").count(), 3);
+    assert_eq!(
+        gsup.drain_lines(Duration::from_secs(1))
+            .iter()
+            .filter(|l| l.as_str() == "started")
+            .count(),
+        3
+    );
 }
 
 /// Backoff doubles: 20 + 40 + 80 (capped) ms between four starts, so the run takes at
@@ -76,16 +102,41 @@ fn restart_flag_wins_over_the_file() {
 fn backoff_grows_and_a_shutdown_during_backoff_exits_at_once() {
     let started = Instant::now();
     assert_eq!(run_with("on-failure", 3, &["exit", "9"]), (9, 4));
-    assert!(started.elapsed() >= Duration::from_millis(140), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(140),
+        "{:?}",
+        started.elapsed()
+    );
 
-    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp config");
-    write!(file, "[restart]\npolicy = \"always\"\nbackoff_initial = \"60s\"\nbackoff_max = \"60s\"\n").expect("write");
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp config");
+    write!(
+        file,
+        "[restart]\npolicy = \"always\"\nbackoff_initial = \"60s\"\nbackoff_max = \"60s\"\n"
+    )
+    .expect("write");
     let path = file.path().to_str().expect("utf-8 path");
-    let mut gsup = gsup_run(&["--config", path, "--", CHILD, "echo", "started", "exit", "6"], &[]);
+    let mut gsup = gsup_run(
+        &[
+            "--config", path, "--", CHILD, "echo", "started", "exit", "6",
+        ],
+        &[],
+    );
     gsup.expect_line("started");
-    assert!(wait_until(PATIENCE, || gsup.stderr().contains("child will be restarted")), "{}", gsup.stderr());
+    assert!(
+        wait_until(PATIENCE, || gsup
+            .stderr()
+            .contains("child will be restarted")),
+        "{}",
+        gsup.stderr()
+    );
     let signalled = Instant::now();
     gsup.signal(libc::SIGTERM);
     assert_eq!(gsup.wait_code(PATIENCE), 6);
-    assert!(signalled.elapsed() < Duration::from_secs(10), "no waiting out the 60 s backoff");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "no waiting out the 60 s backoff"
+    );
 }

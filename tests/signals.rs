@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn config_file(text: &str) -> tempfile::NamedTempFile {
-    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp config");
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp config");
     std::io::Write::write_all(&mut file, text.as_bytes()).expect("write config");
     file
 }
@@ -18,7 +21,12 @@ fn config_file(text: &str) -> tempfile::NamedTempFile {
 fn every_forwardable_signal_reaches_the_child() {
     let config = config_file("[signals]\nshutdown_on = []\n");
     let path = config.path().to_str().expect("utf-8 path");
-    let mut gsup = gsup_run(&["--config", path, "--", CHILD, "handle", "all", "echo", "ready", "forever"], &[]);
+    let mut gsup = gsup_run(
+        &[
+            "--config", path, "--", CHILD, "handle", "all", "echo", "ready", "forever",
+        ],
+        &[],
+    );
     gsup.expect_line("ready");
     let rtmin = libc::SIGRTMIN();
     let excluded = [
@@ -40,7 +48,10 @@ fn every_forwardable_signal_reaches_the_child() {
         let name = signal_name(signal);
         gsup.expect_line(&format!("got {name}"));
     }
-    assert!(alive(gsup.pid()), "gsup must survive every forwarded signal");
+    assert!(
+        alive(gsup.pid()),
+        "gsup must survive every forwarded signal"
+    );
     gsup.signal(libc::SIGKILL);
 }
 
@@ -53,9 +64,9 @@ fn signal_name(signal: i32) -> String {
         return format!("SIGRTMIN+{}", signal - rtmin);
     }
     let names = [
-        "", "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM",
-        "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF",
-        "WINCH", "IO", "PWR", "SYS",
+        "", "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV",
+        "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU",
+        "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
     ];
     format!("SIG{}", names[signal as usize])
 }
@@ -63,7 +74,19 @@ fn signal_name(signal: i32) -> String {
 #[test]
 fn rewrite_maps_and_drops_signals() {
     let mut gsup = gsup_run(
-        &["--rewrite", "USR1=USR2", "--rewrite", "HUP=none", "--", CHILD, "handle", "all", "echo", "ready", "forever"],
+        &[
+            "--rewrite",
+            "USR1=USR2",
+            "--rewrite",
+            "HUP=none",
+            "--",
+            CHILD,
+            "handle",
+            "all",
+            "echo",
+            "ready",
+            "forever",
+        ],
         &[],
     );
     gsup.expect_line("ready");
@@ -71,14 +94,24 @@ fn rewrite_maps_and_drops_signals() {
     gsup.expect_line("got SIGUSR2");
     gsup.signal(libc::SIGHUP);
     assert!(
-        wait_until(PATIENCE, || gsup.stderr().contains("dropped by the rewrite map")),
+        wait_until(PATIENCE, || gsup
+            .stderr()
+            .contains("dropped by the rewrite map")),
         "gsup should log the dropped HUP\n{}",
         gsup.stderr()
     );
     gsup.signal(libc::SIGWINCH);
     gsup.expect_line("got SIGWINCH");
-    assert!(!gsup.seen.iter().any(|l| l.contains("got SIGUSR1")), "USR1 must arrive as USR2: {:?}", gsup.seen);
-    assert!(!gsup.seen.iter().any(|l| l.contains("got SIGHUP")), "HUP must be dropped: {:?}", gsup.seen);
+    assert!(
+        !gsup.seen.iter().any(|l| l.contains("got SIGUSR1")),
+        "USR1 must arrive as USR2: {:?}",
+        gsup.seen
+    );
+    assert!(
+        !gsup.seen.iter().any(|l| l.contains("got SIGHUP")),
+        "HUP must be dropped: {:?}",
+        gsup.seen
+    );
     gsup.signal(libc::SIGKILL);
 }
 
@@ -124,42 +157,87 @@ fn forward_to_child_reaches_only_the_child() {
 #[test]
 fn escalates_to_sigkill_at_the_graceful_deadline() {
     let mut gsup = gsup_run(
-        &["--", CHILD, "ignore", "TERM", "grandchild", "ignore", "TERM", "pid", "forever", ";", "pid", "echo", "ready", "forever"],
+        &[
+            "--",
+            CHILD,
+            "ignore",
+            "TERM",
+            "grandchild",
+            "ignore",
+            "TERM",
+            "pid",
+            "forever",
+            ";",
+            "pid",
+            "echo",
+            "ready",
+            "forever",
+        ],
         &[("SHUTDOWN_TIMEOUT_MS", "1000")],
     );
     gsup.expect_line("ready");
     let grandchild = field(&gsup.expect_line("grandchild"), "grandchild");
     // The grandchild's own `pid` line comes after its `ignore TERM` took effect.
-    gsup.expect_where("the grandchild's pid line", PATIENCE, |l| l.starts_with("pid ") && field(l, "pid") == grandchild);
-    let child = field(&gsup.expect_where("the child's pid line", PATIENCE, |l| l.starts_with("pid ") && field(l, "pid") != grandchild), "pid");
+    gsup.expect_where("the grandchild's pid line", PATIENCE, |l| {
+        l.starts_with("pid ") && field(l, "pid") == grandchild
+    });
+    let child = field(
+        &gsup.expect_where("the child's pid line", PATIENCE, |l| {
+            l.starts_with("pid ") && field(l, "pid") != grandchild
+        }),
+        "pid",
+    );
     assert!(alive(child) && alive(grandchild));
     let started = Instant::now();
     gsup.signal(libc::SIGTERM);
     let code = gsup.wait_code(PATIENCE);
     let elapsed = started.elapsed();
     assert_eq!(code, 137, "killed child: 128+9\n{}", gsup.stderr());
-    assert!(elapsed >= Duration::from_millis(900), "not before the deadline: {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(5), "well within timeout + force_timeout: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "not before the deadline: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "well within timeout + force_timeout: {elapsed:?}"
+    );
     assert!(!alive(child), "child {child} survived");
     assert!(!alive(grandchild), "grandchild {grandchild} survived");
 }
 
 #[test]
 fn a_second_shutdown_signal_forces_the_kill() {
-    let mut gsup = gsup_run(&["--", CHILD, "ignore", "TERM", "echo", "ready", "forever"], &[("SHUTDOWN_TIMEOUT_MS", "60000")]);
+    let mut gsup = gsup_run(
+        &["--", CHILD, "ignore", "TERM", "echo", "ready", "forever"],
+        &[("SHUTDOWN_TIMEOUT_MS", "60000")],
+    );
     gsup.expect_line("ready");
     let started = Instant::now();
     gsup.signal(libc::SIGTERM);
-    assert!(wait_until(PATIENCE, || gsup.stderr().contains("graceful shutdown started")), "{}", gsup.stderr());
+    assert!(
+        wait_until(PATIENCE, || gsup
+            .stderr()
+            .contains("graceful shutdown started")),
+        "{}",
+        gsup.stderr()
+    );
     gsup.signal(libc::SIGINT);
     let code = gsup.wait_code(PATIENCE);
     assert_eq!(code, 137, "{}", gsup.stderr());
-    assert!(started.elapsed() < Duration::from_secs(30), "forced long before the 60 s deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "forced long before the 60 s deadline"
+    );
 }
 
 #[test]
 fn sigterm_reaches_a_cooperative_child_which_exits_with_its_own_code() {
-    let mut gsup = gsup_run(&["--", CHILD, "exit-on", "TERM", "7", "echo", "ready", "forever"], &[]);
+    let mut gsup = gsup_run(
+        &[
+            "--", CHILD, "exit-on", "TERM", "7", "echo", "ready", "forever",
+        ],
+        &[],
+    );
     gsup.expect_line("ready");
     gsup.signal(libc::SIGTERM);
     gsup.expect_line("got SIGTERM");
@@ -169,7 +247,18 @@ fn sigterm_reaches_a_cooperative_child_which_exits_with_its_own_code() {
 #[test]
 fn stop_signal_goes_through_the_rewrite_map() {
     let mut gsup = gsup_run(
-        &["--rewrite", "TERM=QUIT", "--", CHILD, "exit-on", "QUIT", "0", "echo", "ready", "forever"],
+        &[
+            "--rewrite",
+            "TERM=QUIT",
+            "--",
+            CHILD,
+            "exit-on",
+            "QUIT",
+            "0",
+            "echo",
+            "ready",
+            "forever",
+        ],
         &[],
     );
     gsup.expect_line("ready");
@@ -184,13 +273,22 @@ fn stop_signal_goes_through_the_rewrite_map() {
 fn pure_forwarder_leaves_the_decision_to_the_child() {
     let config = config_file("[signals]\nshutdown_on = []\n");
     let path = config.path().to_str().expect("utf-8 path");
-    let mut gsup = gsup_run(&["--config", path, "--", CHILD, "handle", "TERM", "echo", "ready", "forever"], &[]);
+    let mut gsup = gsup_run(
+        &[
+            "--config", path, "--", CHILD, "handle", "TERM", "echo", "ready", "forever",
+        ],
+        &[],
+    );
     gsup.expect_line("ready");
     gsup.signal(libc::SIGTERM);
     gsup.expect_count("got SIGTERM", 1);
     gsup.signal(libc::SIGTERM);
     gsup.expect_count("got SIGTERM", 2);
     assert!(alive(gsup.pid()), "no shutdown was started");
-    assert!(!gsup.stderr().contains("graceful shutdown started"), "{}", gsup.stderr());
+    assert!(
+        !gsup.stderr().contains("graceful shutdown started"),
+        "{}",
+        gsup.stderr()
+    );
     gsup.signal(libc::SIGKILL);
 }

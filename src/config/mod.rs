@@ -69,6 +69,7 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    #[allow(dead_code)] // for `/config` (next release) and the tests
     pub fn source(&self, key: &str) -> &Source {
         self.sources.get(key).unwrap_or(&Source::Default)
     }

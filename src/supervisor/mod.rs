@@ -59,7 +59,10 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Spawn(error) => error.exit_code(),
-            RunError::UnknownUser(_) | RunError::UnknownGroup(_) | RunError::Workdir { .. } | RunError::NoCommand => 2,
+            RunError::UnknownUser(_)
+            | RunError::UnknownGroup(_)
+            | RunError::Workdir { .. }
+            | RunError::NoCommand => 2,
             RunError::Signals(_) | RunError::Runtime(_) => 1,
         }
     }
@@ -67,7 +70,11 @@ impl RunError {
 
 /// Supervises `argv` (already merged with `[process] command`) until gsup should exit;
 /// returns gsup's exit code. `inherited` must be captured before any signal handler exists.
-pub fn run(config: Config, argv: Vec<String>, inherited: InheritedSignals) -> Result<i32, RunError> {
+pub fn run(
+    config: Config,
+    argv: Vec<String>,
+    inherited: InheritedSignals,
+) -> Result<i32, RunError> {
     let spec = child_spec(&config, argv)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -103,7 +110,10 @@ fn child_spec(config: &Config, argv: Vec<String>) -> Result<ChildSpec, RunError>
         None => user.as_ref().map(|u| u.gid.as_raw()),
     };
     if let Some(dir) = &process.workdir {
-        std::fs::read_dir(dir).map_err(|source| RunError::Workdir { path: dir.clone(), source })?;
+        std::fs::read_dir(dir).map_err(|source| RunError::Workdir {
+            path: dir.clone(),
+            source,
+        })?;
     }
     Ok(ChildSpec {
         argv,
@@ -141,11 +151,19 @@ impl Supervisor {
         let own_pid = nix::unistd::getpid().as_raw();
         let own_pgid = nix::unistd::getpgrp().as_raw();
         let tty = interactive_tty(own_pgid);
-        let host = Host { own_pid, own_pgid, tty: tty.is_some() };
+        let host = Host {
+            own_pid,
+            own_pgid,
+            tty: tty.is_some(),
+        };
         Supervisor {
             state: State::new(config, host),
             spec,
-            setup: ChildSetup { inherited, parent_pid: own_pid, foreground_tty: tty },
+            setup: ChildSetup {
+                inherited,
+                parent_pid: own_pid,
+                foreground_tty: tty,
+            },
             tty,
             own_pid,
             own_pgid,
@@ -160,7 +178,8 @@ impl Supervisor {
         watched.push(libc::SIGCHLD);
         // Installing the handlers also replaces an inherited SIG_IGN for SIGCHLD, which
         // would make the kernel auto-reap and hide exit statuses (DEPS §4).
-        let mut incoming = SignalsInfo::with_exfiltrator(&watched, WithOrigin::default()).map_err(RunError::Signals)?;
+        let mut incoming = SignalsInfo::with_exfiltrator(&watched, WithOrigin::default())
+            .map_err(RunError::Signals)?;
         os::unblock(&watched).map_err(RunError::Signals)?;
         if self.own_pid != 1 {
             if let Err(error) = nix::sys::prctl::set_child_subreaper(true) {
@@ -176,7 +195,11 @@ impl Supervisor {
                 return Ok(code);
             }
             let next_timer = self.timers.values().min().copied();
-            let tick = if self.state.awaiting_tree() { TREE_POLL } else { IDLE_TICK };
+            let tick = if self.state.awaiting_tree() {
+                TREE_POLL
+            } else {
+                IDLE_TICK
+            };
             tokio::select! {
                 biased;
                 // A signal for gsup: SIGCHLD wakes the reaper, anything else is an event.
@@ -226,7 +249,9 @@ impl Supervisor {
                 Err(error) => {
                     error!(%error, "cannot start the child");
                     eprintln!("gsup: {error}");
-                    self.queue.push_front(Event::SpawnFailed { code: error.exit_code() });
+                    self.queue.push_front(Event::SpawnFailed {
+                        code: error.exit_code(),
+                    });
                 }
             },
             Action::Forward { target, signal } => self.forward(target, signal),
@@ -256,7 +281,11 @@ impl Supervisor {
         match result {
             Ok(()) => {
                 info!(signal = %Sig(signal), to = ?target, "signal forwarded");
-                *self.counters.signals_forwarded.entry(signals::name(signal)).or_default() += 1;
+                *self
+                    .counters
+                    .signals_forwarded
+                    .entry(signals::name(signal))
+                    .or_default() += 1;
             }
             Err(error) => debug!(signal = %Sig(signal), pid, %error, "signal not delivered"),
         }
@@ -305,7 +334,12 @@ impl Supervisor {
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
-        let mut due: Vec<(Timer, Instant)> = self.timers.iter().filter(|(_, at)| **at <= now).map(|(t, at)| (*t, *at)).collect();
+        let mut due: Vec<(Timer, Instant)> = self
+            .timers
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(t, at)| (*t, *at))
+            .collect();
         due.sort_by_key(|(_, at)| *at);
         for (timer, _) in due {
             self.timers.remove(&timer);

@@ -19,8 +19,14 @@ pub fn reap_all() -> Vec<Reaped> {
     let mut reaped = Vec::new();
     loop {
         reaped.push(match os::wait_any() {
-            WaitEvent::Exited { pid, code } => Reaped::Exited { pid, status: ExitStatus::Code(code) },
-            WaitEvent::Signaled { pid, signal } => Reaped::Exited { pid, status: ExitStatus::Signal(signal) },
+            WaitEvent::Exited { pid, code } => Reaped::Exited {
+                pid,
+                status: ExitStatus::Code(code),
+            },
+            WaitEvent::Signaled { pid, signal } => Reaped::Exited {
+                pid,
+                status: ExitStatus::Signal(signal),
+            },
             WaitEvent::Stopped { pid, signal } => Reaped::Stopped { pid, signal },
             WaitEvent::Nothing => return reaped,
         });

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::Command;
 
 use thiserror::Error;
@@ -90,7 +90,11 @@ fn classify(program: String, source: io::Error) -> SpawnError {
     match source.kind() {
         io::ErrorKind::NotFound => SpawnError::NotFound { program },
         io::ErrorKind::PermissionDenied => SpawnError::NotExecutable { program, source },
-        _ if matches!(source.raw_os_error(), Some(libc::ENOEXEC | libc::EISDIR | libc::EACCES)) => {
+        _ if matches!(
+            source.raw_os_error(),
+            Some(libc::ENOEXEC | libc::EISDIR | libc::EACCES)
+        ) =>
+        {
             SpawnError::NotExecutable { program, source }
         }
         _ => SpawnError::Other { program, source },

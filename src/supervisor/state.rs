@@ -44,24 +44,41 @@ pub enum Event {
     /// gsup is up: start the first child.
     Start,
     /// The loop spawned the child asked for by `Action::Spawn`.
-    Spawned { pid: Pid },
+    Spawned {
+        pid: Pid,
+    },
     /// The program could not be started: 127 not found, 126 not executable.
-    SpawnFailed { code: i32 },
+    SpawnFailed {
+        code: i32,
+    },
     /// A signal for gsup (never SIGCHLD, which wakes the reaper). `sender` is the pid
     /// that sent it, when the kernel says.
-    Signal { signal: c_int, sender: Option<Pid> },
+    Signal {
+        signal: c_int,
+        sender: Option<Pid>,
+    },
     /// The reaper collected the main child.
-    ChildExited { pid: Pid, status: ExitStatus },
+    ChildExited {
+        pid: Pid,
+        status: ExitStatus,
+    },
     /// The main child was stopped (Ctrl+Z, SIGSTOP): reported through `WUNTRACED`.
-    ChildStopped { pid: Pid, signal: c_int },
+    ChildStopped {
+        pid: Pid,
+        signal: c_int,
+    },
     /// Periodic look at what is left of the tree while the machine waits for it to go.
-    Poll { tree_empty: bool },
+    Poll {
+        tree_empty: bool,
+    },
     Timer(Timer),
+    #[allow(dead_code)] // sent by the HTTP API and the control socket (next release)
     Command(Command),
 }
 
 /// Requests from the control surfaces (HTTP, control socket, monitor).
 #[derive(Debug, Clone, PartialEq)]
+#[allow(dead_code)] // sent by the HTTP API and the control socket (next release)
 pub enum Command {
     Shutdown { reason: String },
     Kill { reason: String },
@@ -97,9 +114,14 @@ pub enum Action {
     /// Start the next generation of the child; answer with `Spawned` or `SpawnFailed`.
     Spawn,
     /// Send a signal to the child or its group (counted as forwarded).
-    Forward { target: Target, signal: c_int },
+    Forward {
+        target: Target,
+        signal: c_int,
+    },
     /// Send a signal to the last child's group and to every remaining descendant of gsup.
-    SignalTree { signal: c_int },
+    SignalTree {
+        signal: c_int,
+    },
     Arm(Timer, Instant),
     Disarm(Timer),
     /// Stop gsup itself with this signal (job control); returns when continued.
@@ -123,6 +145,7 @@ pub enum Lifecycle {
 }
 
 impl Lifecycle {
+    #[allow(dead_code)] // `/status` `state` (next release); unit tests meanwhile
     pub fn as_str(self) -> &'static str {
         match self {
             Lifecycle::Starting => "starting",
@@ -231,18 +254,22 @@ impl State {
         self.child.as_ref()
     }
 
+    #[allow(dead_code)] // read by the `/status` snapshot (next release); unit tests meanwhile
     pub fn last_exit(&self) -> Option<&ExitRecord> {
         self.last_exit.as_ref()
     }
 
+    #[allow(dead_code)] // read by the `/status` snapshot (next release); unit tests meanwhile
     pub fn shutdown(&self) -> Option<&Shutdown> {
         self.shutdown.as_ref()
     }
 
+    #[allow(dead_code)] // read by the `/status` snapshot (next release); unit tests meanwhile
     pub fn restarts(&self) -> u64 {
         self.restarts.total
     }
 
+    #[allow(dead_code)] // read by the `/status` snapshot (next release); unit tests meanwhile
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -252,6 +279,7 @@ impl State {
     }
 
     /// Ready: a child runs and no shutdown has started (probes come later).
+    #[allow(dead_code)] // read by the `/status` snapshot (next release); unit tests meanwhile
     pub fn ready(&self) -> bool {
         self.child.is_some() && self.shutdown.is_none()
     }
@@ -271,12 +299,20 @@ impl State {
             };
         }
         if let Some(aftermath) = self.aftermath {
-            return if aftermath.killed { Lifecycle::Killing } else { Lifecycle::Stopping };
+            return if aftermath.killed {
+                Lifecycle::Killing
+            } else {
+                Lifecycle::Stopping
+            };
         }
         if self.restarts.pending_at.is_some() {
             return Lifecycle::Restarting;
         }
-        if self.child.is_some() { Lifecycle::Running } else { Lifecycle::Starting }
+        if self.child.is_some() {
+            Lifecycle::Running
+        } else {
+            Lifecycle::Starting
+        }
     }
 
     /// The loop polls the tree (and sends `Poll`) while this is true: the child is gone
@@ -285,10 +321,7 @@ impl State {
         self.exited.is_none()
             && self.child.is_none()
             && (self.aftermath.is_some()
-                || self
-                    .shutdown
-                    .as_ref()
-                    .is_some()
+                || self.shutdown.as_ref().is_some()
                     && self.phases[PhaseName::Force as usize].outcome.is_none())
             && self.last_exit.is_some()
     }
@@ -303,7 +336,9 @@ impl State {
             Event::Spawned { pid } => self.on_spawned(pid, now),
             Event::SpawnFailed { code } => self.exit(code, &mut actions),
             Event::Signal { signal, sender } => self.on_signal(signal, sender, now, &mut actions),
-            Event::ChildExited { pid, status } => self.on_child_exit(pid, status, now, &mut actions),
+            Event::ChildExited { pid, status } => {
+                self.on_child_exit(pid, status, now, &mut actions)
+            }
             Event::ChildStopped { pid, signal } => {
                 if self.host.tty && self.child.as_ref().is_some_and(|c| c.pid == pid) {
                     actions.push(Action::StopSelf(signal));
@@ -323,12 +358,23 @@ impl State {
 
     fn on_spawned(&mut self, pid: Pid, now: Instant) {
         self.generation += 1;
-        self.child = Some(RunningChild { pid, pgid: pid, generation: self.generation, started_at: now });
+        self.child = Some(RunningChild {
+            pid,
+            pgid: pid,
+            generation: self.generation,
+            started_at: now,
+        });
         self.last_pgid = Some(pid);
         info!(pid, generation = self.generation, "child started");
     }
 
-    fn on_signal(&mut self, signal: c_int, sender: Option<Pid>, now: Instant, actions: &mut Vec<Action>) {
+    fn on_signal(
+        &mut self,
+        signal: c_int,
+        sender: Option<Pid>,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
         if sender == Some(self.host.own_pid) {
             // e.g. SIGPIPE from writing to a closed stderr: gsup's own business (DESIGN §4).
             return;
@@ -336,7 +382,8 @@ impl State {
         let name = Sig(signal);
         // Ctrl+C / Ctrl+\ typed while gsup's own group held the terminal (the instant
         // after `fg`, before gsup hands it back): meant for the program, as without gsup.
-        let from_terminal = self.host.tty && sender.is_none() && matches!(signal, libc::SIGINT | libc::SIGQUIT);
+        let from_terminal =
+            self.host.tty && sender.is_none() && matches!(signal, libc::SIGINT | libc::SIGQUIT);
         if self.config.signals.shutdown_on.contains(&signal) && !from_terminal {
             if self.shutdown.is_none() {
                 info!(signal = %name, sender, "shutdown signal received");
@@ -374,17 +421,51 @@ impl State {
     }
 
     fn begin_shutdown(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) {
+        if !self.open_shutdown(reason, now, actions) {
+            return;
+        }
+        let deadline = now + self.config.shutdown.timeout;
+        let drain_delay = self.config.shutdown.drain_delay;
+        if drain_delay.is_zero() {
+            self.rows()
+                .record(PhaseName::Drain, Outcome::Skipped, "drain_delay is 0", now);
+            self.close_server(now, actions);
+        } else {
+            self.rows().start(PhaseName::Drain, now);
+            actions.push(Action::Arm(
+                Timer::DrainEnd,
+                (now + drain_delay).min(deadline),
+            ));
+        }
+    }
+
+    /// Starts the shutdown's bookkeeping: the rows, readiness off, the graceful deadline.
+    /// Returns whether a running child is left to drain and stop; the cases without one
+    /// (restart backoff, stragglers of an exited child) are settled here.
+    fn open_shutdown(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) -> bool {
         let deadline = now + self.config.shutdown.timeout;
         self.phases = phases::plan(&self.config);
-        self.phases.record(PhaseName::StopAccepting, Outcome::Ok, "readiness off", now);
+        self.phases
+            .record(PhaseName::StopAccepting, Outcome::Ok, "readiness off", now);
         info!(%reason, timeout_ms = self.config.shutdown.timeout.as_millis() as u64, "graceful shutdown started");
-        self.shutdown = Some(Shutdown { reason, started_at: now, deadline, force_deadline: None });
+        self.shutdown = Some(Shutdown {
+            reason,
+            started_at: now,
+            deadline,
+            force_deadline: None,
+        });
 
         if self.restarts.pending_at.take().is_some() {
             // Backoff was running: there is no child to stop.
             actions.push(Action::Disarm(Timer::Restart));
-            self.rows().close_before(PhaseName::Exit, Outcome::Skipped, "no child running (restart backoff)", now);
-            return self.finish(now, actions);
+            self.rows().close_before(
+                PhaseName::Exit,
+                Outcome::Skipped,
+                "no child running (restart backoff)",
+                now,
+            );
+            self.finish(now, actions);
+            return false;
         }
         actions.push(Action::Arm(Timer::GracefulDeadline, deadline));
         if self.aftermath.take().is_some() {
@@ -392,22 +473,25 @@ impl State {
             // now get the shutdown's deadlines.
             actions.push(Action::Disarm(Timer::StragglerKill));
             actions.push(Action::Disarm(Timer::StragglerGiveUp));
-            self.rows().close_before(PhaseName::Force, Outcome::Skipped, "child had already exited", now);
-            return;
+            self.rows().close_before(
+                PhaseName::Force,
+                Outcome::Skipped,
+                "child had already exited",
+                now,
+            );
+            return false;
         }
-        let drain_delay = self.config.shutdown.drain_delay;
-        if drain_delay.is_zero() {
-            self.rows().record(PhaseName::Drain, Outcome::Skipped, "drain_delay is 0", now);
-            self.close_server(now, actions);
-        } else {
-            self.rows().start(PhaseName::Drain, now);
-            actions.push(Action::Arm(Timer::DrainEnd, (now + drain_delay).min(deadline)));
-        }
+        true
     }
 
     /// `pre_stop` (hooks come with the phases issue), then the stop signal.
     fn close_server(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        self.rows().record(PhaseName::PreStop, Outcome::Skipped, "no pre_stop hooks", now);
+        self.rows().record(
+            PhaseName::PreStop,
+            Outcome::Skipped,
+            "no pre_stop hooks",
+            now,
+        );
         let stop = self.config.effective_stop_signal();
         match &self.child {
             Some(child) => {
@@ -415,24 +499,51 @@ impl State {
                     ForwardTo::Group => Target::Group(child.pgid),
                     ForwardTo::Child => Target::Child(child.pid),
                 };
-                actions.push(Action::Forward { target, signal: stop });
+                actions.push(Action::Forward {
+                    target,
+                    signal: stop,
+                });
                 let detail = format!("{} sent", Sig(stop));
-                self.rows().record(PhaseName::CloseServer, Outcome::Ok, &detail, now);
+                self.rows()
+                    .record(PhaseName::CloseServer, Outcome::Ok, &detail, now);
                 self.rows().start(PhaseName::WaitExit, now);
             }
             None => {
-                self.rows().record(PhaseName::CloseServer, Outcome::Skipped, "child had already exited", now);
+                self.rows().record(
+                    PhaseName::CloseServer,
+                    Outcome::Skipped,
+                    "child had already exited",
+                    now,
+                );
             }
         }
     }
 
-    fn on_child_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant, actions: &mut Vec<Action>) {
+    fn on_child_exit(
+        &mut self,
+        pid: Pid,
+        status: ExitStatus,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
         let Some(child) = self.child.take_if(|c| c.pid == pid) else {
             return;
         };
         let uptime = now.saturating_duration_since(child.started_at);
-        self.last_exit = Some(ExitRecord { pid, status, at: now, generation: child.generation, uptime });
-        info!(pid, code = status.code(), ?status, uptime_ms = uptime.as_millis() as u64, "child exited");
+        self.last_exit = Some(ExitRecord {
+            pid,
+            status,
+            at: now,
+            generation: child.generation,
+            uptime,
+        });
+        info!(
+            pid,
+            code = status.code(),
+            ?status,
+            uptime_ms = uptime.as_millis() as u64,
+            "child exited"
+        );
         if self.host.tty {
             actions.push(Action::Foreground(self.host.own_pgid));
         }
@@ -453,7 +564,10 @@ impl State {
             }
         } else {
             self.aftermath = Some(Aftermath { killed: false });
-            actions.push(Action::Arm(Timer::StragglerKill, now + self.config.shutdown.timeout));
+            actions.push(Action::Arm(
+                Timer::StragglerKill,
+                now + self.config.shutdown.timeout,
+            ));
         }
     }
 
@@ -466,7 +580,9 @@ impl State {
         }
         if matches!(self.lifecycle(), Lifecycle::Killing) {
             // Processes forked while the last SIGKILL went out: send it again.
-            actions.push(Action::SignalTree { signal: libc::SIGKILL });
+            actions.push(Action::SignalTree {
+                signal: libc::SIGKILL,
+            });
         }
     }
 
@@ -477,24 +593,38 @@ impl State {
                 let drain_running =
                     self.shutdown.is_some() && row.started_at.is_some() && row.outcome.is_none();
                 if drain_running {
-                    self.rows().finish(PhaseName::Drain, Outcome::Ok, "drain_delay elapsed", now);
+                    self.rows()
+                        .finish(PhaseName::Drain, Outcome::Ok, "drain_delay elapsed", now);
                     self.close_server(now, actions);
                 }
             }
             Timer::GracefulDeadline => {
-                if self.shutdown.as_ref().is_none_or(|s| s.force_deadline.is_some()) {
+                if self
+                    .shutdown
+                    .as_ref()
+                    .is_none_or(|s| s.force_deadline.is_some())
+                {
                     return;
                 }
                 let detail = "graceful deadline reached";
-                self.phases.finish(PhaseName::WaitExit, Outcome::Timeout, detail, now);
-                self.phases.close_before(PhaseName::Force, Outcome::Killed, detail, now);
+                self.phases
+                    .finish(PhaseName::WaitExit, Outcome::Timeout, detail, now);
+                self.phases
+                    .close_before(PhaseName::Force, Outcome::Killed, detail, now);
                 warn!("graceful deadline reached: killing what is left of the tree");
                 self.begin_force(now, actions);
             }
             Timer::ForceDeadline => {
-                error!("force_timeout window over: processes of the tree did not go away after SIGKILL; exiting anyway");
+                error!(
+                    "force_timeout window over: processes of the tree did not go away after SIGKILL; exiting anyway"
+                );
                 if self.shutdown.is_some() {
-                    self.phases.finish(PhaseName::Force, Outcome::Timeout, "tree still present at the end of force_timeout", now);
+                    self.phases.finish(
+                        PhaseName::Force,
+                        Outcome::Timeout,
+                        "tree still present at the end of force_timeout",
+                        now,
+                    );
                 }
                 self.finish(now, actions);
             }
@@ -502,8 +632,13 @@ impl State {
                 if let Some(aftermath) = &mut self.aftermath {
                     warn!("processes of the exited child's tree outlived the stop signal: SIGKILL");
                     aftermath.killed = true;
-                    actions.push(Action::SignalTree { signal: libc::SIGKILL });
-                    actions.push(Action::Arm(Timer::StragglerGiveUp, now + self.config.shutdown.force_timeout));
+                    actions.push(Action::SignalTree {
+                        signal: libc::SIGKILL,
+                    });
+                    actions.push(Action::Arm(
+                        Timer::StragglerGiveUp,
+                        now + self.config.shutdown.force_timeout,
+                    ));
                 }
             }
             Timer::StragglerGiveUp => {
@@ -526,17 +661,22 @@ impl State {
     /// A forced shutdown (second signal, DELETE, `ctl kill`): straight to `force`.
     fn force(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) {
         if self.shutdown.is_none() {
-            self.begin_shutdown(reason.clone(), now, actions);
+            self.open_shutdown(reason.clone(), now, actions);
             if self.exited.is_some() {
                 return;
             }
         }
-        let Some(shutdown) = &self.shutdown else { return };
-        if shutdown.force_deadline.is_some() || self.phases[PhaseName::Force as usize].outcome.is_some() {
+        let Some(shutdown) = &self.shutdown else {
+            return;
+        };
+        if shutdown.force_deadline.is_some()
+            || self.phases[PhaseName::Force as usize].outcome.is_some()
+        {
             return;
         }
         let detail = format!("forced: {reason}");
-        self.phases.close_before(PhaseName::Force, Outcome::Killed, &detail, now);
+        self.phases
+            .close_before(PhaseName::Force, Outcome::Killed, &detail, now);
         actions.push(Action::Disarm(Timer::DrainEnd));
         actions.push(Action::Disarm(Timer::GracefulDeadline));
         self.begin_force(now, actions);
@@ -544,10 +684,14 @@ impl State {
 
     fn begin_force(&mut self, now: Instant, actions: &mut Vec<Action>) {
         let window_end = now + self.config.shutdown.force_timeout;
-        let Some(shutdown) = &mut self.shutdown else { return };
+        let Some(shutdown) = &mut self.shutdown else {
+            return;
+        };
         shutdown.force_deadline = Some(window_end);
         self.phases.start(PhaseName::Force, now);
-        actions.push(Action::SignalTree { signal: libc::SIGKILL });
+        actions.push(Action::SignalTree {
+            signal: libc::SIGKILL,
+        });
         actions.push(Action::Arm(Timer::ForceDeadline, window_end));
     }
 
@@ -557,9 +701,19 @@ impl State {
         actions.push(Action::Disarm(Timer::StragglerGiveUp));
         if self.shutdown.is_some() {
             if self.phases[PhaseName::Force as usize].started_at.is_some() {
-                self.phases.finish(PhaseName::Force, Outcome::Ok, "tree gone after SIGKILL", now);
+                self.phases.finish(
+                    PhaseName::Force,
+                    Outcome::Ok,
+                    "tree gone after SIGKILL",
+                    now,
+                );
             } else {
-                self.phases.record(PhaseName::Force, Outcome::Skipped, "nothing of the tree remained", now);
+                self.phases.record(
+                    PhaseName::Force,
+                    Outcome::Skipped,
+                    "nothing of the tree remained",
+                    now,
+                );
             }
             return self.finish(now, actions);
         }
@@ -581,7 +735,12 @@ impl State {
             let code = self.config.map_exit_code(exit.status.code());
             return self.exit(code, actions);
         }
-        while self.restarts.recent.front().is_some_and(|&at| now.saturating_duration_since(at) >= restart.window) {
+        while self
+            .restarts
+            .recent
+            .front()
+            .is_some_and(|&at| now.saturating_duration_since(at) >= restart.window)
+        {
             self.restarts.recent.pop_front();
         }
         if self.restarts.recent.len() >= restart.max_restarts as usize {
@@ -601,7 +760,11 @@ impl State {
             self.restarts.consecutive = 0;
         }
         self.restarts.consecutive += 1;
-        let delay = backoff(restart.backoff_initial, restart.backoff_max, self.restarts.consecutive);
+        let delay = backoff(
+            restart.backoff_initial,
+            restart.backoff_max,
+            self.restarts.consecutive,
+        );
         let at = exit.at + delay;
         info!(delay_ms = delay.as_millis() as u64, policy = ?restart.policy, "child will be restarted");
         self.restarts.pending_at = Some(at);
@@ -619,10 +782,20 @@ impl State {
             None => 0,
         };
         if let Some(shutdown) = &mut self.shutdown {
-            for name in [PhaseName::Database, PhaseName::Redis, PhaseName::External, PhaseName::Cleanup] {
+            for name in [
+                PhaseName::Database,
+                PhaseName::Redis,
+                PhaseName::External,
+                PhaseName::Cleanup,
+            ] {
                 self.phases.record(name, Outcome::Skipped, "no hooks", now);
             }
-            self.phases.record(PhaseName::Exit, Outcome::Ok, &format!("exit code {code}"), now);
+            self.phases.record(
+                PhaseName::Exit,
+                Outcome::Ok,
+                &format!("exit code {code}"),
+                now,
+            );
             let elapsed = now.saturating_duration_since(shutdown.started_at);
             info!(reason = %shutdown.reason, code, elapsed_ms = elapsed.as_millis() as u64, "shutdown complete");
         }
@@ -643,4 +816,616 @@ impl State {
 pub fn backoff(initial: Duration, max: Duration, n: u32) -> Duration {
     let factor = 2u32.saturating_pow(n.saturating_sub(1));
     initial.saturating_mul(factor).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const CHILD: Pid = 100;
+    const GSUP: Pid = 10;
+
+    fn machine(configure: impl FnOnce(&mut Config)) -> (State, Instant) {
+        let mut config = Config::default();
+        configure(&mut config);
+        let host = Host {
+            own_pid: GSUP,
+            own_pgid: GSUP,
+            tty: false,
+        };
+        let mut state = State::new(config, host);
+        let t0 = Instant::now();
+        assert_eq!(state.step(Event::Start, t0), vec![Action::Spawn]);
+        assert_eq!(state.step(Event::Spawned { pid: CHILD }, t0), vec![]);
+        (state, t0)
+    }
+
+    fn term() -> Event {
+        Event::Signal {
+            signal: libc::SIGTERM,
+            sender: Some(1),
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn outcome(state: &State, name: PhaseName) -> Option<Outcome> {
+        state.phases[name as usize].outcome
+    }
+
+    #[test]
+    fn a_started_child_is_running_and_ready() {
+        let (state, _) = machine(|_| {});
+        assert_eq!(state.lifecycle(), Lifecycle::Running);
+        assert!(state.ready());
+        assert_eq!(
+            state.child().map(|c| (c.pid, c.pgid, c.generation)),
+            Some((CHILD, CHILD, 1))
+        );
+    }
+
+    #[test]
+    fn sigterm_sends_the_stop_signal_and_arms_the_graceful_deadline() {
+        let (mut state, t0) = machine(|_| {});
+        let actions = state.step(term(), t0);
+        assert_eq!(
+            actions,
+            vec![
+                Action::Arm(Timer::GracefulDeadline, t0 + Duration::from_secs(30)),
+                Action::Forward {
+                    target: Target::Group(CHILD),
+                    signal: libc::SIGTERM
+                },
+            ]
+        );
+        assert_eq!(state.lifecycle(), Lifecycle::Stopping);
+        assert!(!state.ready(), "readiness turns off at once");
+        assert_eq!(outcome(&state, PhaseName::StopAccepting), Some(Outcome::Ok));
+        assert_eq!(outcome(&state, PhaseName::Drain), Some(Outcome::Skipped));
+        assert_eq!(
+            state.shutdown().map(|s| s.reason.as_str()),
+            Some("signal SIGTERM")
+        );
+    }
+
+    #[test]
+    fn drain_delay_holds_the_stop_signal_back() {
+        let (mut state, t0) = machine(|c| c.shutdown.drain_delay = Duration::from_secs(5));
+        let actions = state.step(term(), t0);
+        assert!(actions.contains(&Action::Arm(Timer::DrainEnd, t0 + Duration::from_secs(5))));
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Forward { .. })),
+            "{actions:?}"
+        );
+        assert_eq!(state.lifecycle(), Lifecycle::Draining);
+        let actions = state.step(Event::Timer(Timer::DrainEnd), t0 + Duration::from_secs(5));
+        assert_eq!(
+            actions,
+            vec![Action::Forward {
+                target: Target::Group(CHILD),
+                signal: libc::SIGTERM
+            }]
+        );
+        assert_eq!(outcome(&state, PhaseName::Drain), Some(Outcome::Ok));
+    }
+
+    #[test]
+    fn stop_signal_is_rewritten_and_forward_to_child_targets_the_child() {
+        let (mut state, t0) = machine(|c| {
+            c.signals.rewrite.insert(libc::SIGTERM, Some(libc::SIGQUIT));
+            c.signals.forward_to = ForwardTo::Child;
+        });
+        let actions = state.step(term(), t0);
+        assert!(
+            actions.contains(&Action::Forward {
+                target: Target::Child(CHILD),
+                signal: libc::SIGQUIT
+            }),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
+    fn a_cooperative_child_exits_and_gsup_exits_with_its_code() {
+        let (mut state, t0) = machine(|_| {});
+        state.step(term(), t0);
+        let actions = state.step(
+            Event::ChildExited {
+                pid: CHILD,
+                status: ExitStatus::Code(0),
+            },
+            t0 + ms(50),
+        );
+        assert!(
+            actions.contains(&Action::SignalTree {
+                signal: libc::SIGTERM
+            }),
+            "rest of the tree: {actions:?}"
+        );
+        assert!(state.awaiting_tree());
+        assert_eq!(outcome(&state, PhaseName::WaitExit), Some(Outcome::Ok));
+        let actions = state.step(Event::Poll { tree_empty: true }, t0 + ms(60));
+        assert_eq!(actions.last(), Some(&Action::Exit(0)));
+        assert_eq!(state.lifecycle(), Lifecycle::Exited);
+        assert_eq!(outcome(&state, PhaseName::Force), Some(Outcome::Skipped));
+        assert!(
+            state.phases.iter().all(|row| row.outcome.is_some()),
+            "{:?}",
+            state.phases
+        );
+        assert_eq!(outcome(&state, PhaseName::Exit), Some(Outcome::Ok));
+    }
+
+    #[test]
+    fn the_graceful_deadline_kills_the_tree_and_the_exit_is_137() {
+        let (mut state, t0) = machine(|_| {});
+        state.step(term(), t0);
+        let deadline = t0 + Duration::from_secs(30);
+        let actions = state.step(Event::Timer(Timer::GracefulDeadline), deadline);
+        assert_eq!(
+            actions,
+            vec![
+                Action::SignalTree {
+                    signal: libc::SIGKILL
+                },
+                Action::Arm(Timer::ForceDeadline, deadline + Duration::from_secs(5)),
+            ]
+        );
+        assert_eq!(state.lifecycle(), Lifecycle::Killing);
+        assert_eq!(outcome(&state, PhaseName::WaitExit), Some(Outcome::Timeout));
+        state.step(
+            Event::ChildExited {
+                pid: CHILD,
+                status: ExitStatus::Signal(libc::SIGKILL),
+            },
+            deadline + ms(1),
+        );
+        // Something forked meanwhile: SIGKILL again on every poll until the tree is gone.
+        assert_eq!(
+            state.step(Event::Poll { tree_empty: false }, deadline + ms(2)),
+            vec![Action::SignalTree {
+                signal: libc::SIGKILL
+            }]
+        );
+        let actions = state.step(Event::Poll { tree_empty: true }, deadline + ms(3));
+        assert_eq!(actions.last(), Some(&Action::Exit(137)));
+        assert_eq!(outcome(&state, PhaseName::Force), Some(Outcome::Ok));
+    }
+
+    #[test]
+    fn the_end_of_the_force_window_exits_whatever_remains() {
+        let (mut state, t0) = machine(|_| {});
+        state.step(term(), t0);
+        let deadline = t0 + Duration::from_secs(30);
+        state.step(Event::Timer(Timer::GracefulDeadline), deadline);
+        let actions = state.step(
+            Event::Timer(Timer::ForceDeadline),
+            deadline + Duration::from_secs(5),
+        );
+        assert_eq!(
+            actions.last(),
+            Some(&Action::Exit(137)),
+            "never hang on an unkillable child"
+        );
+        assert_eq!(outcome(&state, PhaseName::Force), Some(Outcome::Timeout));
+    }
+
+    #[test]
+    fn a_second_shutdown_signal_forces() {
+        let (mut state, t0) = machine(|_| {});
+        state.step(term(), t0);
+        let actions = state.step(
+            Event::Signal {
+                signal: libc::SIGINT,
+                sender: Some(1),
+            },
+            t0 + ms(10),
+        );
+        assert!(
+            actions.contains(&Action::SignalTree {
+                signal: libc::SIGKILL
+            }),
+            "{actions:?}"
+        );
+        assert!(actions.contains(&Action::Disarm(Timer::GracefulDeadline)));
+        assert_eq!(state.lifecycle(), Lifecycle::Killing);
+        assert_eq!(outcome(&state, PhaseName::WaitExit), Some(Outcome::Killed));
+        // A third one changes nothing.
+        assert_eq!(state.step(term(), t0 + ms(20)), vec![]);
+    }
+
+    #[test]
+    fn without_repeat_forces_a_second_signal_is_forwarded() {
+        let (mut state, t0) = machine(|c| c.signals.repeat_forces = false);
+        state.step(term(), t0);
+        let actions = state.step(term(), t0 + ms(10));
+        assert_eq!(
+            actions,
+            vec![Action::Forward {
+                target: Target::Group(CHILD),
+                signal: libc::SIGTERM
+            }]
+        );
+    }
+
+    #[test]
+    fn a_kill_command_forces_at_once() {
+        let (mut state, t0) = machine(|_| {});
+        let actions = state.step(
+            Event::Command(Command::Kill {
+                reason: "http DELETE /shutdown".into(),
+            }),
+            t0,
+        );
+        assert!(
+            actions.contains(&Action::SignalTree {
+                signal: libc::SIGKILL
+            }),
+            "{actions:?}"
+        );
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Forward { .. })),
+            "no stop signal first: {actions:?}"
+        );
+        assert_eq!(
+            outcome(&state, PhaseName::CloseServer),
+            Some(Outcome::Skipped)
+        );
+    }
+
+    #[test]
+    fn other_signals_are_forwarded_rewritten_or_dropped() {
+        let (mut state, t0) = machine(|c| {
+            c.signals.rewrite.insert(libc::SIGHUP, None);
+            c.signals.rewrite.insert(libc::SIGUSR1, Some(libc::SIGUSR2));
+        });
+        let usr1 = state.step(
+            Event::Signal {
+                signal: libc::SIGUSR1,
+                sender: Some(1),
+            },
+            t0,
+        );
+        assert_eq!(
+            usr1,
+            vec![Action::Forward {
+                target: Target::Group(CHILD),
+                signal: libc::SIGUSR2
+            }]
+        );
+        assert_eq!(
+            state.step(
+                Event::Signal {
+                    signal: libc::SIGHUP,
+                    sender: Some(1)
+                },
+                t0
+            ),
+            vec![]
+        );
+        let winch = state.step(
+            Event::Signal {
+                signal: libc::SIGWINCH,
+                sender: None,
+            },
+            t0,
+        );
+        assert_eq!(
+            winch,
+            vec![Action::Forward {
+                target: Target::Group(CHILD),
+                signal: libc::SIGWINCH
+            }]
+        );
+    }
+
+    #[test]
+    fn a_signal_gsup_sent_itself_is_never_forwarded() {
+        let (mut state, t0) = machine(|_| {});
+        assert_eq!(
+            state.step(
+                Event::Signal {
+                    signal: libc::SIGPIPE,
+                    sender: Some(GSUP)
+                },
+                t0
+            ),
+            vec![]
+        );
+        assert_eq!(
+            state.step(
+                Event::Signal {
+                    signal: libc::SIGTERM,
+                    sender: Some(GSUP)
+                },
+                t0
+            ),
+            vec![]
+        );
+        assert!(state.shutdown().is_none());
+    }
+
+    #[test]
+    fn shutdown_on_empty_makes_a_pure_forwarder() {
+        let (mut state, t0) = machine(|c| c.signals.shutdown_on.clear());
+        assert_eq!(
+            state.step(term(), t0),
+            vec![Action::Forward {
+                target: Target::Group(CHILD),
+                signal: libc::SIGTERM
+            }]
+        );
+        assert!(state.shutdown().is_none());
+    }
+
+    #[test]
+    fn stragglers_of_an_exited_child_get_the_stop_signal_then_sigkill() {
+        let (mut state, t0) = machine(|c| c.shutdown.timeout = Duration::from_secs(2));
+        let actions = state.step(
+            Event::ChildExited {
+                pid: CHILD,
+                status: ExitStatus::Code(3),
+            },
+            t0,
+        );
+        assert_eq!(
+            actions,
+            vec![
+                Action::SignalTree {
+                    signal: libc::SIGTERM
+                },
+                Action::Arm(Timer::StragglerKill, t0 + Duration::from_secs(2))
+            ]
+        );
+        assert_eq!(state.lifecycle(), Lifecycle::Stopping);
+        assert_eq!(
+            state.step(Event::Poll { tree_empty: false }, t0 + ms(10)),
+            vec![]
+        );
+        let kill = state.step(
+            Event::Timer(Timer::StragglerKill),
+            t0 + Duration::from_secs(2),
+        );
+        assert_eq!(
+            kill[0],
+            Action::SignalTree {
+                signal: libc::SIGKILL
+            }
+        );
+        assert_eq!(state.lifecycle(), Lifecycle::Killing);
+        let actions = state.step(
+            Event::Poll { tree_empty: true },
+            t0 + Duration::from_secs(2) + ms(5),
+        );
+        assert_eq!(actions.last(), Some(&Action::Exit(3)));
+    }
+
+    #[test]
+    fn exit_code_map_applies_to_the_final_code() {
+        let (mut state, t0) = machine(|c| {
+            c.shutdown.exit_code_map.insert(143, 0);
+        });
+        state.step(term(), t0);
+        state.step(
+            Event::ChildExited {
+                pid: CHILD,
+                status: ExitStatus::Signal(libc::SIGTERM),
+            },
+            t0 + ms(1),
+        );
+        assert_eq!(
+            state
+                .step(Event::Poll { tree_empty: true }, t0 + ms(2))
+                .last(),
+            Some(&Action::Exit(0))
+        );
+    }
+
+    fn crash(state: &mut State, at: Instant, code: i32) -> Vec<Action> {
+        let pid = state.child().map(|c| c.pid).unwrap_or(CHILD);
+        state.step(
+            Event::ChildExited {
+                pid,
+                status: ExitStatus::Code(code),
+            },
+            at,
+        );
+        state.step(Event::Poll { tree_empty: true }, at)
+    }
+
+    #[test]
+    fn on_failure_restarts_with_doubling_backoff_then_gives_up() {
+        let (mut state, t0) = machine(|c| {
+            c.restart.policy = RestartPolicy::OnFailure;
+            c.restart.backoff_initial = Duration::from_secs(1);
+            c.restart.backoff_max = Duration::from_secs(3);
+            c.restart.max_restarts = 3;
+        });
+        let mut now = t0;
+        for expected in [1, 2, 3] {
+            now += ms(100);
+            let actions = crash(&mut state, now, 1);
+            let delay = Duration::from_secs(expected);
+            assert!(
+                actions.contains(&Action::Arm(Timer::Restart, now + delay)),
+                "{expected}: {actions:?}"
+            );
+            assert_eq!(state.lifecycle(), Lifecycle::Restarting);
+            now += delay;
+            assert_eq!(
+                state.step(Event::Timer(Timer::Restart), now),
+                vec![Action::Spawn]
+            );
+            state.step(
+                Event::Spawned {
+                    pid: CHILD + expected as Pid,
+                },
+                now,
+            );
+        }
+        assert_eq!(state.restarts(), 3);
+        assert_eq!(state.generation(), 4);
+        let actions = crash(&mut state, now + ms(100), 1);
+        assert_eq!(
+            actions.last(),
+            Some(&Action::Exit(1)),
+            "limit reached: give up"
+        );
+    }
+
+    #[test]
+    fn on_failure_leaves_a_clean_exit_alone_and_always_gives_up_with_1() {
+        let (mut state, t0) = machine(|c| c.restart.policy = RestartPolicy::OnFailure);
+        assert_eq!(crash(&mut state, t0, 0).last(), Some(&Action::Exit(0)));
+        let (mut state, t0) = machine(|c| {
+            c.restart.policy = RestartPolicy::Always;
+            c.restart.max_restarts = 0;
+        });
+        assert_eq!(
+            crash(&mut state, t0, 0).last(),
+            Some(&Action::Exit(1)),
+            "gave up on a clean exit: 1"
+        );
+    }
+
+    #[test]
+    fn a_child_that_stays_up_for_the_window_resets_backoff() {
+        let (mut state, t0) = machine(|c| {
+            c.restart.policy = RestartPolicy::Always;
+            c.restart.window = Duration::from_secs(10);
+            c.restart.max_restarts = 100;
+        });
+        let first = crash(&mut state, t0 + ms(1), 0);
+        assert!(first.contains(&Action::Arm(
+            Timer::Restart,
+            t0 + ms(1) + Duration::from_secs(1)
+        )));
+        let later = t0 + Duration::from_secs(1) + ms(1);
+        state.step(Event::Timer(Timer::Restart), later);
+        state.step(Event::Spawned { pid: CHILD + 1 }, later);
+        let second_exit = later + ms(1);
+        assert!(crash(&mut state, second_exit, 0).contains(&Action::Arm(
+            Timer::Restart,
+            second_exit + Duration::from_secs(2)
+        )));
+        state.step(
+            Event::Timer(Timer::Restart),
+            second_exit + Duration::from_secs(2),
+        );
+        state.step(
+            Event::Spawned { pid: CHILD + 2 },
+            second_exit + Duration::from_secs(2),
+        );
+        let long_after = second_exit + Duration::from_secs(30);
+        let reset = crash(&mut state, long_after, 0);
+        assert!(
+            reset.contains(&Action::Arm(
+                Timer::Restart,
+                long_after + Duration::from_secs(1)
+            )),
+            "{reset:?}"
+        );
+    }
+
+    #[test]
+    fn a_shutdown_during_backoff_exits_at_once_with_the_last_code() {
+        let (mut state, t0) = machine(|c| c.restart.policy = RestartPolicy::Always);
+        crash(&mut state, t0, 6);
+        let actions = state.step(term(), t0 + ms(10));
+        assert!(actions.contains(&Action::Disarm(Timer::Restart)));
+        assert_eq!(actions.last(), Some(&Action::Exit(6)));
+    }
+
+    #[test]
+    fn job_control_follows_the_child_only_with_a_terminal() {
+        let (mut state, t0) = machine(|_| {});
+        assert_eq!(
+            state.step(
+                Event::ChildStopped {
+                    pid: CHILD,
+                    signal: libc::SIGTSTP
+                },
+                t0
+            ),
+            vec![]
+        );
+
+        let mut state = State::new(
+            Config::default(),
+            Host {
+                own_pid: GSUP,
+                own_pgid: GSUP,
+                tty: true,
+            },
+        );
+        state.step(Event::Start, t0);
+        state.step(Event::Spawned { pid: CHILD }, t0);
+        assert_eq!(
+            state.step(
+                Event::ChildStopped {
+                    pid: CHILD,
+                    signal: libc::SIGTSTP
+                },
+                t0
+            ),
+            vec![Action::StopSelf(libc::SIGTSTP)]
+        );
+        let cont = state.step(
+            Event::Signal {
+                signal: libc::SIGCONT,
+                sender: Some(1),
+            },
+            t0,
+        );
+        assert_eq!(
+            cont,
+            vec![
+                Action::Foreground(CHILD),
+                Action::Forward {
+                    target: Target::Group(CHILD),
+                    signal: libc::SIGCONT
+                }
+            ]
+        );
+        // Ctrl+C that reached gsup's group from the terminal is the program's, not a shutdown.
+        let ctrl_c = state.step(
+            Event::Signal {
+                signal: libc::SIGINT,
+                sender: None,
+            },
+            t0,
+        );
+        assert_eq!(
+            ctrl_c,
+            vec![Action::Forward {
+                target: Target::Group(CHILD),
+                signal: libc::SIGINT
+            }]
+        );
+        assert!(state.shutdown().is_none());
+        let exit = state.step(
+            Event::ChildExited {
+                pid: CHILD,
+                status: ExitStatus::Code(0),
+            },
+            t0,
+        );
+        assert_eq!(
+            exit[0],
+            Action::Foreground(GSUP),
+            "the terminal goes back to gsup's group"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let one = Duration::from_secs(1);
+        let cap = Duration::from_secs(30);
+        let delays: Vec<u64> = (1..=7).map(|n| backoff(one, cap, n).as_secs()).collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(backoff(one, cap, 200), cap, "no overflow");
+    }
 }

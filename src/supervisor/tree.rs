@@ -37,8 +37,14 @@ fn children(pid: Pid) -> Vec<Pid> {
     for task in tasks.flatten() {
         let path = task.path().join("children");
         match fs::read_to_string(&path) {
-            Ok(text) => pids.extend(text.split_ascii_whitespace().filter_map(|p| p.parse::<Pid>().ok())),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound && path.parent().is_some_and(|p| p.exists()) => {
+            Ok(text) => pids.extend(
+                text.split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<Pid>().ok()),
+            ),
+            Err(error)
+                if error.kind() == std::io::ErrorKind::NotFound
+                    && path.parent().is_some_and(|p| p.exists()) =>
+            {
                 // Kernel without CONFIG_PROC_CHILDREN: fall back to a full scan.
                 return scan_children(pid);
             }
@@ -80,7 +86,10 @@ mod tests {
 
     #[test]
     fn finds_a_spawned_child_and_skips_excluded() {
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("spawn sleep");
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("spawn sleep");
         let pid = child.id() as Pid;
         let me = std::process::id() as Pid;
         assert!(descendants(me, &HashSet::new()).contains(&pid));

@@ -8,8 +8,8 @@
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,6 +25,8 @@ pub struct Running {
     pub child: Child,
     lines: Receiver<String>,
     pub seen: Vec<String>,
+    /// How many of `seen` `next_line` has handed out.
+    cursor: usize,
     stderr: Arc<Mutex<String>>,
     /// Set when stderr reached EOF: everything the process wrote there is in `stderr`.
     stderr_done: Arc<AtomicBool>,
@@ -83,7 +85,15 @@ pub fn start_in(mut command: Command, env: &[(&str, &str)], dir: &std::path::Pat
         done.store(true, Ordering::SeqCst);
     });
     let stdin = child.stdin.take();
-    Running { child, lines, seen: Vec::new(), stderr: collected, stderr_done, stdin }
+    Running {
+        child,
+        lines,
+        seen: Vec::new(),
+        cursor: 0,
+        stderr: collected,
+        stderr_done,
+        stdin,
+    }
 }
 
 impl Running {
@@ -98,7 +108,25 @@ impl Running {
     }
 
     pub fn expect_line_within(&mut self, needle: &str, patience: Duration) -> String {
-        self.expect_where(&format!("a line containing {needle:?}"), patience, |line| line.contains(needle))
+        self.expect_where(&format!("a line containing {needle:?}"), patience, |line| {
+            line.contains(needle)
+        })
+    }
+
+    /// The next stdout line in order (for output whose order is the point).
+    pub fn next_line(&mut self) -> String {
+        if self.cursor == self.seen.len() {
+            match self.lines.recv_timeout(PATIENCE) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "no next line within {PATIENCE:?}; saw {:?}\nstderr:\n{}",
+                    self.seen,
+                    self.stderr()
+                ),
+            }
+        }
+        self.cursor += 1;
+        self.seen[self.cursor - 1].clone()
     }
 
     /// Waits until `n` lines equal to `line` have been seen.
@@ -123,7 +151,12 @@ impl Running {
     }
 
     /// Waits for a stdout line for which `matches` holds (already seen ones count).
-    pub fn expect_where(&mut self, what: &str, patience: Duration, matches: impl Fn(&str) -> bool) -> String {
+    pub fn expect_where(
+        &mut self,
+        what: &str,
+        patience: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + patience;
         if let Some(line) = self.seen.iter().find(|l| matches(l)) {
             return line.clone();
@@ -175,12 +208,18 @@ impl Running {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 // The pipe closes when the last writer is gone; nothing should outlive
                 // the process, so a short wait collects all of stderr.
-                wait_until(Duration::from_secs(5), || self.stderr_done.load(Ordering::SeqCst));
+                wait_until(Duration::from_secs(5), || {
+                    self.stderr_done.load(Ordering::SeqCst)
+                });
                 return status;
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
-                panic!("process {} still running after {patience:?}\nstderr:\n{}", self.pid(), self.stderr());
+                panic!(
+                    "process {} still running after {patience:?}\nstderr:\n{}",
+                    self.pid(),
+                    self.stderr()
+                );
             }
             thread::sleep(Duration::from_millis(10));
         }
@@ -202,14 +241,21 @@ impl Drop for Running {
 }
 
 pub fn shell_code(status: ExitStatus) -> i32 {
-    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// `kill(pid, signal)` with a raw number (real-time signals have no `nix::Signal`).
 pub fn send_signal(pid: i32, signal: i32) {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     let result = unsafe { libc::kill(pid, signal) };
-    assert_eq!(result, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+    assert_eq!(
+        result,
+        0,
+        "kill({pid}, {signal}): {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Polls `condition` until it holds or `patience` passes.
@@ -259,14 +305,19 @@ pub fn cmd(program: &str, args: &[&str]) -> Command {
 
 /// Zombie processes whose parent is `parent` (from the host's /proc).
 pub fn zombie_children(parent: i32) -> usize {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
     entries
         .flatten()
         .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
         .filter(|stat| {
-            let Some(i) = stat.rfind(')') else { return false };
+            let Some(i) = stat.rfind(')') else {
+                return false;
+            };
             let mut rest = stat[i + 1..].split_whitespace();
-            rest.next() == Some("Z") && rest.next().and_then(|p| p.parse::<i32>().ok()) == Some(parent)
+            rest.next() == Some("Z")
+                && rest.next().and_then(|p| p.parse::<i32>().ok()) == Some(parent)
         })
         .count()
 }
