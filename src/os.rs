@@ -6,8 +6,10 @@
 //! - [`pre_exec`]: what runs in the child between `fork` and `exec`. Only
 //!   async-signal-safe calls there: no allocation, no logging, no `set_var` (std holds
 //!   locks across `fork`; `set_var` there deadlocks, DEPS §6).
+//! - [`SignalReceiver`]: every signal gsup forwards, blocked and read from a `signalfd`
+//!   with its sender (as tini does with `sigtimedwait`).
 //! - [`stop_self`]: stop gsup the way the default action of a stop signal would, although
-//!   gsup has a handler installed for it (job control, DESIGN §4).
+//!   gsup keeps those signals blocked (job control, DESIGN §4).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -17,8 +19,8 @@ use std::ptr;
 
 use libc::c_int;
 
-/// The signal state gsup was started with. Captured first thing in `run`, before any
-/// handler exists, because installing a handler overwrites `SIG_IGN`.
+/// The signal state gsup was started with. Captured first thing in `run`, before
+/// `SignalReceiver::open` resets dispositions and blocks signals.
 #[derive(Clone, Copy)]
 pub struct InheritedSignals {
     mask: libc::sigset_t,
@@ -53,9 +55,7 @@ impl InheritedSignals {
     }
 }
 
-/// Unblocks `signals` in gsup itself: a signal blocked by our parent must still reach gsup
-/// to be forwarded (the child gets the original mask back in `pre_exec`).
-pub fn unblock(signals: &[c_int]) -> io::Result<()> {
+fn sigset(signals: &[c_int]) -> libc::sigset_t {
     // SAFETY: the set is a local, initialised by sigemptyset before use.
     unsafe {
         let mut set = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
@@ -63,10 +63,98 @@ pub fn unblock(signals: &[c_int]) -> io::Result<()> {
         for &signal in signals {
             libc::sigaddset(&mut set, signal);
         }
-        match libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, ptr::null_mut()) {
-            0 => Ok(()),
-            errno => Err(io::Error::from_raw_os_error(errno)),
+        set
+    }
+}
+
+fn set_blocked(how: c_int, signals: &[c_int]) -> io::Result<()> {
+    let set = sigset(signals);
+    // SAFETY: pthread_sigmask reads the local set; no old set is asked for.
+    match unsafe { libc::pthread_sigmask(how, &set, ptr::null_mut()) } {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// One signal read from the `signalfd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub signal: c_int,
+    /// The sending process, when a process sent it (`kill`, `sigqueue`, a child's exit);
+    /// `None` when the kernel raised it (a terminal's Ctrl+C, for one).
+    pub sender: Option<libc::pid_t>,
+}
+
+/// gsup's signals, blocked in its threads and read from a `signalfd`.
+///
+/// Blocked signals are never discarded by the kernel, not even for PID 1 with `SIG_DFL`
+/// or with `SIG_IGN` (`sig_ignored()` in kernel/signal.c checks the mask first), and never
+/// run a default action in gsup, so gsup cannot die of a forwarded signal. Unlike a
+/// handler per signal this costs one mask change and one fd at start-up; it also reports
+/// the sender. Threads started later inherit the mask, as signalfd(2) requires.
+pub struct SignalReceiver {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl SignalReceiver {
+    /// Resets `signals` to `SIG_DFL` (an inherited `SIG_IGN` of SIGCHLD would make the
+    /// kernel reap children itself), blocks them, and opens the fd, non-blocking.
+    pub fn open(signals: &[c_int]) -> io::Result<Self> {
+        for &signal in signals {
+            // SAFETY: signal(2) with SIG_DFL installs no code of ours.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
         }
+        set_blocked(libc::SIG_BLOCK, signals)?;
+        let set = sigset(signals);
+        // SAFETY: signalfd reads the local set and returns a new fd or -1.
+        let raw = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh fd that nothing else owns.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        Ok(SignalReceiver { fd })
+    }
+
+    /// The next pending signal, or `None` when there is none right now.
+    pub fn read(&self) -> io::Result<Option<Received>> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: signalfd_siginfo is plain data; read writes at most its size into it.
+        let mut info = unsafe { MaybeUninit::<libc::signalfd_siginfo>::zeroed().assume_init() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        loop {
+            // SAFETY: the buffer is `info`, `size` bytes long.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+            if n == size as isize {
+                // si_code <= 0 means a process sent it (SI_USER, SI_QUEUE, SI_TKILL…);
+                // SIGCHLD carries the child's pid with CLD_* codes.
+                let by_process = info.ssi_code <= 0 || info.ssi_signo == libc::SIGCHLD as u32;
+                let sender = by_process.then_some(info.ssi_pid as libc::pid_t);
+                return Ok(Some(Received { signal: info.ssi_signo as c_int, sender }));
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return Ok(None),
+                _ => return Err(error),
+            }
+        }
+    }
+
+    /// Registers the fd with the tokio reactor (call inside the runtime).
+    pub fn into_async(self) -> io::Result<tokio::io::unix::AsyncFd<SignalReceiver>> {
+        // SAFETY: the receiver owns its fd (an `OwnedFd` never handed out or closed
+        // elsewhere), and `as_raw_fd` always returns that same fd.
+        unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(self, tokio::io::Interest::READABLE)
+                .map_err(|error| error.into_parts().1)
+        }
+    }
+}
+
+impl std::os::fd::AsRawFd for SignalReceiver {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 
@@ -127,30 +215,19 @@ pub unsafe fn pre_exec(setup: &ChildSetup) -> io::Result<()> {
 }
 
 /// Stops gsup itself with `signal` (TSTP, TTIN, TTOU or STOP), as the default action
-/// would, and returns once gsup is continued. gsup handles those signals to forward them,
-/// so raising one would only call the handler: set the default action aside for that
-/// moment. Raising the same signal that stopped the child makes the shell report the job
-/// the way it would without gsup ("Stopped", not "Stopped (signal)").
+/// would, and returns once gsup is continued. gsup keeps those signals blocked (they reach
+/// it through the `SignalReceiver`), so unblock the one for that moment: with its
+/// `SIG_DFL` disposition it stops gsup before `raise` returns. Raising the same signal
+/// that stopped the child makes the shell report the job the way it would without gsup
+/// ("Stopped", not "Stopped (signal)").
 pub fn stop_self(signal: c_int) {
-    if signal == libc::SIGSTOP {
+    if signal != libc::SIGSTOP && set_blocked(libc::SIG_UNBLOCK, &[signal]).is_ok() {
         // SAFETY: raise has no memory-safety preconditions.
+        unsafe { libc::raise(signal) };
+        let _ = set_blocked(libc::SIG_BLOCK, &[signal]);
+    } else {
+        // SAFETY: as above.
         unsafe { libc::raise(libc::SIGSTOP) };
-        return;
-    }
-    // SAFETY: the sigaction structs are locals; the previous action is put back exactly
-    // as it was. raise(2) on an unblocked stop signal with SIG_DFL stops the process
-    // before it returns, so the handler is back in place once we are continued.
-    unsafe {
-        let mut default = MaybeUninit::<libc::sigaction>::zeroed().assume_init();
-        default.sa_sigaction = libc::SIG_DFL;
-        libc::sigemptyset(&mut default.sa_mask);
-        let mut previous = MaybeUninit::<libc::sigaction>::zeroed().assume_init();
-        if libc::sigaction(signal, &default, &mut previous) != 0 {
-            libc::raise(libc::SIGSTOP);
-            return;
-        }
-        libc::raise(signal);
-        libc::sigaction(signal, &previous, ptr::null_mut());
     }
 }
 

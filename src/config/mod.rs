@@ -60,7 +60,7 @@ impl fmt::Display for Source {
 pub struct Loaded {
     pub config: Config,
     /// Dotted key (`shutdown.timeout`, `signals.rewrite.TERM`, `hooks[0].timeout`) →
-    /// the layer that set it; every key that `check` prints is here.
+    /// the layer that set it; a key missing here is a default (`Loaded::source`).
     pub sources: BTreeMap<String, Source>,
     /// Suspicious but valid settings; `check` prints them, `run` logs them.
     pub warnings: Vec<String>,
@@ -136,15 +136,12 @@ pub fn load(
     if !builder.errors.is_empty() {
         return Err(ConfigErrors(builder.errors));
     }
-    let mut loaded = Loaded {
+    let loaded = Loaded {
         config: builder.config,
         sources: builder.sources,
         warnings: builder.warnings,
         file: file.map(|found| found.path),
     };
-    for key in render::keys(&loaded) {
-        loaded.sources.entry(key).or_insert(Source::Default);
-    }
     Ok(loaded)
 }
 

@@ -297,6 +297,8 @@ fn document(config: &Config) -> Vec<Table> {
 }
 
 /// Every key `check` shows, for `load` to mark the rest as defaults.
+/// Every key `check` prints (tests check each has a source; `Loaded::source` defaults).
+#[cfg(test)]
 pub(super) fn keys(loaded: &Loaded) -> Vec<String> {
     document(&loaded.config)
         .into_iter()

@@ -101,7 +101,9 @@ fn no_file_gives_the_defaults() {
     assert!(loaded.warnings.is_empty());
     assert!(loaded.sources.values().all(|s| *s == Source::Default));
     assert_eq!(loaded.source("shutdown.timeout"), &Source::Default);
-    assert!(loaded.sources.contains_key("monitor.cpu_threshold_percent"));
+    let keys = super::render::keys(&loaded);
+    assert!(keys.iter().any(|k| k == "monitor.cpu_threshold_percent"));
+    assert!(keys.iter().all(|k| loaded.source(k) == &Source::Default));
 }
 
 #[test]

@@ -17,15 +17,12 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use signal_hook::iterator::exfiltrator::WithOrigin;
-use signal_hook_tokio::SignalsInfo;
 use thiserror::Error;
 use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
-use crate::os::{self, ChildSetup, InheritedSignals};
+use crate::os::{self, ChildSetup, InheritedSignals, SignalReceiver};
 use crate::signals::{self, Sig};
 use reaper::Reaped;
 use spawn::{ChildSpec, SpawnError};
@@ -34,8 +31,10 @@ use state::{Action, Event, Host, Pid, State, Target, Timer};
 /// How often the loop looks at the tree while waiting for it to go (grandchildren reaped
 /// by their own parents send gsup no SIGCHLD).
 const TREE_POLL: Duration = Duration::from_millis(20);
-/// The reaper's safety net when idle: SIGCHLDs coalesce.
-const IDLE_TICK: Duration = Duration::from_secs(1);
+/// The reaper's safety net when idle. SIGCHLDs coalesce, but a coalesced delivery is no
+/// loss (each wake-up reaps until nothing is left), so this only guards against a lost
+/// wake-up; kept long so an idle gsup wakes less than once a second (bench/README.md).
+const IDLE_TICK: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum RunError {
@@ -176,11 +175,9 @@ impl Supervisor {
     async fn run(mut self) -> Result<i32, RunError> {
         let mut watched = signals::forwardable();
         watched.push(libc::SIGCHLD);
-        // Installing the handlers also replaces an inherited SIG_IGN for SIGCHLD, which
-        // would make the kernel auto-reap and hide exit statuses (DEPS §4).
-        let mut incoming = SignalsInfo::with_exfiltrator(&watched, WithOrigin::default())
+        let incoming = SignalReceiver::open(&watched)
+            .and_then(SignalReceiver::into_async)
             .map_err(RunError::Signals)?;
-        os::unblock(&watched).map_err(RunError::Signals)?;
         if self.own_pid != 1 {
             if let Err(error) = nix::sys::prctl::set_child_subreaper(true) {
                 warn!(%error, "cannot become a child subreaper: orphans of the child will not be reaped by gsup");
@@ -194,6 +191,16 @@ impl Supervisor {
                 self.log_counters();
                 return Ok(code);
             }
+            if self.state.awaiting_tree() {
+                // Look at once: mostly the tree went with the child, and gsup can move on
+                // without waiting a poll interval.
+                let tree_empty = self.tree_empty();
+                self.queue.push_back(Event::Poll { tree_empty });
+                if let Some(code) = self.process_queue() {
+                    self.log_counters();
+                    return Ok(code);
+                }
+            }
             let next_timer = self.timers.values().min().copied();
             let tick = if self.state.awaiting_tree() {
                 TREE_POLL
@@ -202,14 +209,14 @@ impl Supervisor {
             };
             tokio::select! {
                 biased;
-                // A signal for gsup: SIGCHLD wakes the reaper, anything else is an event.
-                Some(origin) = incoming.next() => {
-                    if origin.signal == libc::SIGCHLD {
-                        self.reap();
-                    } else {
-                        let sender = origin.process.map(|p| p.pid);
-                        debug!(signal = %Sig(origin.signal), sender, "signal received");
-                        self.queue.push_back(Event::Signal { signal: origin.signal, sender });
+                // Signals for gsup: SIGCHLD wakes the reaper, anything else is an event.
+                ready = incoming.readable() => {
+                    match ready {
+                        Ok(mut guard) => {
+                            self.receive_signals(guard.get_inner());
+                            guard.clear_ready();
+                        }
+                        Err(error) => error!(%error, "cannot wait for signals"),
                     }
                 }
                 // The earliest armed timer.
@@ -221,10 +228,28 @@ impl Supervisor {
                     self.reap();
                 }
             }
-            if self.state.awaiting_tree() {
-                let tree_empty = self.tree_empty();
-                self.queue.push_back(Event::Poll { tree_empty });
+        }
+    }
+
+    /// Reads every pending signal.
+    fn receive_signals(&mut self, incoming: &SignalReceiver) {
+        let mut reap = false;
+        loop {
+            match incoming.read() {
+                Ok(Some(received)) if received.signal == libc::SIGCHLD => reap = true,
+                Ok(Some(os::Received { signal, sender })) => {
+                    debug!(signal = %Sig(signal), sender, "signal received");
+                    self.queue.push_back(Event::Signal { signal, sender });
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    error!(%error, "cannot read signals");
+                    break;
+                }
             }
+        }
+        if reap {
+            self.reap();
         }
     }
 
