@@ -20,6 +20,14 @@ if [ -x "$GSUP" ] && timeout 10 "$GSUP" run -- true >/dev/null 2>&1; then
 else
     gsup_note="gsup: TODO, not measured: \`$GSUP run -- true\` does not exit 0 (or $GSUP is missing)"
 fi
+# More gsup builds side by side (e.g. GSUP_EXTRA=/tmp/gsup-glibc): each is labelled by
+# its file name, so give each a distinct one.
+for extra in ${GSUP_EXTRA:-}; do
+    if [ -x "$extra" ] && timeout 10 "$extra" run -- true >/dev/null 2>&1; then
+        prefixes+=("$extra run --")
+        gsup_note="$gsup_note; also $extra"
+    fi
+done
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

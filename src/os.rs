@@ -124,13 +124,22 @@ impl SignalReceiver {
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
         loop {
             // SAFETY: the buffer is `info`, `size` bytes long.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+            let n = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    size,
+                )
+            };
             if n == size as isize {
                 // si_code <= 0 means a process sent it (SI_USER, SI_QUEUE, SI_TKILL…);
                 // SIGCHLD carries the child's pid with CLD_* codes.
                 let by_process = info.ssi_code <= 0 || info.ssi_signo == libc::SIGCHLD as u32;
                 let sender = by_process.then_some(info.ssi_pid as libc::pid_t);
-                return Ok(Some(Received { signal: info.ssi_signo as c_int, sender }));
+                return Ok(Some(Received {
+                    signal: info.ssi_signo as c_int,
+                    sender,
+                }));
             }
             let error = io::Error::last_os_error();
             match error.raw_os_error() {

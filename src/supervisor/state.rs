@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use libc::c_int;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::phases::{self, Outcome, PhaseName, PhaseRow, Rows};
 use crate::config::{Config, ForwardTo, RestartPolicy};
@@ -386,7 +386,7 @@ impl State {
             self.host.tty && sender.is_none() && matches!(signal, libc::SIGINT | libc::SIGQUIT);
         if self.config.signals.shutdown_on.contains(&signal) && !from_terminal {
             if self.shutdown.is_none() {
-                info!(signal = %name, sender, "shutdown signal received");
+                debug!(signal = %name, sender, "shutdown signal received");
                 return self.begin_shutdown(format!("signal {name}"), now, actions);
             }
             if self.config.signals.repeat_forces {
@@ -540,7 +540,7 @@ impl State {
         info!(
             pid,
             code = status.code(),
-            ?status,
+            signal = status_signal(status).as_deref(),
             uptime_ms = uptime.as_millis() as u64,
             "child exited"
         );
@@ -809,6 +809,14 @@ impl State {
 
     fn rows(&mut self) -> &mut Vec<PhaseRow> {
         &mut self.phases
+    }
+}
+
+/// The signal that killed a process, by name, for logs.
+fn status_signal(status: ExitStatus) -> Option<String> {
+    match status {
+        ExitStatus::Signal(signal) => Some(Sig(signal).to_string()),
+        ExitStatus::Code(_) => None,
     }
 }
 
