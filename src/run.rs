@@ -34,7 +34,9 @@ fn run(args: RunArgs, env: &dyn Fn(&str) -> Option<String>, cwd: PathBuf) -> i32
     let loaded = match config::load(&args.flags, env, &cwd) {
         Ok(loaded) => loaded,
         Err(errors) => {
-            eprintln!("gsup: {errors}");
+            for error in &errors.0 {
+                eprintln!("gsup: error: {error}");
+            }
             return EXIT_USAGE;
         }
     };

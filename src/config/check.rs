@@ -55,14 +55,14 @@ fn check_to(
         Ok(loaded) => loaded,
         Err(errors) => {
             for error in &errors.0 {
-                let _ = writeln!(err, "error: {error}");
+                let _ = writeln!(err, "gsup: error: {error}");
             }
             let _ = writeln!(err, "gsup: {} config error(s)", errors.0.len());
             return 2;
         }
     };
     for warning in &loaded.warnings {
-        let _ = writeln!(err, "warning: {warning}");
+        let _ = writeln!(err, "gsup: warning: {warning}");
     }
     let _ = out.write_all(render_check(&loaded).as_bytes());
     let Some(grace) = grace else {
