@@ -305,7 +305,13 @@ impl Supervisor {
         };
         match result {
             Ok(()) => {
-                info!(signal = %Sig(signal), to = ?target, "signal forwarded");
+                // Everyday forwards (WINCH on every terminal resize, HUP, USR1…) are debug,
+                // as in tini; during a shutdown every signal sent is a lifecycle event.
+                if self.state.shutdown().is_some() {
+                    info!(signal = %Sig(signal), to = ?target, "signal forwarded");
+                } else {
+                    debug!(signal = %Sig(signal), to = ?target, "signal forwarded");
+                }
                 *self
                     .counters
                     .signals_forwarded

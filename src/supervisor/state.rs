@@ -259,7 +259,6 @@ impl State {
         self.last_exit.as_ref()
     }
 
-    #[allow(dead_code)] // read by the `/status` snapshot (next release); unit tests meanwhile
     pub fn shutdown(&self) -> Option<&Shutdown> {
         self.shutdown.as_ref()
     }
