@@ -4,11 +4,16 @@
 
 mod cli;
 mod config;
+mod ctl;
+mod http;
 mod logging;
+mod metrics;
 mod os;
+mod probe;
 mod run;
 mod signals;
 mod supervisor;
+mod timefmt;
 
 use std::process::ExitCode;
 

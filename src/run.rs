@@ -18,7 +18,9 @@ pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run(args, &env, cwd),
         Command::Check(args) => config::check_command(&args, &env, &cwd),
-        Command::Probe(_) | Command::Ctl(_) | Command::Generate(_) | Command::ExecShim(_) => {
+        Command::Probe(args) => crate::probe::run(&args, &env, &cwd),
+        Command::Ctl(args) => crate::ctl::run(&args, &env, &cwd),
+        Command::Generate(_) | Command::ExecShim(_) => {
             eprintln!(
                 "gsup: this subcommand is not available in this release yet (see README, Roadmap)"
             );
@@ -44,14 +46,13 @@ fn run(args: RunArgs, env: &dyn Fn(&str) -> Option<String>, cwd: PathBuf) -> i32
         eprintln!("gsup: warning: {warning}");
     }
     logging::init(&loaded.config.log);
-    let config = loaded.config;
     // The command line wins over `[process] command` (DESIGN §2).
     let argv = if args.command.is_empty() {
-        config.process.command.clone().unwrap_or_default()
+        loaded.config.process.command.clone().unwrap_or_default()
     } else {
         args.command
     };
-    match supervisor::run(config, argv, inherited) {
+    match supervisor::run(loaded, argv, inherited) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("gsup: {error}");

@@ -206,12 +206,14 @@ fn process_command_from_the_file_and_exit_code_map() {
         "[process]\ncommand = [\"{CHILD}\", \"echo\", \"from-file\", \"exit\", \"143\"]\n[shutdown]\nexit_code_map = {{ 143 = 0 }}\n"
     ));
     let path = config.path().to_str().expect("utf-8 path");
-    let (code, stdout, stderr) = gsup(&["run", "--config", path], &[]);
+    let (code, stdout, stderr) = gsup(&["run", "--http", "off", "--config", path], &[]);
     assert_eq!(code, 0, "143 mapped to 0: {stderr}");
     assert!(stdout.contains("from-file"), "{stdout}");
     let (code, stdout, _) = gsup(
         &[
             "run",
+            "--http",
+            "off",
             "--config",
             path,
             "--exit-map",

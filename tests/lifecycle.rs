@@ -182,7 +182,7 @@ fn subreaper_reaps_orphans_of_the_child() {
 /// `nohup gsup run -- x`: the child still ignores HUP, and has none of gsup's handlers.
 #[test]
 fn child_inherits_ignored_signals_not_handlers() {
-    let script = format!("trap '' HUP USR1; exec {GSUP} run -- {CHILD} dispositions");
+    let script = format!("trap '' HUP USR1; exec {GSUP} run --http off -- {CHILD} dispositions");
     let mut shell = start(cmd("sh", &["-c", &script]), &[]);
     let ignored = shell.expect_line("ignored ");
     let caught = shell.expect_line("caught ");

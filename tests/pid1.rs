@@ -22,6 +22,8 @@ fn in_new_pid_namespace(args: &[&str]) -> Running {
         "--kill-child",
         GSUP,
         "run",
+        "--http",
+        "off",
         "--",
     ];
     all.extend_from_slice(args);

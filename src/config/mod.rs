@@ -437,3 +437,9 @@ fn warn_if_readable(b: &mut Builder, path: &Path) {
 
 #[cfg(test)]
 mod tests;
+
+/// A duration given on the command line of another subcommand (`probe --timeout`): the
+/// same rules as everywhere (`"2s"`; a bare number or zero is refused).
+pub fn flag_duration(text: &str) -> Result<std::time::Duration, String> {
+    values::duration(text, Zero::Refused)
+}

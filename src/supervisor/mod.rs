@@ -7,26 +7,32 @@
 
 pub mod phases;
 mod reaper;
+pub mod snapshot;
 mod spawn;
 pub mod state;
 mod tree;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, IsTerminal};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Loaded};
+use crate::http::{self, Api, BindError, Control};
+use crate::metrics::Metrics;
 use crate::os::{self, ChildSetup, InheritedSignals, SignalReceiver};
 use crate::signals::{self, Sig};
 use reaper::Reaped;
+use snapshot::{Clock, Snapshot};
 use spawn::{ChildSpec, SpawnError};
-use state::{Action, Event, Host, Pid, State, Target, Timer};
+use state::{Action, Command, Event, Host, Pid, State, Target, Timer};
 
 /// How often the loop looks at the tree while waiting for it to go (grandchildren reaped
 /// by their own parents send gsup no SIGCHLD).
@@ -52,6 +58,10 @@ pub enum RunError {
     Signals(io::Error),
     #[error("cannot start the runtime: {0}")]
     Runtime(io::Error),
+    #[error("{0}")]
+    Bind(#[from] BindError),
+    #[error("cannot serve HTTP: {0}")]
+    Serve(io::Error),
 }
 
 impl RunError {
@@ -61,26 +71,48 @@ impl RunError {
             RunError::UnknownUser(_)
             | RunError::UnknownGroup(_)
             | RunError::Workdir { .. }
-            | RunError::NoCommand => 2,
-            RunError::Signals(_) | RunError::Runtime(_) => 1,
+            | RunError::NoCommand
+            | RunError::Bind(_) => 2,
+            RunError::Signals(_) | RunError::Runtime(_) | RunError::Serve(_) => 1,
         }
     }
 }
 
 /// Supervises `argv` (already merged with `[process] command`) until gsup should exit;
 /// returns gsup's exit code. `inherited` must be captured before any signal handler exists.
-pub fn run(
-    config: Config,
-    argv: Vec<String>,
-    inherited: InheritedSignals,
-) -> Result<i32, RunError> {
-    let spec = child_spec(&config, argv)?;
+pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Result<i32, RunError> {
+    let spec = child_spec(&loaded.config, argv)?;
+    // Both bound before the child starts: a port in use or a live control socket is a
+    // start-up error (exit 2), not a surprise later.
+    let http_listener = loaded.config.http.listen.map(http::bind_http).transpose()?;
+    let control_socket = loaded.config.control.socket.as_deref().map(http::bind_control).transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()
         .map_err(RunError::Runtime)?;
-    runtime.block_on(Supervisor::new(config, spec, inherited).run())
+    let loaded = Arc::new(loaded);
+    runtime.block_on(async move {
+        let mut supervisor = Supervisor::new(loaded.config.clone(), spec, inherited);
+        let (control, requests) = mpsc::unbounded_channel();
+        let api = Arc::new(Api {
+            snapshot: supervisor.published.subscribe(),
+            control,
+            metrics: Arc::clone(&supervisor.metrics),
+            loaded: Arc::clone(&loaded),
+        });
+        if let Some(listener) = http_listener {
+            http::spawn_http(listener, Arc::clone(&api)).map_err(RunError::Serve)?;
+        }
+        if let Some(socket) = &control_socket {
+            http::spawn_control(socket, Arc::clone(&api)).map_err(RunError::Serve)?;
+        }
+        drop(api);
+        let code = supervisor.run(requests).await;
+        // Removes the socket file; the runtime's drop then closes open connections.
+        drop(control_socket);
+        code
+    })
 }
 
 fn child_spec(config: &Config, argv: Vec<String>) -> Result<ChildSpec, RunError> {
@@ -123,13 +155,6 @@ fn child_spec(config: &Config, argv: Vec<String>) -> Result<ChildSpec, RunError>
     })
 }
 
-/// Counters for the metrics of a later release; logged at exit for now.
-#[derive(Debug, Default)]
-struct Counters {
-    signals_forwarded: BTreeMap<String, u64>,
-    zombies_reaped: u64,
-}
-
 struct Supervisor {
     state: State,
     spec: ChildSpec,
@@ -142,7 +167,15 @@ struct Supervisor {
     timers: HashMap<Timer, Instant>,
     /// Events waiting for `step`, in arrival order.
     queue: VecDeque<Event>,
-    counters: Counters,
+    metrics: Arc<Metrics>,
+    /// What the HTTP side reads; replaced after every step.
+    published: watch::Sender<Arc<Snapshot>>,
+    clock: Clock,
+    started_at: Instant,
+    /// Whether the current shutdown's outcome has gone into the metrics.
+    shutdown_counted: bool,
+    /// An exit decided while answering a control request, returned by the next round.
+    pending_exit: Option<i32>,
 }
 
 impl Supervisor {
@@ -155,8 +188,12 @@ impl Supervisor {
             own_pgid,
             tty: tty.is_some(),
         };
+        let state = State::new(config, host);
+        let clock = Clock::now();
+        let started_at = Instant::now();
+        let (published, _) = watch::channel(Arc::new(Snapshot::of(&state, clock, started_at.into_std())));
         Supervisor {
-            state: State::new(config, host),
+            state,
             spec,
             setup: ChildSetup {
                 inherited,
@@ -168,11 +205,16 @@ impl Supervisor {
             own_pgid,
             timers: HashMap::new(),
             queue: VecDeque::new(),
-            counters: Counters::default(),
+            metrics: Arc::new(Metrics::new()),
+            published,
+            clock,
+            started_at,
+            shutdown_counted: false,
+            pending_exit: None,
         }
     }
 
-    async fn run(mut self) -> Result<i32, RunError> {
+    async fn run(&mut self, mut requests: mpsc::UnboundedReceiver<Control>) -> Result<i32, RunError> {
         let mut watched = signals::forwardable();
         watched.push(libc::SIGCHLD);
         let incoming = SignalReceiver::open(&watched)
@@ -188,7 +230,6 @@ impl Supervisor {
 
         loop {
             if let Some(code) = self.process_queue() {
-                self.log_counters();
                 return Ok(code);
             }
             if self.state.awaiting_tree() {
@@ -197,7 +238,6 @@ impl Supervisor {
                 let tree_empty = self.tree_empty();
                 self.queue.push_back(Event::Poll { tree_empty });
                 if let Some(code) = self.process_queue() {
-                    self.log_counters();
                     return Ok(code);
                 }
             }
@@ -219,6 +259,8 @@ impl Supervisor {
                         Err(error) => error!(%error, "cannot wait for signals"),
                     }
                 }
+                // A request from the HTTP side or the control socket.
+                Some(request) = requests.recv() => self.on_control(request),
                 // The earliest armed timer.
                 _ = sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
                     self.fire_timers();
@@ -253,10 +295,58 @@ impl Supervisor {
         }
     }
 
+    /// A request from the HTTP side: becomes an event; the reply says what happened.
+    fn on_control(&mut self, request: Control) {
+        match request {
+            Control::Shutdown { reason, reply } => {
+                let starts = self.state.shutdown().is_none();
+                self.queue.push_back(Event::Command(Command::Shutdown { reason }));
+                let _ = self.process_queue_now();
+                let _ = reply.send(starts);
+            }
+            Control::Kill { reason, reply } => {
+                self.queue.push_back(Event::Command(Command::Kill { reason }));
+                let _ = self.process_queue_now();
+                let _ = reply.send(());
+            }
+            Control::Prestop { reply } => {
+                self.queue.push_back(Event::Command(Command::Prestop));
+                let _ = self.process_queue_now();
+                let now = Instant::now().into_std();
+                let _ = reply.send(self.state.prestop_at().unwrap_or(now));
+            }
+        }
+    }
+
+    /// Steps what a control request queued before replying; an exit it causes is picked
+    /// up by the loop's next `process_queue`, which finds the machine exited.
+    fn process_queue_now(&mut self) -> Option<i32> {
+        let code = self.process_queue();
+        if let Some(code) = code {
+            // Keep the decision for the loop: it returns on the next round.
+            self.pending_exit = Some(code);
+        }
+        code
+    }
+
     /// Steps every queued event; returns the exit code once the machine says exit.
     fn process_queue(&mut self) -> Option<i32> {
+        if let Some(code) = self.pending_exit {
+            return Some(code);
+        }
+        let result = self.step_queue();
+        self.publish();
+        result
+    }
+
+    fn step_queue(&mut self) -> Option<i32> {
         while let Some(event) = self.queue.pop_front() {
+            self.count(&event);
+            let restarts_before = self.state.restarts();
             let actions = self.state.step(event, Instant::now().into_std());
+            if self.state.restarts() > restarts_before {
+                self.metrics.restarted();
+            }
             for action in actions {
                 if let Some(code) = self.perform(action) {
                     return Some(code);
@@ -293,9 +383,61 @@ impl Supervisor {
                 debug!("gsup continued");
             }
             Action::Foreground(pgid) => self.foreground(pgid),
-            Action::Exit(code) => return Some(code),
+            Action::Exit(code) => {
+                self.count_shutdown();
+                return Some(code);
+            }
         }
         None
+    }
+
+    /// Metrics that follow events.
+    fn count(&mut self, event: &Event) {
+        match event {
+            Event::Spawned { .. } => self.metrics.child_started(),
+            Event::ChildExited { status, .. } => self.metrics.child_exited(status.code()),
+            _ => {}
+        }
+    }
+
+    /// The shutdown's outcome, once known (DESIGN §6): failure as soon as the tree needed
+    /// SIGKILL, success once the child exited by the graceful deadline.
+    fn count_shutdown(&mut self) {
+        let Some(shutdown) = self.state.shutdown() else { return };
+        if self.shutdown_counted {
+            return;
+        }
+        let rows = self.state.phases();
+        let wait_exit = &rows[phases::PhaseName::WaitExit as usize];
+        let force = &rows[phases::PhaseName::Force as usize];
+        let failed = rows.iter().any(|row| {
+            matches!(row.outcome, Some(phases::Outcome::Failed | phases::Outcome::Killed | phases::Outcome::Timeout))
+        });
+        if failed || (force.started_at.is_some() && wait_exit.outcome != Some(phases::Outcome::Ok)) {
+            self.metrics.shutdown_failed();
+            self.shutdown_counted = true;
+        } else if let Some(exit) = self.state.last_exit().filter(|e| e.at >= shutdown.started_at) {
+            self.metrics.shutdown_succeeded();
+            self.shutdown_counted = true;
+            let took = exit.at.saturating_duration_since(shutdown.started_at);
+            self.metrics.observe_shutdown_duration(took.as_secs_f64());
+        }
+        if self.shutdown_counted {
+            for row in rows {
+                if let (Some(start), Some(end)) = (row.started_at, row.ended_at) {
+                    let took = end.saturating_duration_since(start).as_secs_f64();
+                    self.metrics.set_phase_duration(row.name.as_str(), took);
+                }
+            }
+        }
+    }
+
+    /// Publishes the snapshot the HTTP side reads, and the gauges that follow the state.
+    fn publish(&mut self) {
+        self.count_shutdown();
+        self.metrics.set_ready(self.state.ready());
+        let snapshot = Snapshot::of(&self.state, self.clock, self.started_at.into_std());
+        self.published.send_replace(Arc::new(snapshot));
     }
 
     fn forward(&mut self, target: Target, signal: libc::c_int) {
@@ -312,11 +454,7 @@ impl Supervisor {
                 } else {
                     debug!(signal = %Sig(signal), to = ?target, "signal forwarded");
                 }
-                *self
-                    .counters
-                    .signals_forwarded
-                    .entry(signals::name(signal))
-                    .or_default() += 1;
+                self.metrics.signal_forwarded(&signals::name(signal));
             }
             Err(error) => debug!(signal = %Sig(signal), pid, %error, "signal not delivered"),
         }
@@ -355,7 +493,7 @@ impl Supervisor {
                     self.queue.push_back(Event::ChildStopped { pid, signal });
                 }
                 Reaped::Exited { pid, status } => {
-                    self.counters.zombies_reaped += 1;
+                    self.metrics.zombie_reaped();
                     debug!(pid, code = status.code(), "orphan reaped");
                 }
                 Reaped::Stopped { .. } => {}
@@ -392,13 +530,6 @@ impl Supervisor {
         }
     }
 
-    fn log_counters(&self) {
-        debug!(
-            signals_forwarded = ?self.counters.signals_forwarded,
-            zombies_reaped = self.counters.zombies_reaped,
-            "gsup exiting"
-        );
-    }
 }
 
 /// stdin, when it is a terminal whose foreground group is gsup's own: then the child's
@@ -410,4 +541,16 @@ fn interactive_tty(own_pgid: Pid) -> Option<i32> {
     }
     let foreground = nix::unistd::tcgetpgrp(&stdin).ok()?.as_raw();
     (foreground == own_pgid).then(|| stdin.as_raw_fd())
+}
+
+/// `/process`: gsup and the child's tree. (The sampler with RSS/CPU arrives with the
+/// monitoring module; until then the tree lists pids.)
+pub fn process_json(snapshot: &Snapshot) -> serde_json::Value {
+    let own = std::process::id() as Pid;
+    let tree: Vec<serde_json::Value> = tree::descendants(own, &HashSet::new())
+        .into_iter()
+        .map(|pid| serde_json::json!({"pid": pid, "ppid": tree::parent_of(pid)}))
+        .collect();
+    let _ = snapshot;
+    serde_json::json!({"gsup": {"pid": own}, "tree": tree})
 }

@@ -72,16 +72,18 @@ pub enum Event {
         tree_empty: bool,
     },
     Timer(Timer),
-    #[allow(dead_code)] // sent by the HTTP API and the control socket (next release)
     Command(Command),
 }
 
 /// Requests from the control surfaces (HTTP, control socket, monitor).
 #[derive(Debug, Clone, PartialEq)]
-#[allow(dead_code)] // sent by the HTTP API and the control socket (next release)
 pub enum Command {
     Shutdown { reason: String },
     Kill { reason: String },
+    /// A Kubernetes preStop (`ctl prestop`, GET `/prestop`): readiness off until gsup
+    /// exits; the drain of the shutdown that follows waits only what remains of
+    /// `drain_delay` since then.
+    Prestop,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,7 +147,6 @@ pub enum Lifecycle {
 }
 
 impl Lifecycle {
-    #[allow(dead_code)] // `/status` `state` (next release); unit tests meanwhile
     pub fn as_str(self) -> &'static str {
         match self {
             Lifecycle::Starting => "starting",
@@ -229,6 +230,7 @@ pub struct State {
     /// The rows of the current shutdown (a fresh plan until one starts).
     phases: Vec<PhaseRow>,
     aftermath: Option<Aftermath>,
+    prestop_at: Option<Instant>,
     restarts: Restarts,
     exited: Option<i32>,
 }
@@ -244,6 +246,7 @@ impl State {
             shutdown: None,
             phases: phases::plan(&config),
             aftermath: None,
+            prestop_at: None,
             restarts: Restarts::default(),
             exited: None,
             config,
@@ -254,7 +257,6 @@ impl State {
         self.child.as_ref()
     }
 
-    #[allow(dead_code)] // read by the `/status` snapshot (next release); unit tests meanwhile
     pub fn last_exit(&self) -> Option<&ExitRecord> {
         self.last_exit.as_ref()
     }
@@ -263,12 +265,11 @@ impl State {
         self.shutdown.as_ref()
     }
 
-    #[allow(dead_code)] // read by the `/status` snapshot (next release); unit tests meanwhile
     pub fn restarts(&self) -> u64 {
         self.restarts.total
     }
 
-    #[allow(dead_code)] // read by the `/status` snapshot (next release); unit tests meanwhile
+    #[cfg(test)]
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -277,10 +278,18 @@ impl State {
         self.last_pgid
     }
 
-    /// Ready: a child runs and no shutdown has started (probes come later).
-    #[allow(dead_code)] // read by the `/status` snapshot (next release); unit tests meanwhile
+    /// Ready: a child runs and no shutdown or preStop has started (probes come later).
     pub fn ready(&self) -> bool {
-        self.child.is_some() && self.shutdown.is_none()
+        self.child.is_some() && self.shutdown.is_none() && self.prestop_at.is_none()
+    }
+
+    pub fn prestop_at(&self) -> Option<Instant> {
+        self.prestop_at
+    }
+
+    /// The rows of the current (or last) shutdown.
+    pub fn phases(&self) -> &[PhaseRow] {
+        &self.phases
     }
 
     pub fn lifecycle(&self) -> Lifecycle {
@@ -351,6 +360,12 @@ impl State {
                 }
             }
             Event::Command(Command::Kill { reason }) => self.force(reason, now, &mut actions),
+            Event::Command(Command::Prestop) => {
+                if self.prestop_at.is_none() {
+                    info!("prestop: readiness off until gsup exits");
+                    self.prestop_at = Some(now);
+                }
+            }
         }
         actions
     }
@@ -424,7 +439,11 @@ impl State {
             return;
         }
         let deadline = now + self.config.shutdown.timeout;
-        let drain_delay = self.config.shutdown.drain_delay;
+        // After a preStop, only what remains of drain_delay since then (DESIGN §4).
+        let drain_delay = match self.prestop_at {
+            Some(since) => self.config.shutdown.drain_delay.saturating_sub(now.saturating_duration_since(since)),
+            None => self.config.shutdown.drain_delay,
+        };
         if drain_delay.is_zero() {
             self.rows()
                 .record(PhaseName::Drain, Outcome::Skipped, "drain_delay is 0", now);

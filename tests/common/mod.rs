@@ -33,10 +33,16 @@ pub struct Running {
     pub stdin: Option<ChildStdin>,
 }
 
-/// `gsup run [args...]`, with `env` added, no config file in sight, stdout piped.
+/// `gsup run [args...]`, with `env` added, no config file in sight, stdout piped. The
+/// HTTP port is off unless the test asks for one with `--http` (which also wins over a
+/// config file's): tests run in parallel and would all want the default 127.0.0.1:9090.
 pub fn gsup_run(args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut command = Command::new(GSUP);
-    command.arg("run").args(args);
+    command.arg("run");
+    if !args.contains(&"--http") {
+        command.args(["--http", "off"]);
+    }
+    command.args(args);
     start(command, env)
 }
 

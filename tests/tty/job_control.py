@@ -122,7 +122,7 @@ def scenario_outer_shell(gsup, fixture):
     term = shell()
     try:
         term.expect(r"PROMPT\$ ")
-        term.send(f"{gsup} run -- {fixture} handle CONT tty echo started forever\n")
+        term.send(f"{gsup} run --http off -- {fixture} handle CONT tty echo started forever\n")
         term.expect(r"tty fg true")
         ok("the child's group is the terminal's foreground group")
         term.expect(r"started")
@@ -143,7 +143,7 @@ def scenario_outer_shell(gsup, fixture):
         term.expect(r"rc=130")
         ok("fg resumed the job; Ctrl+C ended it with 130 as without gsup")
 
-        term.send(f"{gsup} run -- sh -c 'echo cat-ready-$((40+2)); exec cat'\n")
+        term.send(f"{gsup} run --http off -- sh -c 'echo cat-ready-$((40+2)); exec cat'\n")
         term.expect(r"cat-ready-42")
         term.send("hello-cat\n")
         term.expect(r"hello-cat\r?\n.*hello-cat")
@@ -165,7 +165,7 @@ def scenario_outer_shell(gsup, fixture):
 
 def scenario_inner_shell(gsup, fixture):
     """An interactive `bash -m` under gsup has working job control."""
-    term = Terminal([gsup, "run", "--", "bash", "--norc", "--noprofile", "-i", "-m"])
+    term = Terminal([gsup, "run", "--http", "off", "--", "bash", "--norc", "--noprofile", "-i", "-m"])
     try:
         term.expect(r"PROMPT\$ ")
         term.send("echo jc=$-\n")

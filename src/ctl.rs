@@ -1,0 +1,59 @@
+//! `gsup ctl status|shutdown|kill|reload|prestop`: talks to a running gsup over its
+//! control socket (no token: the socket's mode 0600 guards it). The socket is `--socket`,
+//! else `$GSUP_CONTROL_SOCKET`, else `[control] socket` (DESIGN §2). Exit 0 when done, 1
+//! when refused or no gsup answers (never a hang: every call has a deadline), 2 on usage.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::{ConfigFlags, CtlAction, CtlArgs};
+use crate::config::{self, Config};
+use crate::http::client::{self, Target};
+
+/// Connecting and the answer to `status`, `shutdown` and `kill` (DESIGN §2).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
+    // The config gives the prefix, the socket when no flag or variable names it, and the
+    // waits of prestop and reload; without a readable config the defaults hold.
+    let flags = ConfigFlags { config: args.config.clone(), ..ConfigFlags::default() };
+    let config = match config::load(&flags, env, cwd) {
+        Ok(loaded) => loaded.config,
+        Err(errors) if args.config.is_some() => {
+            eprintln!("gsup ctl: {errors}");
+            return 2;
+        }
+        Err(_) => Config::default(),
+    };
+    let socket: Option<PathBuf> = args
+        .socket
+        .clone()
+        .or_else(|| env("GSUP_CONTROL_SOCKET").map(|p| cwd.join(p)))
+        .or_else(|| config.control.socket.clone());
+    let Some(socket) = socket else {
+        eprintln!("gsup ctl: no control socket: give --socket, set GSUP_CONTROL_SOCKET or [control] socket");
+        return 2;
+    };
+    let prefix = config.http.prefix.trim_end_matches('/');
+    let (method, path, timeout) = match args.action {
+        CtlAction::Status => ("GET", format!("{prefix}/status"), ANSWER_TIMEOUT),
+        CtlAction::Shutdown => ("POST", format!("{prefix}/shutdown"), ANSWER_TIMEOUT),
+        CtlAction::Kill => ("DELETE", format!("{prefix}/shutdown"), ANSWER_TIMEOUT),
+        CtlAction::Reload => ("POST", format!("{prefix}/reload"), config.restart.startup_timeout + ANSWER_TIMEOUT),
+        CtlAction::Prestop => ("GET", format!("{prefix}/prestop"), config.shutdown.drain_delay + ANSWER_TIMEOUT),
+    };
+    match client::request(&Target::Unix(&socket), method, &path, timeout) {
+        Ok(answer) if (200..300).contains(&answer.status) => {
+            println!("{}", answer.body.trim_end());
+            0
+        }
+        Ok(answer) => {
+            eprintln!("gsup ctl: refused ({}): {}", answer.status, answer.body.trim_end());
+            1
+        }
+        Err(error) => {
+            eprintln!("gsup ctl: no gsup answers on {}: {error}", socket.display());
+            1
+        }
+    }
+}

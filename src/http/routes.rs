@@ -1,0 +1,316 @@
+//! The routes of DESIGN §5. Every request is checked in this order: an unknown or
+//! disabled route → 404; then auth (401/403) for the mutating ones; then preconditions
+//! (409). Every answer but `/metrics` is a JSON object.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::{Api, Caller, Control, MAX_BODY_BYTES};
+use crate::supervisor::snapshot::{Snapshot, prestop_remaining};
+use crate::timefmt::{rfc3339_millis, seconds};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Status,
+    Health,
+    Ready,
+    Alive,
+    Process,
+    Metrics,
+    Config,
+    Overview,
+    Shutdown,
+    Kill,
+    Prestop,
+    Reload,
+}
+
+impl Route {
+    fn mutating(self) -> bool {
+        matches!(self, Route::Shutdown | Route::Kill | Route::Prestop | Route::Reload)
+    }
+}
+
+/// The route for `method path`, or `None` (404) when unknown or disabled.
+fn route(api: &Api, method: &Method, path: &str, caller: Caller) -> Option<Route> {
+    let http = &api.loaded.config.http;
+    let alias = match (method, path) {
+        (&Method::GET, "/ready") => Some(Route::Ready),
+        (&Method::GET, "/alive") => Some(Route::Alive),
+        (&Method::GET, "/health") => Some(Route::Health),
+        (&Method::GET, "/metrics") => Some(Route::Metrics),
+        _ => None,
+    };
+    let found = alias.or_else(|| {
+        let tail = path.strip_prefix(http.prefix.trim_end_matches('/'))?;
+        match (method, tail) {
+            (&Method::GET, "/status") => Some(Route::Status),
+            (&Method::GET, "/health") => Some(Route::Health),
+            (&Method::GET, "/ready") => Some(Route::Ready),
+            (&Method::GET, "/alive") => Some(Route::Alive),
+            (&Method::GET, "/process") => Some(Route::Process),
+            (&Method::GET, "/metrics") => Some(Route::Metrics),
+            (&Method::GET, "/config") => Some(Route::Config),
+            (&Method::GET, "/overview") => Some(Route::Overview),
+            (&Method::POST, "/shutdown") => Some(Route::Shutdown),
+            (&Method::DELETE, "/shutdown") => Some(Route::Kill),
+            (&Method::GET, "/prestop") => Some(Route::Prestop),
+            (&Method::POST, "/reload") => Some(Route::Reload),
+            _ => None,
+        }
+    })?;
+    let enabled = match found {
+        Route::Ready => http.readiness,
+        Route::Alive => http.liveness,
+        // `gsup ctl prestop` works whatever `[http] prestop` says: it is the exec preStop.
+        Route::Prestop => http.prestop || caller == Caller::ControlSocket,
+        _ => true,
+    };
+    enabled.then_some(found)
+}
+
+pub async fn handle(request: Request<Incoming>, api: Arc<Api>, caller: Caller) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let Some(route) = route(&api, &parts.method, &path, caller) else {
+        return Ok(error(StatusCode::NOT_FOUND, "not found", &format!("no route for {} {path}", parts.method)));
+    };
+    if let Some(refused) = authorize(&api, route, caller, parts.headers.get(header::AUTHORIZATION)) {
+        return Ok(refused);
+    }
+    // Bodies are not used by any route, but a client may send one: read it, bounded.
+    match tokio::time::timeout(super::HEADER_READ_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) => {
+            return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "payload too large", &format!("bodies are limited to {MAX_BODY_BYTES} bytes")));
+        }
+        Err(_) => return Ok(error(StatusCode::REQUEST_TIMEOUT, "request timeout", "the body did not arrive in time")),
+    }
+    let reason_suffix = match caller {
+        Caller::Network => format!("http {} {}", parts.method, short(&path)),
+        Caller::ControlSocket => format!("ctl {}", ctl_name(route)),
+    };
+    Ok(answer(&api, route, reason_suffix, parts.headers.get(header::ACCEPT)).await)
+}
+
+/// `/api/v1/shutdown/shutdown` → `/shutdown`, for shutdown reasons.
+fn short(path: &str) -> &str {
+    path.rfind('/').map_or(path, |i| &path[i..])
+}
+
+fn ctl_name(route: Route) -> &'static str {
+    match route {
+        Route::Shutdown => "shutdown",
+        Route::Kill => "kill",
+        Route::Prestop => "prestop",
+        Route::Reload => "reload",
+        _ => "status",
+    }
+}
+
+/// 401/403 for mutating routes reached over the network (DESIGN §5 Security).
+fn authorize(api: &Api, route: Route, caller: Caller, given: Option<&HeaderValue>) -> Option<Response<Full<Bytes>>> {
+    if !route.mutating() || caller == Caller::ControlSocket {
+        return None;
+    }
+    let Some(token) = api.loaded.config.http.token.as_deref() else {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "mutating endpoints are disabled: set GSUP_CONTROL_TOKEN or [http] token_file to enable them, or use `gsup ctl` on the control socket",
+        ));
+    };
+    let presented = given.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    match presented {
+        Some(candidate) if constant_time_eq(candidate.as_bytes(), token.as_bytes()) => None,
+        _ => {
+            let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <token>");
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Some(response)
+        }
+    }
+}
+
+/// Compares without an early exit, so the time taken says nothing about where the
+/// first wrong byte is (the length may leak; tokens are long and random).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn answer(api: &Api, route: Route, reason: String, accept: Option<&HeaderValue>) -> Response<Full<Bytes>> {
+    let snapshot = Arc::clone(&api.snapshot.borrow());
+    let now = Instant::now();
+    match route {
+        Route::Status => json_response(StatusCode::OK, snapshot.status_json(now)),
+        Route::Ready => {
+            if snapshot.ready {
+                json_response(StatusCode::OK, with_timestamp(json!({"status": "ready"}), &snapshot, now))
+            } else {
+                let reason = snapshot.not_ready.unwrap_or("not ready");
+                let body = json!({"status": "not_ready", "reason": reason});
+                json_response(StatusCode::SERVICE_UNAVAILABLE, with_timestamp(body, &snapshot, now))
+            }
+        }
+        Route::Alive => {
+            let (status, body) = if snapshot.alive() {
+                (StatusCode::OK, json!({"status": "alive"}))
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "dead", "reason": "the child is not running and no restart is pending"}))
+            };
+            json_response(status, with_timestamp(body, &snapshot, now))
+        }
+        Route::Health => {
+            let (status, body) = health(&snapshot);
+            json_response(status, with_timestamp(body, &snapshot, now))
+        }
+        Route::Process => json_response(StatusCode::OK, with_timestamp(process(&snapshot), &snapshot, now)),
+        Route::Metrics => {
+            let wants_json = accept.and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"));
+            if wants_json {
+                json_response(StatusCode::OK, api.metrics.render_json())
+            } else {
+                let mut response = Response::new(Full::new(Bytes::from(api.metrics.render_text())));
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::TEXT_CONTENT_TYPE));
+                response
+            }
+        }
+        Route::Config => {
+            let body = json!({"config": crate::config::render_json(&api.loaded)});
+            json_response(StatusCode::OK, with_timestamp(body, &snapshot, now))
+        }
+        Route::Overview => json_response(StatusCode::OK, with_timestamp(overview(&snapshot, now), &snapshot, now)),
+        Route::Shutdown => {
+            let (reply, started) = oneshot::channel();
+            let sent = api.control.send(Control::Shutdown { reason: reason.clone(), reply });
+            match (sent, started.await) {
+                (Ok(()), Ok(true)) => accepted(json!({"status": "shutdown_started", "reason": reason}), &snapshot, now),
+                (Ok(()), Ok(false)) => accepted(json!({"status": "in_progress"}), &snapshot, now),
+                _ => gone(),
+            }
+        }
+        Route::Kill => {
+            let (reply, done) = oneshot::channel();
+            let sent = api.control.send(Control::Kill { reason: reason.clone(), reply });
+            match (sent, done.await) {
+                (Ok(()), Ok(())) => accepted(json!({"status": "force_shutdown_started", "reason": reason}), &snapshot, now),
+                _ => gone(),
+            }
+        }
+        Route::Prestop => {
+            let (reply, began) = oneshot::channel();
+            let sent = api.control.send(Control::Prestop { reply });
+            let Ok(since) = (match sent {
+                Ok(()) => began.await.map_err(|_| ()),
+                Err(_) => Err(()),
+            }) else {
+                return gone();
+            };
+            let drain_delay = api.loaded.config.shutdown.drain_delay;
+            let wait = prestop_remaining(since, drain_delay, Instant::now());
+            tokio::time::sleep(wait).await;
+            let body = json!({"status": "prestop_done", "drain_delay_seconds": seconds(drain_delay), "waited_seconds": seconds(wait)});
+            json_response(StatusCode::OK, with_timestamp(body, &snapshot, Instant::now()))
+        }
+        Route::Reload => error(
+            StatusCode::CONFLICT,
+            "conflict",
+            "no sockets are configured ([[listen]] or inherited from systemd): a zero-downtime reload needs them",
+        ),
+    }
+}
+
+fn health(snapshot: &Snapshot) -> (StatusCode, Value) {
+    let (child, status) = match (&snapshot.child, snapshot.state) {
+        (Some(child), _) => (json!({"status": "up", "pid": child.pid}), "healthy"),
+        (None, crate::supervisor::state::Lifecycle::Restarting) => (json!({"status": "restarting"}), "degraded"),
+        (None, crate::supervisor::state::Lifecycle::Starting) => (json!({"status": "starting"}), "degraded"),
+        (None, _) => (json!({"status": "down"}), "unhealthy"),
+    };
+    let code = if status == "unhealthy" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (code, json!({"status": status, "checks": {"child": child}}))
+}
+
+/// `/process`: gsup itself and the child's tree, read from /proc.
+fn process(snapshot: &Snapshot) -> Value {
+    crate::supervisor::process_json(snapshot)
+}
+
+fn overview(snapshot: &Snapshot, now: Instant) -> Value {
+    let (_, health) = health(snapshot);
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": seconds(now.saturating_duration_since(snapshot.started_at)),
+        "state": snapshot.state.as_str(),
+        "ready": snapshot.ready,
+        "health": health["status"],
+        "process": {
+            "gsup_pid": std::process::id(),
+            "child_pid": snapshot.child.as_ref().map(|c| c.pid),
+            "generation": snapshot.child.as_ref().map(|c| c.generation),
+            "restarts": snapshot.restarts,
+        },
+    })
+}
+
+fn with_timestamp(mut body: Value, snapshot: &Snapshot, now: Instant) -> Value {
+    if let Value::Object(map) = &mut body {
+        map.insert("timestamp".into(), Value::String(rfc3339_millis(snapshot.clock.wall(now))));
+    }
+    body
+}
+
+fn accepted(body: Value, snapshot: &Snapshot, now: Instant) -> Response<Full<Bytes>> {
+    json_response(StatusCode::ACCEPTED, with_timestamp(body, snapshot, now))
+}
+
+/// The event loop is gone: gsup is exiting.
+fn gone() -> Response<Full<Bytes>> {
+    error(StatusCode::SERVICE_UNAVAILABLE, "exiting", "gsup is exiting")
+}
+
+fn error(status: StatusCode, error: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = json!({"error": error, "message": message, "timestamp": rfc3339_millis(std::time::SystemTime::now())});
+    json_response(status, body)
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut text = body.to_string();
+    text.push('\n');
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_whole_tokens() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cre"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn short_names_the_last_segment() {
+        assert_eq!(short("/api/v1/shutdown/shutdown"), "/shutdown");
+        assert_eq!(short("/shutdown"), "/shutdown");
+    }
+}

@@ -1,0 +1,132 @@
+//! `gsup probe ready|alive|health`: exit 0 when the endpoint answers 2xx, 1 otherwise
+//! (refused, timed out, any other status), 2 on usage — for Docker's
+//! `HEALTHCHECK CMD ["gsup", "probe", "ready"]`, so images need no curl (DESIGN §2).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::cli::{ConfigFlags, ProbeArgs, ProbeKind};
+use crate::config;
+use crate::http::client::{self, Target};
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn run(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
+    let timeout = match args.timeout.as_deref().map(config::flag_duration).transpose() {
+        Ok(timeout) => timeout.unwrap_or(DEFAULT_TIMEOUT),
+        Err(message) => {
+            eprintln!("gsup probe: --timeout: {message}");
+            return 2;
+        }
+    };
+    let url = match &args.url {
+        Some(url) => url.clone(),
+        None => match default_url(args, env, cwd) {
+            Ok(url) => url,
+            Err(message) => {
+                eprintln!("gsup probe: {message}");
+                return 2;
+            }
+        },
+    };
+    let Some((host, port, path)) = split_url(&url) else {
+        eprintln!("gsup probe: --url {url}: expected http://HOST:PORT/PATH");
+        return 2;
+    };
+    let what = kind_name(args.kind);
+    match client::request(&Target::Tcp { host: &host, port }, "GET", &path, timeout) {
+        Ok(answer) if (200..300).contains(&answer.status) => {
+            println!("{what}: {} from {url}", answer.status);
+            0
+        }
+        Ok(answer) => {
+            println!("not {what}: {} from {url}: {}", answer.status, answer.body.trim());
+            1
+        }
+        Err(error) => {
+            println!("not {what}: {url}: {error}");
+            1
+        }
+    }
+}
+
+fn kind_name(kind: ProbeKind) -> &'static str {
+    match kind {
+        ProbeKind::Ready => "ready",
+        ProbeKind::Alive => "alive",
+        ProbeKind::Health => "healthy",
+    }
+}
+
+/// The alias of the endpoint on the configured `[http] listen`, found the way `run`
+/// finds its config; a wildcard listen address is probed on loopback.
+fn default_url(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<String, String> {
+    let flags = ConfigFlags { config: args.config.clone(), ..ConfigFlags::default() };
+    let loaded = config::load(&flags, env, cwd).map_err(|errors| errors.to_string())?;
+    let Some(listen) = loaded.config.http.listen else {
+        return Err("[http] listen is off: give --url".to_string());
+    };
+    let path = match args.kind {
+        ProbeKind::Ready => "/ready",
+        ProbeKind::Alive => "/alive",
+        ProbeKind::Health => "/health",
+    };
+    Ok(format!("http://{}{path}", loopback_if_wildcard(listen)))
+}
+
+fn loopback_if_wildcard(addr: SocketAddr) -> SocketAddr {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
+/// `http://host:port/path` → (host, port, path); port 80 when absent.
+fn split_url(url: &str) -> Option<(String, u16, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => port.parse().ok()?,
+            None => 80,
+        };
+        (host.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host.to_string(), port.parse().ok()?),
+            None => (authority.to_string(), 80),
+        }
+    };
+    (!host.is_empty()).then_some((host, port, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_urls() {
+        assert_eq!(split_url("http://127.0.0.1:9090/ready"), Some(("127.0.0.1".into(), 9090, "/ready".into())));
+        assert_eq!(split_url("http://[::1]:8080/alive"), Some(("::1".into(), 8080, "/alive".into())));
+        assert_eq!(split_url("http://example:81"), Some(("example".into(), 81, "/".into())));
+        assert_eq!(split_url("https://x/"), None);
+        assert_eq!(split_url("http://:80/"), None);
+        assert_eq!(split_url("http://h:notaport/"), None);
+    }
+
+    #[test]
+    fn wildcards_are_probed_on_loopback() {
+        assert_eq!(loopback_if_wildcard("0.0.0.0:9090".parse().unwrap()).to_string(), "127.0.0.1:9090");
+        assert_eq!(loopback_if_wildcard("[::]:9090".parse().unwrap()).to_string(), "[::1]:9090");
+        assert_eq!(loopback_if_wildcard("10.1.2.3:9090".parse().unwrap()).to_string(), "10.1.2.3:9090");
+    }
+}

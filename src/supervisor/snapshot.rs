@@ -1,0 +1,179 @@
+//! What the HTTP side sees: an immutable copy of the supervisor's state, published by the
+//! event loop after every step (a `tokio::sync::watch`). Readers never lock anything the
+//! loop needs and never touch the child.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Value, json};
+
+use super::phases::PhaseRow;
+use super::state::{ExitStatus, Lifecycle, State};
+use crate::signals::Sig;
+use crate::timefmt::{rfc3339_millis, seconds};
+
+/// Maps the monotonic clock the state machine uses to wall-clock time for JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    origin: Instant,
+    wall: SystemTime,
+}
+
+impl Clock {
+    pub fn now() -> Self {
+        Clock { origin: Instant::now(), wall: SystemTime::now() }
+    }
+
+    pub fn wall(&self, at: Instant) -> SystemTime {
+        match at.checked_duration_since(self.origin) {
+            Some(after) => self.wall + after,
+            None => self.wall - self.origin.duration_since(at),
+        }
+    }
+
+    pub fn json(&self, at: Instant) -> Value {
+        Value::String(rfc3339_millis(self.wall(at)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildView {
+    pub pid: i32,
+    pub pgid: i32,
+    pub started_at: Instant,
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitView {
+    pub code: i32,
+    pub signal: Option<String>,
+    pub at: Instant,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShutdownView {
+    pub reason: String,
+    pub started_at: Instant,
+    pub deadline: Instant,
+    pub phases: Vec<PhaseRow>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub clock: Clock,
+    /// When gsup started.
+    pub started_at: Instant,
+    pub state: Lifecycle,
+    pub ready: bool,
+    /// Why not ready, for `/ready`'s 503 body.
+    pub not_ready: Option<&'static str>,
+    pub child: Option<ChildView>,
+    pub restarts: u64,
+    pub last_exit: Option<ExitView>,
+    pub shutdown: Option<ShutdownView>,
+}
+
+impl Snapshot {
+    pub fn of(state: &State, clock: Clock, started_at: Instant) -> Self {
+        let lifecycle = state.lifecycle();
+        let not_ready = if state.ready() {
+            None
+        } else if state.shutdown().is_some() {
+            Some("shutting down")
+        } else if state.prestop_at().is_some() {
+            Some("prestop: readiness off until gsup exits")
+        } else if lifecycle == Lifecycle::Restarting {
+            Some("child restarting")
+        } else {
+            Some("child not running")
+        };
+        Snapshot {
+            clock,
+            started_at,
+            state: lifecycle,
+            ready: state.ready(),
+            not_ready,
+            child: state.child().map(|c| ChildView {
+                pid: c.pid,
+                pgid: c.pgid,
+                started_at: c.started_at,
+                generation: c.generation,
+            }),
+            restarts: state.restarts(),
+            last_exit: state.last_exit().map(|e| ExitView {
+                code: e.status.code(),
+                signal: match e.status {
+                    ExitStatus::Signal(signal) => Some(Sig(signal).to_string()),
+                    ExitStatus::Code(_) => None,
+                },
+                at: e.at,
+            }),
+            shutdown: state.shutdown().map(|s| ShutdownView {
+                reason: s.reason.clone(),
+                started_at: s.started_at,
+                deadline: s.deadline,
+                phases: state.phases().to_vec(),
+            }),
+        }
+    }
+
+    /// `/alive`: the loop answers (it published this) and a child runs or is about to.
+    pub fn alive(&self) -> bool {
+        self.child.is_some() || matches!(self.state, Lifecycle::Starting | Lifecycle::Restarting)
+    }
+
+    /// The `/status` body (DESIGN §5), `timestamp` included.
+    pub fn status_json(&self, now: Instant) -> Value {
+        let clock = &self.clock;
+        json!({
+            "state": self.state.as_str(),
+            "ready": self.ready,
+            "child": self.child.as_ref().map(|c| json!({
+                "pid": c.pid,
+                "pgid": c.pgid,
+                "started_at": clock.json(c.started_at),
+                "uptime_seconds": seconds(now.saturating_duration_since(c.started_at)),
+                "generation": c.generation,
+            })),
+            "restarts": self.restarts,
+            "last_exit": self.last_exit.as_ref().map(|e| json!({
+                "code": e.code,
+                "signal": e.signal,
+                "at": clock.json(e.at),
+            })),
+            // Inbound connections are counted from the kernel from the ordered-shutdown
+            // release on; until then gsup does not know, and says so.
+            "active_connections": Value::Null,
+            "shutdown": self.shutdown.as_ref().map(|s| json!({
+                "reason": s.reason,
+                "started_at": clock.json(s.started_at),
+                "deadline": clock.json(s.deadline),
+                "phases": s.phases.iter().map(|row| phase_json(row, clock)).collect::<Vec<_>>(),
+            })),
+            "last_reload": Value::Null,
+            "timestamp": clock.json(now),
+        })
+    }
+}
+
+/// One phase row as `/status` and the shutdown log show it (DESIGN §4).
+pub fn phase_json(row: &PhaseRow, clock: &Clock) -> Value {
+    let duration = match (row.started_at, row.ended_at) {
+        (Some(start), Some(end)) => Some(seconds(end.saturating_duration_since(start))),
+        _ => None,
+    };
+    json!({
+        "name": row.name.as_str(),
+        "timeout_seconds": seconds(row.timeout),
+        "started_at": row.started_at.map(|t| clock.json(t)),
+        "ended_at": row.ended_at.map(|t| clock.json(t)),
+        "duration_seconds": duration,
+        "outcome": row.outcome.map(|o| o.as_str()),
+        "detail": row.detail,
+    })
+}
+
+/// Remaining wait of a preStop started at `since`, given `drain_delay`.
+pub fn prestop_remaining(since: Instant, drain_delay: Duration, now: Instant) -> Duration {
+    drain_delay.saturating_sub(now.saturating_duration_since(since))
+}
