@@ -5,6 +5,7 @@
 mod cli;
 mod config;
 mod logging;
+mod metrics;
 mod os;
 mod run;
 mod signals;
