@@ -16,7 +16,10 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
     // The config gives the prefix, the socket when no flag or variable names it, and the
     // waits of prestop and reload; without a readable config the defaults hold.
-    let flags = ConfigFlags { config: args.config.clone(), ..ConfigFlags::default() };
+    let flags = ConfigFlags {
+        config: args.config.clone(),
+        ..ConfigFlags::default()
+    };
     let config = match config::load(&flags, env, cwd) {
         Ok(loaded) => loaded.config,
         Err(errors) if args.config.is_some() => {
@@ -31,7 +34,9 @@ pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> 
         .or_else(|| env("GSUP_CONTROL_SOCKET").map(|p| cwd.join(p)))
         .or_else(|| config.control.socket.clone());
     let Some(socket) = socket else {
-        eprintln!("gsup ctl: no control socket: give --socket, set GSUP_CONTROL_SOCKET or [control] socket");
+        eprintln!(
+            "gsup ctl: no control socket: give --socket, set GSUP_CONTROL_SOCKET or [control] socket"
+        );
         return 2;
     };
     let prefix = config.http.prefix.trim_end_matches('/');
@@ -39,8 +44,16 @@ pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> 
         CtlAction::Status => ("GET", format!("{prefix}/status"), ANSWER_TIMEOUT),
         CtlAction::Shutdown => ("POST", format!("{prefix}/shutdown"), ANSWER_TIMEOUT),
         CtlAction::Kill => ("DELETE", format!("{prefix}/shutdown"), ANSWER_TIMEOUT),
-        CtlAction::Reload => ("POST", format!("{prefix}/reload"), config.restart.startup_timeout + ANSWER_TIMEOUT),
-        CtlAction::Prestop => ("GET", format!("{prefix}/prestop"), config.shutdown.drain_delay + ANSWER_TIMEOUT),
+        CtlAction::Reload => (
+            "POST",
+            format!("{prefix}/reload"),
+            config.restart.startup_timeout + ANSWER_TIMEOUT,
+        ),
+        CtlAction::Prestop => (
+            "GET",
+            format!("{prefix}/prestop"),
+            config.shutdown.drain_delay + ANSWER_TIMEOUT,
+        ),
     };
     match client::request(&Target::Unix(&socket), method, &path, timeout) {
         Ok(answer) if (200..300).contains(&answer.status) => {
@@ -48,7 +61,11 @@ pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> 
             0
         }
         Ok(answer) => {
-            eprintln!("gsup ctl: refused ({}): {}", answer.status, answer.body.trim_end());
+            eprintln!(
+                "gsup ctl: refused ({}): {}",
+                answer.status,
+                answer.body.trim_end()
+            );
             1
         }
         Err(error) => {

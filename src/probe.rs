@@ -13,7 +13,12 @@ use crate::http::client::{self, Target};
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn run(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
-    let timeout = match args.timeout.as_deref().map(config::flag_duration).transpose() {
+    let timeout = match args
+        .timeout
+        .as_deref()
+        .map(config::flag_duration)
+        .transpose()
+    {
         Ok(timeout) => timeout.unwrap_or(DEFAULT_TIMEOUT),
         Err(message) => {
             eprintln!("gsup probe: --timeout: {message}");
@@ -41,7 +46,11 @@ pub fn run(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -
             0
         }
         Ok(answer) => {
-            println!("not {what}: {} from {url}: {}", answer.status, answer.body.trim());
+            println!(
+                "not {what}: {} from {url}: {}",
+                answer.status,
+                answer.body.trim()
+            );
             1
         }
         Err(error) => {
@@ -61,8 +70,15 @@ fn kind_name(kind: ProbeKind) -> &'static str {
 
 /// The alias of the endpoint on the configured `[http] listen`, found the way `run`
 /// finds its config; a wildcard listen address is probed on loopback.
-fn default_url(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<String, String> {
-    let flags = ConfigFlags { config: args.config.clone(), ..ConfigFlags::default() };
+fn default_url(
+    args: &ProbeArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    cwd: &Path,
+) -> Result<String, String> {
+    let flags = ConfigFlags {
+        config: args.config.clone(),
+        ..ConfigFlags::default()
+    };
     let loaded = config::load(&flags, env, cwd).map_err(|errors| errors.to_string())?;
     let Some(listen) = loaded.config.http.listen else {
         return Err("[http] listen is off: give --url".to_string());
@@ -115,9 +131,18 @@ mod tests {
 
     #[test]
     fn splits_urls() {
-        assert_eq!(split_url("http://127.0.0.1:9090/ready"), Some(("127.0.0.1".into(), 9090, "/ready".into())));
-        assert_eq!(split_url("http://[::1]:8080/alive"), Some(("::1".into(), 8080, "/alive".into())));
-        assert_eq!(split_url("http://example:81"), Some(("example".into(), 81, "/".into())));
+        assert_eq!(
+            split_url("http://127.0.0.1:9090/ready"),
+            Some(("127.0.0.1".into(), 9090, "/ready".into()))
+        );
+        assert_eq!(
+            split_url("http://[::1]:8080/alive"),
+            Some(("::1".into(), 8080, "/alive".into()))
+        );
+        assert_eq!(
+            split_url("http://example:81"),
+            Some(("example".into(), 81, "/".into()))
+        );
         assert_eq!(split_url("https://x/"), None);
         assert_eq!(split_url("http://:80/"), None);
         assert_eq!(split_url("http://h:notaport/"), None);
@@ -125,8 +150,17 @@ mod tests {
 
     #[test]
     fn wildcards_are_probed_on_loopback() {
-        assert_eq!(loopback_if_wildcard("0.0.0.0:9090".parse().unwrap()).to_string(), "127.0.0.1:9090");
-        assert_eq!(loopback_if_wildcard("[::]:9090".parse().unwrap()).to_string(), "[::1]:9090");
-        assert_eq!(loopback_if_wildcard("10.1.2.3:9090".parse().unwrap()).to_string(), "10.1.2.3:9090");
+        assert_eq!(
+            loopback_if_wildcard("0.0.0.0:9090".parse().unwrap()).to_string(),
+            "127.0.0.1:9090"
+        );
+        assert_eq!(
+            loopback_if_wildcard("[::]:9090".parse().unwrap()).to_string(),
+            "[::1]:9090"
+        );
+        assert_eq!(
+            loopback_if_wildcard("10.1.2.3:9090".parse().unwrap()).to_string(),
+            "10.1.2.3:9090"
+        );
     }
 }

@@ -51,8 +51,16 @@ mod tests {
     fn known_dates() {
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
         assert_eq!(at(1_735_732_800, 123), "2025-01-01T12:00:00.123Z");
-        assert_eq!(at(951_782_400, 0), "2000-02-29T00:00:00.000Z", "leap day of a 400-year leap year");
-        assert_eq!(at(4_107_542_399, 999), "2100-02-28T23:59:59.999Z", "2100 is not a leap year");
+        assert_eq!(
+            at(951_782_400, 0),
+            "2000-02-29T00:00:00.000Z",
+            "leap day of a 400-year leap year"
+        );
+        assert_eq!(
+            at(4_107_542_399, 999),
+            "2100-02-28T23:59:59.999Z",
+            "2100 is not a leap year"
+        );
         assert_eq!(at(1_709_164_800, 5), "2024-02-29T00:00:00.005Z");
     }
 }

@@ -39,9 +39,15 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Debug)]
 pub enum Control {
     /// Graceful shutdown; the reply says whether this request started it.
-    Shutdown { reason: String, reply: oneshot::Sender<bool> },
+    Shutdown {
+        reason: String,
+        reply: oneshot::Sender<bool>,
+    },
     /// Forced shutdown.
-    Kill { reason: String, reply: oneshot::Sender<()> },
+    Kill {
+        reason: String,
+        reply: oneshot::Sender<()>,
+    },
     /// Readiness off until exit; the reply is when the preStop began (the first one).
     Prestop { reply: oneshot::Sender<Instant> },
 }
@@ -66,8 +72,11 @@ pub enum BindError {
 
 /// Binds `[http] listen` before the child starts: a port in use is a start-up error.
 pub fn bind_http(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
-    let listener = std::net::TcpListener::bind(addr).map_err(|source| BindError::Http { addr, source })?;
-    listener.set_nonblocking(true).map_err(|source| BindError::Http { addr, source })?;
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|source| BindError::Http { addr, source })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| BindError::Http { addr, source })?;
     Ok(listener)
 }
 
@@ -86,10 +95,15 @@ impl Drop for ControlSocket {
 /// Binds `[control] socket` with mode 0600. A socket file left by a crashed gsup (nobody
 /// answers on it) is replaced; one a live gsup answers on is an error.
 pub fn bind_control(path: &Path) -> Result<ControlSocket, BindError> {
-    let failed = |source| BindError::Control { path: path.to_path_buf(), source };
+    let failed = |source| BindError::Control {
+        path: path.to_path_buf(),
+        source,
+    };
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(BindError::ControlInUse { path: path.to_path_buf() });
+            return Err(BindError::ControlInUse {
+                path: path.to_path_buf(),
+            });
         }
         std::fs::remove_file(path).map_err(failed)?;
     }
@@ -97,7 +111,10 @@ pub fn bind_control(path: &Path) -> Result<ControlSocket, BindError> {
     // Created with the umask first; tighten before anyone can use it.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
     listener.set_nonblocking(true).map_err(failed)?;
-    Ok(ControlSocket { listener, path: path.to_path_buf() })
+    Ok(ControlSocket {
+        listener,
+        path: path.to_path_buf(),
+    })
 }
 
 /// Who is asking: the TCP port needs the bearer token for mutating endpoints; the control

@@ -36,7 +36,10 @@ enum Route {
 
 impl Route {
     fn mutating(self) -> bool {
-        matches!(self, Route::Shutdown | Route::Kill | Route::Prestop | Route::Reload)
+        matches!(
+            self,
+            Route::Shutdown | Route::Kill | Route::Prestop | Route::Reload
+        )
     }
 }
 
@@ -78,28 +81,62 @@ fn route(api: &Api, method: &Method, path: &str, caller: Caller) -> Option<Route
     enabled.then_some(found)
 }
 
-pub async fn handle(request: Request<Incoming>, api: Arc<Api>, caller: Caller) -> Result<Response<Full<Bytes>>, Infallible> {
+pub async fn handle(
+    request: Request<Incoming>,
+    api: Arc<Api>,
+    caller: Caller,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let Some(route) = route(&api, &parts.method, &path, caller) else {
-        return Ok(error(StatusCode::NOT_FOUND, "not found", &format!("no route for {} {path}", parts.method)));
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            "not found",
+            &format!("no route for {} {path}", parts.method),
+        ));
     };
-    if let Some(refused) = authorize(&api, route, caller, parts.headers.get(header::AUTHORIZATION)) {
+    if let Some(refused) = authorize(
+        &api,
+        route,
+        caller,
+        parts.headers.get(header::AUTHORIZATION),
+    ) {
         return Ok(refused);
     }
     // Bodies are not used by any route, but a client may send one: read it, bounded.
-    match tokio::time::timeout(super::HEADER_READ_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
+    match tokio::time::timeout(
+        super::HEADER_READ_TIMEOUT,
+        Limited::new(body, MAX_BODY_BYTES).collect(),
+    )
+    .await
+    {
         Ok(Ok(_)) => {}
         Ok(Err(_)) => {
-            return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "payload too large", &format!("bodies are limited to {MAX_BODY_BYTES} bytes")));
+            return Ok(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload too large",
+                &format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
+            ));
         }
-        Err(_) => return Ok(error(StatusCode::REQUEST_TIMEOUT, "request timeout", "the body did not arrive in time")),
+        Err(_) => {
+            return Ok(error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request timeout",
+                "the body did not arrive in time",
+            ));
+        }
     }
     let reason_suffix = match caller {
         Caller::Network => format!("http {} {}", parts.method, short(&path)),
         Caller::ControlSocket => format!("ctl {}", ctl_name(route)),
     };
-    Ok(answer(&api, route, reason_suffix, parts.headers.get(header::ACCEPT)).await)
+    Ok(answer(
+        &api,
+        route,
+        reason_suffix,
+        parts.headers.get(header::ACCEPT),
+    )
+    .await)
 }
 
 /// `/api/v1/shutdown/shutdown` → `/shutdown`, for shutdown reasons.
@@ -118,7 +155,12 @@ fn ctl_name(route: Route) -> &'static str {
 }
 
 /// 401/403 for mutating routes reached over the network (DESIGN §5 Security).
-fn authorize(api: &Api, route: Route, caller: Caller, given: Option<&HeaderValue>) -> Option<Response<Full<Bytes>>> {
+fn authorize(
+    api: &Api,
+    route: Route,
+    caller: Caller,
+    given: Option<&HeaderValue>,
+) -> Option<Response<Full<Bytes>>> {
     if !route.mutating() || caller == Caller::ControlSocket {
         return None;
     }
@@ -129,12 +171,21 @@ fn authorize(api: &Api, route: Route, caller: Caller, given: Option<&HeaderValue
             "mutating endpoints are disabled: set GSUP_CONTROL_TOKEN or [http] token_file to enable them, or use `gsup ctl` on the control socket",
         ));
     };
-    let presented = given.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let presented = given
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
     match presented {
         Some(candidate) if constant_time_eq(candidate.as_bytes(), token.as_bytes()) => None,
         _ => {
-            let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <token>");
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send Authorization: Bearer <token>",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             Some(response)
         }
     }
@@ -149,25 +200,39 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn answer(api: &Api, route: Route, reason: String, accept: Option<&HeaderValue>) -> Response<Full<Bytes>> {
+async fn answer(
+    api: &Api,
+    route: Route,
+    reason: String,
+    accept: Option<&HeaderValue>,
+) -> Response<Full<Bytes>> {
     let snapshot = Arc::clone(&api.snapshot.borrow());
     let now = Instant::now();
     match route {
         Route::Status => json_response(StatusCode::OK, snapshot.status_json(now)),
         Route::Ready => {
             if snapshot.ready {
-                json_response(StatusCode::OK, with_timestamp(json!({"status": "ready"}), &snapshot, now))
+                json_response(
+                    StatusCode::OK,
+                    with_timestamp(json!({"status": "ready"}), &snapshot, now),
+                )
             } else {
                 let reason = snapshot.not_ready.unwrap_or("not ready");
                 let body = json!({"status": "not_ready", "reason": reason});
-                json_response(StatusCode::SERVICE_UNAVAILABLE, with_timestamp(body, &snapshot, now))
+                json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    with_timestamp(body, &snapshot, now),
+                )
             }
         }
         Route::Alive => {
             let (status, body) = if snapshot.alive() {
                 (StatusCode::OK, json!({"status": "alive"}))
             } else {
-                (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "dead", "reason": "the child is not running and no restart is pending"}))
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"status": "dead", "reason": "the child is not running and no restart is pending"}),
+                )
             };
             json_response(status, with_timestamp(body, &snapshot, now))
         }
@@ -175,16 +240,22 @@ async fn answer(api: &Api, route: Route, reason: String, accept: Option<&HeaderV
             let (status, body) = health(&snapshot);
             json_response(status, with_timestamp(body, &snapshot, now))
         }
-        Route::Process => json_response(StatusCode::OK, with_timestamp(process(&snapshot), &snapshot, now)),
+        Route::Process => json_response(
+            StatusCode::OK,
+            with_timestamp(process(&snapshot), &snapshot, now),
+        ),
         Route::Metrics => {
-            let wants_json = accept.and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"));
+            let wants_json = accept
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("application/json"));
             if wants_json {
                 json_response(StatusCode::OK, api.metrics.render_json())
             } else {
                 let mut response = Response::new(Full::new(Bytes::from(api.metrics.render_text())));
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::TEXT_CONTENT_TYPE));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(crate::metrics::TEXT_CONTENT_TYPE),
+                );
                 response
             }
         }
@@ -192,21 +263,38 @@ async fn answer(api: &Api, route: Route, reason: String, accept: Option<&HeaderV
             let body = json!({"config": crate::config::render_json(&api.loaded)});
             json_response(StatusCode::OK, with_timestamp(body, &snapshot, now))
         }
-        Route::Overview => json_response(StatusCode::OK, with_timestamp(overview(&snapshot, now), &snapshot, now)),
+        Route::Overview => json_response(
+            StatusCode::OK,
+            with_timestamp(overview(&snapshot, now), &snapshot, now),
+        ),
         Route::Shutdown => {
             let (reply, started) = oneshot::channel();
-            let sent = api.control.send(Control::Shutdown { reason: reason.clone(), reply });
+            let sent = api.control.send(Control::Shutdown {
+                reason: reason.clone(),
+                reply,
+            });
             match (sent, started.await) {
-                (Ok(()), Ok(true)) => accepted(json!({"status": "shutdown_started", "reason": reason}), &snapshot, now),
+                (Ok(()), Ok(true)) => accepted(
+                    json!({"status": "shutdown_started", "reason": reason}),
+                    &snapshot,
+                    now,
+                ),
                 (Ok(()), Ok(false)) => accepted(json!({"status": "in_progress"}), &snapshot, now),
                 _ => gone(),
             }
         }
         Route::Kill => {
             let (reply, done) = oneshot::channel();
-            let sent = api.control.send(Control::Kill { reason: reason.clone(), reply });
+            let sent = api.control.send(Control::Kill {
+                reason: reason.clone(),
+                reply,
+            });
             match (sent, done.await) {
-                (Ok(()), Ok(())) => accepted(json!({"status": "force_shutdown_started", "reason": reason}), &snapshot, now),
+                (Ok(()), Ok(())) => accepted(
+                    json!({"status": "force_shutdown_started", "reason": reason}),
+                    &snapshot,
+                    now,
+                ),
                 _ => gone(),
             }
         }
@@ -223,7 +311,10 @@ async fn answer(api: &Api, route: Route, reason: String, accept: Option<&HeaderV
             let wait = prestop_remaining(since, drain_delay, Instant::now());
             tokio::time::sleep(wait).await;
             let body = json!({"status": "prestop_done", "drain_delay_seconds": seconds(drain_delay), "waited_seconds": seconds(wait)});
-            json_response(StatusCode::OK, with_timestamp(body, &snapshot, Instant::now()))
+            json_response(
+                StatusCode::OK,
+                with_timestamp(body, &snapshot, Instant::now()),
+            )
         }
         Route::Reload => error(
             StatusCode::CONFLICT,
@@ -236,11 +327,19 @@ async fn answer(api: &Api, route: Route, reason: String, accept: Option<&HeaderV
 fn health(snapshot: &Snapshot) -> (StatusCode, Value) {
     let (child, status) = match (&snapshot.child, snapshot.state) {
         (Some(child), _) => (json!({"status": "up", "pid": child.pid}), "healthy"),
-        (None, crate::supervisor::state::Lifecycle::Restarting) => (json!({"status": "restarting"}), "degraded"),
-        (None, crate::supervisor::state::Lifecycle::Starting) => (json!({"status": "starting"}), "degraded"),
+        (None, crate::supervisor::state::Lifecycle::Restarting) => {
+            (json!({"status": "restarting"}), "degraded")
+        }
+        (None, crate::supervisor::state::Lifecycle::Starting) => {
+            (json!({"status": "starting"}), "degraded")
+        }
         (None, _) => (json!({"status": "down"}), "unhealthy"),
     };
-    let code = if status == "unhealthy" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let code = if status == "unhealthy" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     (code, json!({"status": status, "checks": {"child": child}}))
 }
 
@@ -268,7 +367,10 @@ fn overview(snapshot: &Snapshot, now: Instant) -> Value {
 
 fn with_timestamp(mut body: Value, snapshot: &Snapshot, now: Instant) -> Value {
     if let Value::Object(map) = &mut body {
-        map.insert("timestamp".into(), Value::String(rfc3339_millis(snapshot.clock.wall(now))));
+        map.insert(
+            "timestamp".into(),
+            Value::String(rfc3339_millis(snapshot.clock.wall(now))),
+        );
     }
     body
 }
@@ -279,7 +381,11 @@ fn accepted(body: Value, snapshot: &Snapshot, now: Instant) -> Response<Full<Byt
 
 /// The event loop is gone: gsup is exiting.
 fn gone() -> Response<Full<Bytes>> {
-    error(StatusCode::SERVICE_UNAVAILABLE, "exiting", "gsup is exiting")
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "exiting",
+        "gsup is exiting",
+    )
 }
 
 fn error(status: StatusCode, error: &str, message: &str) -> Response<Full<Bytes>> {
@@ -292,7 +398,10 @@ fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     text.push('\n');
     let mut response = Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 

@@ -62,6 +62,8 @@ pub enum RunError {
     Bind(#[from] BindError),
     #[error("cannot serve HTTP: {0}")]
     Serve(io::Error),
+    #[error("{0}")]
+    Metrics(crate::metrics::MetricsError),
 }
 
 impl RunError {
@@ -73,19 +75,32 @@ impl RunError {
             | RunError::Workdir { .. }
             | RunError::NoCommand
             | RunError::Bind(_) => 2,
-            RunError::Signals(_) | RunError::Runtime(_) | RunError::Serve(_) => 1,
+            RunError::Signals(_)
+            | RunError::Runtime(_)
+            | RunError::Serve(_)
+            | RunError::Metrics(_) => 1,
         }
     }
 }
 
 /// Supervises `argv` (already merged with `[process] command`) until gsup should exit;
 /// returns gsup's exit code. `inherited` must be captured before any signal handler exists.
-pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Result<i32, RunError> {
+pub fn run(
+    loaded: Loaded,
+    argv: Vec<String>,
+    inherited: InheritedSignals,
+) -> Result<i32, RunError> {
     let spec = child_spec(&loaded.config, argv)?;
     // Both bound before the child starts: a port in use or a live control socket is a
     // start-up error (exit 2), not a surprise later.
     let http_listener = loaded.config.http.listen.map(http::bind_http).transpose()?;
-    let control_socket = loaded.config.control.socket.as_deref().map(http::bind_control).transpose()?;
+    let control_socket = loaded
+        .config
+        .control
+        .socket
+        .as_deref()
+        .map(http::bind_control)
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -93,7 +108,8 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
         .map_err(RunError::Runtime)?;
     let loaded = Arc::new(loaded);
     runtime.block_on(async move {
-        let mut supervisor = Supervisor::new(loaded.config.clone(), spec, inherited);
+        let metrics = Arc::new(Metrics::new().map_err(RunError::Metrics)?);
+        let mut supervisor = Supervisor::new(loaded.config.clone(), spec, inherited, metrics);
         let (control, requests) = mpsc::unbounded_channel();
         let api = Arc::new(Api {
             snapshot: supervisor.published.subscribe(),
@@ -179,7 +195,12 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn new(config: Config, spec: ChildSpec, inherited: InheritedSignals) -> Self {
+    fn new(
+        config: Config,
+        spec: ChildSpec,
+        inherited: InheritedSignals,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let own_pid = nix::unistd::getpid().as_raw();
         let own_pgid = nix::unistd::getpgrp().as_raw();
         let tty = interactive_tty(own_pgid);
@@ -191,7 +212,8 @@ impl Supervisor {
         let state = State::new(config, host);
         let clock = Clock::now();
         let started_at = Instant::now();
-        let (published, _) = watch::channel(Arc::new(Snapshot::of(&state, clock, started_at.into_std())));
+        let (published, _) =
+            watch::channel(Arc::new(Snapshot::of(&state, clock, started_at.into_std())));
         Supervisor {
             state,
             spec,
@@ -205,7 +227,7 @@ impl Supervisor {
             own_pgid,
             timers: HashMap::new(),
             queue: VecDeque::new(),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             published,
             clock,
             started_at,
@@ -214,7 +236,10 @@ impl Supervisor {
         }
     }
 
-    async fn run(&mut self, mut requests: mpsc::UnboundedReceiver<Control>) -> Result<i32, RunError> {
+    async fn run(
+        &mut self,
+        mut requests: mpsc::UnboundedReceiver<Control>,
+    ) -> Result<i32, RunError> {
         let mut watched = signals::forwardable();
         watched.push(libc::SIGCHLD);
         let incoming = SignalReceiver::open(&watched)
@@ -300,12 +325,14 @@ impl Supervisor {
         match request {
             Control::Shutdown { reason, reply } => {
                 let starts = self.state.shutdown().is_none();
-                self.queue.push_back(Event::Command(Command::Shutdown { reason }));
+                self.queue
+                    .push_back(Event::Command(Command::Shutdown { reason }));
                 let _ = self.process_queue_now();
                 let _ = reply.send(starts);
             }
             Control::Kill { reason, reply } => {
-                self.queue.push_back(Event::Command(Command::Kill { reason }));
+                self.queue
+                    .push_back(Event::Command(Command::Kill { reason }));
                 let _ = self.process_queue_now();
                 let _ = reply.send(());
             }
@@ -403,7 +430,9 @@ impl Supervisor {
     /// The shutdown's outcome, once known (DESIGN §6): failure as soon as the tree needed
     /// SIGKILL, success once the child exited by the graceful deadline.
     fn count_shutdown(&mut self) {
-        let Some(shutdown) = self.state.shutdown() else { return };
+        let Some(shutdown) = self.state.shutdown() else {
+            return;
+        };
         if self.shutdown_counted {
             return;
         }
@@ -411,12 +440,20 @@ impl Supervisor {
         let wait_exit = &rows[phases::PhaseName::WaitExit as usize];
         let force = &rows[phases::PhaseName::Force as usize];
         let failed = rows.iter().any(|row| {
-            matches!(row.outcome, Some(phases::Outcome::Failed | phases::Outcome::Killed | phases::Outcome::Timeout))
+            matches!(
+                row.outcome,
+                Some(phases::Outcome::Failed | phases::Outcome::Killed | phases::Outcome::Timeout)
+            )
         });
-        if failed || (force.started_at.is_some() && wait_exit.outcome != Some(phases::Outcome::Ok)) {
+        if failed || (force.started_at.is_some() && wait_exit.outcome != Some(phases::Outcome::Ok))
+        {
             self.metrics.shutdown_failed();
             self.shutdown_counted = true;
-        } else if let Some(exit) = self.state.last_exit().filter(|e| e.at >= shutdown.started_at) {
+        } else if let Some(exit) = self
+            .state
+            .last_exit()
+            .filter(|e| e.at >= shutdown.started_at)
+        {
             self.metrics.shutdown_succeeded();
             self.shutdown_counted = true;
             let took = exit.at.saturating_duration_since(shutdown.started_at);
@@ -529,7 +566,6 @@ impl Supervisor {
             }
         }
     }
-
 }
 
 /// stdin, when it is a terminal whose foreground group is gsup's own: then the child's

@@ -20,7 +20,10 @@ pub struct Clock {
 
 impl Clock {
     pub fn now() -> Self {
-        Clock { origin: Instant::now(), wall: SystemTime::now() }
+        Clock {
+            origin: Instant::now(),
+            wall: SystemTime::now(),
+        }
     }
 
     pub fn wall(&self, at: Instant) -> SystemTime {

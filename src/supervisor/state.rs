@@ -78,8 +78,12 @@ pub enum Event {
 /// Requests from the control surfaces (HTTP, control socket, monitor).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Shutdown { reason: String },
-    Kill { reason: String },
+    Shutdown {
+        reason: String,
+    },
+    Kill {
+        reason: String,
+    },
     /// A Kubernetes preStop (`ctl prestop`, GET `/prestop`): readiness off until gsup
     /// exits; the drain of the shutdown that follows waits only what remains of
     /// `drain_delay` since then.
@@ -441,7 +445,11 @@ impl State {
         let deadline = now + self.config.shutdown.timeout;
         // After a preStop, only what remains of drain_delay since then (DESIGN §4).
         let drain_delay = match self.prestop_at {
-            Some(since) => self.config.shutdown.drain_delay.saturating_sub(now.saturating_duration_since(since)),
+            Some(since) => self
+                .config
+                .shutdown
+                .drain_delay
+                .saturating_sub(now.saturating_duration_since(since)),
             None => self.config.shutdown.drain_delay,
         };
         if drain_delay.is_zero() {
