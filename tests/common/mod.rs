@@ -327,3 +327,68 @@ pub fn zombie_children(parent: i32) -> usize {
         })
         .count()
 }
+
+/// A raw HTTP/1.1 exchange over loopback (`Connection: close`): (status, head, body).
+/// Raw on purpose: the malformed-request tests need the same socket-level control.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    raw_http(addr, request.as_bytes())
+}
+
+/// Sends `bytes` and reads the answer until the server closes; (0, "", "") when the
+/// server closed without answering.
+pub fn raw_http(addr: &str, bytes: &[u8]) -> (u16, String, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to gsup's HTTP port");
+    stream
+        .set_read_timeout(Some(PATIENCE))
+        .expect("read timeout");
+    let _ = stream.write_all(bytes);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return (0, text, String::new());
+    };
+    // gsup's answers are whole bodies with Content-Length, never chunked.
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+impl Running {
+    /// The address gsup logged as `http listening` (start it with `--http 127.0.0.1:0`).
+    pub fn http_addr(&self) -> String {
+        let mut found = None;
+        let seen = wait_until(PATIENCE, || {
+            found = self
+                .stderr()
+                .lines()
+                .find(|l| l.contains("http listening"))
+                .and_then(|line| {
+                    let start = line.find("\"addr\":\"")? + 8;
+                    let end = line[start..].find('"')? + start;
+                    Some(line[start..end].to_string())
+                });
+            found.is_some()
+        });
+        assert!(
+            seen,
+            "gsup never logged `http listening`\n{}",
+            self.stderr()
+        );
+        found.unwrap_or_default()
+    }
+}
