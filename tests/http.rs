@@ -446,7 +446,7 @@ fn metrics_are_prometheus_text_and_json() {
 
 #[test]
 fn counters_follow_what_happened() {
-    let (mut gsup, addr) = api(&[], &[]);
+    let (gsup, addr) = api(&[], &[]);
     gsup.signal(libc::SIGWINCH);
     assert!(
         wait_until(PATIENCE, || http(&addr, "GET", "/metrics", &[])
