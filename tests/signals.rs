@@ -116,26 +116,52 @@ fn rewrite_maps_and_drops_signals() {
 }
 
 /// A shell with two background workers: `forward_to = "group"` reaches all three,
-/// `"child"` only the shell.
+/// `"child"` only the shell. Returns the lines seen.
 fn shell_with_workers(forward_to: &str) -> Vec<String> {
     let script = format!(
         "trap 'echo sh-got-USR1' USR1; \
-         {CHILD} handle USR1 echo a-ready forever & \
-         {CHILD} handle USR1 echo b-ready forever & \
-         wait; echo sh-done"
+         {CHILD} handle USR1,USR2 pid echo a-ready forever & \
+         {CHILD} handle USR1,USR2 pid echo b-ready forever & \
+         while :; do wait; done"
     );
     let mut gsup = gsup_run(
         &["--forward-to", forward_to, "--", "sh", "-c", &script],
-        &[("SHUTDOWN_TIMEOUT_MS", "2000")],
+        &[],
     );
     gsup.expect_line("a-ready");
     gsup.expect_line("b-ready");
+    let workers: Vec<i32> = gsup
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("pid "))
+        .map(|l| field(l, "pid"))
+        .collect();
+    assert_eq!(workers.len(), 2, "{:?}", gsup.seen);
     gsup.signal(libc::SIGUSR1);
     gsup.expect_line("sh-got-USR1");
-    // The shell then exits; its workers are stragglers and get the stop signal.
-    let code = gsup.wait_code(PATIENCE);
-    assert_eq!(code, 0, "the shell exited 0\n{}", gsup.stderr());
-    gsup.drain_lines(Duration::from_secs(5))
+    if forward_to == "group" {
+        gsup.expect_count("got SIGUSR1", 2);
+    }
+    // A marker sent to the workers directly: their reports come in signal order, so a
+    // USR1 from gsup would have been reported by the time USR2 is.
+    for worker in &workers {
+        send_signal(*worker, libc::SIGUSR2);
+    }
+    gsup.expect_count("got SIGUSR2", 2);
+    gsup.signal(libc::SIGTERM);
+    assert_eq!(
+        gsup.wait_code(PATIENCE),
+        128 + libc::SIGTERM,
+        "{}",
+        gsup.stderr()
+    );
+    for worker in workers {
+        assert!(
+            wait_until(PATIENCE, || !alive(worker)),
+            "worker {worker} outlived gsup"
+        );
+    }
+    gsup.seen.clone()
 }
 
 #[test]
