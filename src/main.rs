@@ -5,10 +5,12 @@
 mod cli;
 mod config;
 mod logging;
+mod monitor;
 mod os;
 mod run;
 mod signals;
 mod supervisor;
+mod timefmt;
 
 use std::process::ExitCode;
 
