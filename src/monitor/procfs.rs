@@ -9,6 +9,11 @@
 //!
 //! A process that exits mid-walk is normal: its files are gone and it is skipped. This
 //! module only reads /proc; it never signals, waits for or otherwise touches a process.
+//!
+//! Use: one [`Sampler`] for the whole run (it holds the previous sample, for
+//! `cpu_percent`, and the monotonic `cpu_seconds_total` across generations); every
+//! `interval`, `sampler.sample(&[Root::tree(child), Root::below(gsup)], &hooks_and_probes)`
+//! and, for `GET /process`, `sampler.sample_self(&hooks_and_probes)`.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::{self, Write as _};
