@@ -263,13 +263,19 @@ fn excluded_subtrees_are_skipped() {
     let sh = shell.pid();
     let roots = [Root::tree(sh)];
     let mut sampler = Sampler::new().expect("sampler");
+    let is_inner = |p: &ProcessInfo| p.command.starts_with("sh -c sleep 30");
+    // Until every fork has exec'd: a forked sh shows its parent's argv for a while.
     let full = sample_until(&mut sampler, &roots, &none(), |s| {
-        s.processes.len() == 4 && s.processes.iter().any(|p| p.command == "sleep 30")
+        let has = |c: &str| s.processes.iter().any(|p| p.command == c);
+        s.processes.len() == 4
+            && has("sleep 30")
+            && has("sleep 31")
+            && s.processes.iter().any(is_inner)
     });
     let inner = full
         .processes
         .iter()
-        .find(|p| p.command.starts_with("sh -c sleep 30"))
+        .find(|p| is_inner(p))
         .expect("inner sh");
     let exclude = HashSet::from([inner.pid]);
     let sample = sampler.sample(&roots, &exclude);
