@@ -8,6 +8,7 @@ mod ctl;
 mod http;
 mod logging;
 mod metrics;
+mod monitor;
 mod os;
 mod probe;
 mod run;

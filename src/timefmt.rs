@@ -1,41 +1,53 @@
-//! RFC 3339 timestamps with millisecond precision in UTC (`2025-01-01T12:00:00.123Z`),
-//! the one format of every JSON timestamp gsup writes (DESIGN §5). No calendar crate:
-//! days-from-civil arithmetic (Howard Hinnant's algorithm) is a dozen lines.
+//! RFC 3339 UTC timestamps with millisecond precision (`2025-01-01T12:00:00.123Z`), the
+//! one timestamp format of every JSON answer and of the shutdown log (DESIGN §5).
+//!
+//! Written from Unix time with the civil-from-days algorithm (Howard Hinnant,
+//! <https://howardhinnant.github.io/date_algorithms.html#civil_from_days>) so that gsup
+//! needs no date crate for one format. Never reads the local time zone.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub fn rfc3339_millis(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let millis = since.subsec_millis();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
+/// `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC, truncated (not rounded) to the millisecond so
+/// a timestamp never lies in the future of the instant it names.
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    // Milliseconds since the epoch, signed: a clock set before 1970 must still print.
+    let millis: i64 = match t.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => {
+            let d = before.duration();
+            // Truncation towards the past: -0.0005 s is 1969-12-31T23:59:59.999Z.
+            let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            let partial = i64::from(d.subsec_nanos() % 1_000_000 != 0);
+            -ms - partial
+        }
+    };
+    let secs = millis.div_euclid(1000);
+    let ms = millis.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
     )
 }
 
-/// (year, month, day) of the day `days` after 1970-01-01.
+/// (year, month 1–12, day 1–31) of the proleptic Gregorian calendar for `days` since
+/// 1970-01-01. Eras are 400-year cycles starting on March 1st, which puts the leap day
+/// at the end of the year and makes every month length a linear function.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
+    let z = days + 719_468; // days since 0000-03-01
     let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
+    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from March 1st
+    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
-}
-
-/// Seconds as the float JSON durations use (DESIGN §5).
-pub fn seconds(duration: std::time::Duration) -> f64 {
-    duration.as_secs_f64()
 }
 
 #[cfg(test)]
@@ -43,24 +55,115 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn at(secs: u64, millis: u64) -> String {
-        rfc3339_millis(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis))
+    fn at(secs: u64, millis: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn the_epoch() {
+        assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]
     fn known_dates() {
-        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(at(1_735_732_800, 123), "2025-01-01T12:00:00.123Z");
+        // Values from `date -u -d @SECS`.
         assert_eq!(
-            at(951_782_400, 0),
-            "2000-02-29T00:00:00.000Z",
-            "leap day of a 400-year leap year"
+            rfc3339_millis(at(1_735_732_800, 123)),
+            "2025-01-01T12:00:00.123Z"
         );
         assert_eq!(
-            at(4_107_542_399, 999),
-            "2100-02-28T23:59:59.999Z",
-            "2100 is not a leap year"
+            rfc3339_millis(at(951_782_400, 0)),
+            "2000-02-29T00:00:00.000Z"
+        ); // 400-year leap
+        assert_eq!(
+            rfc3339_millis(at(951_868_799, 999)),
+            "2000-02-29T23:59:59.999Z"
         );
-        assert_eq!(at(1_709_164_800, 5), "2024-02-29T00:00:00.005Z");
+        assert_eq!(
+            rfc3339_millis(at(951_868_800, 0)),
+            "2000-03-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339_millis(at(1_709_164_800, 5)),
+            "2024-02-29T00:00:00.005Z"
+        );
+        assert_eq!(
+            rfc3339_millis(at(1_677_628_800, 0)),
+            "2023-03-01T00:00:00.000Z"
+        ); // no Feb 29
+        assert_eq!(
+            rfc3339_millis(at(4_107_542_400, 0)),
+            "2100-03-01T00:00:00.000Z"
+        ); // 2100 not leap
+        assert_eq!(
+            rfc3339_millis(at(1_704_067_199, 0)),
+            "2023-12-31T23:59:59.000Z"
+        );
+        assert_eq!(
+            rfc3339_millis(at(2_147_483_648, 0)),
+            "2038-01-19T03:14:08.000Z"
+        ); // past i32
     }
+
+    #[test]
+    fn truncates_to_the_millisecond() {
+        let t = at(1_735_732_800, 123) + Duration::from_micros(999);
+        assert_eq!(rfc3339_millis(t), "2025-01-01T12:00:00.123Z");
+    }
+
+    #[test]
+    fn before_the_epoch() {
+        let t = UNIX_EPOCH - Duration::from_micros(500);
+        assert_eq!(rfc3339_millis(t), "1969-12-31T23:59:59.999Z");
+        let t = UNIX_EPOCH - Duration::from_secs(86_400 * 365);
+        assert_eq!(rfc3339_millis(t), "1969-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn every_day_round_trips_through_the_calendar() {
+        // Negative control for the arithmetic: consecutive days never skip or repeat a
+        // date, across 1900–2200 (leap rules of 1900, 2000 and 2100 included).
+        let mut previous = civil_from_days(-25_567); // 1900-01-01
+        assert_eq!(previous, (1900, 1, 1));
+        for days in -25_566..84_000 {
+            let (y, m, d) = civil_from_days(days);
+            let (py, pm, pd) = previous;
+            let next_day = (y, m, d) == (py, pm, pd + 1);
+            let next_month = (y, m, d) == (py, pm + 1, 1);
+            let next_year = (y, m, d) == (py + 1, 1, 1) && (pm, pd) == (12, 31);
+            assert!(
+                next_day || next_month || next_year,
+                "{previous:?} -> {:?}",
+                (y, m, d)
+            );
+            if next_month || next_year {
+                let leap = py % 4 == 0 && (py % 100 != 0 || py % 400 == 0);
+                let length = [
+                    31,
+                    if leap { 29 } else { 28 },
+                    31,
+                    30,
+                    31,
+                    30,
+                    31,
+                    31,
+                    30,
+                    31,
+                    30,
+                    31,
+                ];
+                assert_eq!(
+                    pd,
+                    length[pm as usize - 1],
+                    "{previous:?} is not a month's end"
+                );
+            }
+            previous = (y, m, d);
+        }
+    }
+}
+
+/// Seconds as the float JSON durations use (DESIGN §5).
+pub fn seconds(duration: std::time::Duration) -> f64 {
+    duration.as_secs_f64()
 }

@@ -27,10 +27,11 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Config, Loaded};
 use crate::http::{self, Api, BindError, Control};
 use crate::metrics::Metrics;
+use crate::monitor;
 use crate::os::{self, ChildSetup, InheritedSignals, SignalReceiver};
 use crate::signals::{self, Sig};
 use reaper::Reaped;
-use snapshot::{Clock, Snapshot};
+use snapshot::{Clock, Sample, Snapshot};
 use spawn::{ChildSpec, SpawnError};
 use state::{Action, Command, Event, Host, Pid, State, Target, Timer};
 
@@ -192,6 +193,13 @@ struct Supervisor {
     shutdown_counted: bool,
     /// An exit decided while answering a control request, returned by the next round.
     pending_exit: Option<i32>,
+    /// The process-tree sampler (DESIGN §7); `None` when monitoring is off or /proc
+    /// cannot be read.
+    sampler: Option<monitor::Sampler>,
+    monitor_interval: Duration,
+    next_sample: Instant,
+    /// The latest sample, for `/process`.
+    sample: Option<Arc<Sample>>,
 }
 
 impl Supervisor {
@@ -208,6 +216,14 @@ impl Supervisor {
             own_pid,
             own_pgid,
             tty: tty.is_some(),
+        };
+        let monitor_interval = config.monitor.interval;
+        let sampler = if config.monitor.enabled {
+            monitor::Sampler::new()
+                .map_err(|error| warn!(%error, "cannot read /proc: process monitoring is off"))
+                .ok()
+        } else {
+            None
         };
         let state = State::new(config, host);
         let clock = Clock::now();
@@ -233,6 +249,10 @@ impl Supervisor {
             started_at,
             shutdown_counted: false,
             pending_exit: None,
+            sampler,
+            monitor_interval,
+            next_sample: Instant::now(),
+            sample: None,
         }
     }
 
@@ -286,6 +306,8 @@ impl Supervisor {
                 }
                 // A request from the HTTP side or the control socket.
                 Some(request) = requests.recv() => self.on_control(request),
+                // The monitor's next sample of the tree.
+                _ = sleep_until(self.next_sample), if self.sampler.is_some() => self.sample_tree(),
                 // The earliest armed timer.
                 _ = sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
                     self.fire_timers();
@@ -469,11 +491,35 @@ impl Supervisor {
         }
     }
 
+    /// One monitor sample: the tree's gauges and what `/process` shows.
+    fn sample_tree(&mut self) {
+        self.next_sample = Instant::now() + self.monitor_interval;
+        let Some(sampler) = &mut self.sampler else {
+            return;
+        };
+        let tree = sampler.sample(&roots(self.state.child().map(|c| c.pid)), &HashSet::new());
+        let gsup = sampler.sample_self(&HashSet::new());
+        let totals = &tree.totals;
+        self.metrics.set_tree(
+            totals.rss_bytes,
+            totals.threads,
+            totals.fds,
+            totals.processes,
+        );
+        self.metrics.raise_child_cpu_seconds(tree.cpu_seconds_total);
+        self.sample = Some(Arc::new(Sample {
+            gsup,
+            tree: Arc::new(tree),
+        }));
+        self.publish();
+    }
+
     /// Publishes the snapshot the HTTP side reads, and the gauges that follow the state.
     fn publish(&mut self) {
         self.count_shutdown();
         self.metrics.set_ready(self.state.ready());
-        let snapshot = Snapshot::of(&self.state, self.clock, self.started_at.into_std());
+        let mut snapshot = Snapshot::of(&self.state, self.clock, self.started_at.into_std());
+        snapshot.sample = self.sample.clone();
         self.published.send_replace(Arc::new(snapshot));
     }
 
@@ -579,14 +625,40 @@ fn interactive_tty(own_pgid: Pid) -> Option<i32> {
     (foreground == own_pgid).then(|| stdin.as_raw_fd())
 }
 
-/// `/process`: gsup and the child's tree. (The sampler with RSS/CPU arrives with the
-/// monitoring module; until then the tree lists pids.)
+/// `/process`: gsup and the child's tree from the monitor's latest sample; with
+/// monitoring off, a one-off read (cpu_percent is then 0: it needs two samples).
 pub fn process_json(snapshot: &Snapshot) -> serde_json::Value {
+    let now = std::time::SystemTime::now();
+    let (gsup, tree) = match &snapshot.sample {
+        Some(sample) => (sample.gsup.clone(), Arc::clone(&sample.tree)),
+        None => match monitor::Sampler::new() {
+            Ok(mut sampler) => {
+                let roots = roots(snapshot.child.as_ref().map(|c| c.pid));
+                let tree = sampler.sample(&roots, &HashSet::new());
+                (sampler.sample_self(&HashSet::new()), Arc::new(tree))
+            }
+            Err(error) => {
+                return serde_json::json!({"error": format!("cannot read /proc: {error}")});
+            }
+        },
+    };
+    serde_json::json!({
+        "gsup": gsup.map(|entry| entry.to_json(now)),
+        "tree": tree.processes.iter().map(|entry| entry.to_json(now)).collect::<Vec<_>>(),
+        "totals": {
+            "processes": tree.totals.processes,
+            "rss_bytes": tree.totals.rss_bytes,
+            "threads": tree.totals.threads,
+            "fds": tree.totals.fds,
+            "cpu_percent": tree.totals.cpu_percent,
+        },
+    })
+}
+
+/// The child's tree, plus whatever else lives below gsup (orphans re-parented to it).
+fn roots(child: Option<Pid>) -> Vec<monitor::Root> {
     let own = std::process::id() as Pid;
-    let tree: Vec<serde_json::Value> = tree::descendants(own, &HashSet::new())
-        .into_iter()
-        .map(|pid| serde_json::json!({"pid": pid, "ppid": tree::parent_of(pid)}))
-        .collect();
-    let _ = snapshot;
-    serde_json::json!({"gsup": {"pid": own}, "tree": tree})
+    let mut roots: Vec<monitor::Root> = child.map(monitor::Root::tree).into_iter().collect();
+    roots.push(monitor::Root::below(own));
+    roots
 }

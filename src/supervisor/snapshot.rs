@@ -74,6 +74,15 @@ pub struct Snapshot {
     pub restarts: u64,
     pub last_exit: Option<ExitView>,
     pub shutdown: Option<ShutdownView>,
+    /// The monitor's latest sample (none with monitoring off).
+    pub sample: Option<std::sync::Arc<Sample>>,
+}
+
+/// One monitor reading: gsup's own entry and the child's tree.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub gsup: Option<crate::monitor::ProcessInfo>,
+    pub tree: std::sync::Arc<crate::monitor::TreeSample>,
 }
 
 impl Snapshot {
@@ -117,6 +126,7 @@ impl Snapshot {
                 deadline: s.deadline,
                 phases: state.phases().to_vec(),
             }),
+            sample: None,
         }
     }
 
