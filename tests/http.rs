@@ -456,3 +456,82 @@ fn counters_follow_what_happened() {
         http(&addr, "GET", "/metrics", &[]).2
     );
 }
+
+/// A tree of several processes shows up in `/process` with plausible figures; a CPU
+/// burner shows CPU once two samples exist.
+#[test]
+fn process_shows_the_tree_with_rss_and_cpu() {
+    let config = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp");
+    std::fs::write(config.path(), "[monitor]\ninterval = \"200ms\"\n").expect("write");
+    let script = format!(
+        "{CHILD} echo a forever & {CHILD} echo b forever & {CHILD} burn 0 echo c forever & wait"
+    );
+    let mut gsup = gsup_run(
+        &[
+            "--config",
+            config.path().to_str().expect("utf-8"),
+            "--http",
+            "127.0.0.1:0",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+        &[],
+    );
+    for line in ["a", "b", "c"] {
+        gsup.expect_line(line);
+    }
+    let addr = gsup.http_addr();
+    let mut last = serde_json::Value::Null;
+    let burning = wait_until(PATIENCE, || {
+        last = json(&http(&addr, "GET", &format!("{PREFIX}/process"), &[]).2);
+        let tree = last["tree"].as_array().cloned().unwrap_or_default();
+        tree.len() == 4
+            && tree
+                .iter()
+                .any(|p| p["cpu_percent"].as_f64().is_some_and(|c| c > 20.0))
+    });
+    assert!(burning, "4 processes, one burning a core: {last:#}");
+    let tree = last["tree"].as_array().expect("tree");
+    let shell = &tree[0];
+    assert_eq!(shell["ppid"], gsup.pid());
+    assert_eq!(
+        shell["children"].as_array().map(Vec::len),
+        Some(3),
+        "{shell}"
+    );
+    assert!(
+        shell["children"]
+            .as_array()
+            .expect("children")
+            .iter()
+            .all(serde_json::Value::is_i64),
+        "children are pids"
+    );
+    for entry in tree {
+        assert!(
+            entry["rss_bytes"].as_u64().is_some_and(|rss| rss > 100_000),
+            "{entry}"
+        );
+        assert!(
+            entry["threads"].as_u64().is_some_and(|t| t >= 1)
+                && entry["fds"].as_u64().is_some_and(|f| f >= 3),
+            "{entry}"
+        );
+        assert_eq!(entry["pgid"], shell["pid"], "one group: {entry}");
+        assert!(
+            entry["started_at"]
+                .as_str()
+                .is_some_and(|s| s.ends_with('Z'))
+        );
+    }
+    assert_eq!(last["gsup"]["pid"], gsup.pid());
+    let metrics = http(&addr, "GET", "/metrics", &[]).2;
+    assert!(metrics.contains("gsup_child_processes 4"), "{metrics}");
+    gsup.signal(libc::SIGTERM);
+    assert_eq!(gsup.wait_code(PATIENCE), 128 + libc::SIGTERM);
+}
