@@ -139,6 +139,7 @@ struct Known {
     /// utime + stime + cutime + cstime, in ticks.
     all_ticks: u64,
     comm: String,
+    arg_start: u64,
     command: String,
     /// Whether `command` came from a non-empty argv. A `[comm]` fallback is not reused:
     /// during an exec the new comm shows before the new argv does.
@@ -247,7 +248,13 @@ impl Sampler {
                     .remove(&pid)
                     .filter(|k| k.starttime == stat.starttime);
                 let (command, from_argv) = match &known {
-                    Some(k) if k.from_argv && k.comm == stat.comm && stat.state != b'Z' => {
+                    Some(k)
+                        if k.from_argv
+                            && k.comm == stat.comm
+                            && k.arg_start == stat.arg_start
+                            && stat.arg_start != 0
+                            && stat.state != b'Z' =>
+                    {
                         (k.command.clone(), true)
                     }
                     // New, exec'd since (comm changed: argv may have changed too), or
@@ -289,6 +296,7 @@ impl Sampler {
                         ppid: stat.ppid,
                         own_ticks,
                         all_ticks,
+                        arg_start: stat.arg_start,
                         comm: stat.comm,
                         command,
                         from_argv,
@@ -461,6 +469,10 @@ struct Stat {
     threads: u64,   // 20
     starttime: u64, // 22
     rss_pages: u64, // 24
+    /// Where argv lives in the process's memory (field 48, Linux ≥ 3.5): it moves on every
+    /// exec, even one of a program with the same comm (`sh` → `sh -c …`), so a cached
+    /// command line is reused only while it stays put. 0 when the kernel hides it.
+    arg_start: u64, // 48
 }
 
 /// Parses a `stat` line. The fields are counted after the LAST `)`: `comm` may itself hold
@@ -488,6 +500,7 @@ fn parse_stat(line: &[u8]) -> Option<Stat> {
     let threads = unsigned(fields.nth(2))?; // 20
     let starttime = unsigned(fields.nth(1))?; // 22
     let rss_pages = unsigned(fields.nth(1))?; // 24
+    let arg_start = unsigned(fields.nth(23)).unwrap_or(0); // 48
     Some(Stat {
         comm,
         state,
@@ -500,6 +513,7 @@ fn parse_stat(line: &[u8]) -> Option<Stat> {
         threads,
         starttime,
         rss_pages,
+        arg_start,
     })
 }
 

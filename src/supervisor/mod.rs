@@ -5,6 +5,7 @@
 //! to the forking thread) — in a current-thread tokio runtime. Reaping, signals and state
 //! changes share one task, so no locks and no second waiter exist.
 
+pub mod hooks;
 pub mod phases;
 mod reaper;
 pub mod snapshot;
@@ -110,7 +111,8 @@ pub fn run(
     let loaded = Arc::new(loaded);
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new().map_err(RunError::Metrics)?);
-        let mut supervisor = Supervisor::new(loaded.config.clone(), spec, inherited, metrics);
+        let (mut supervisor, hook_reports) =
+            Supervisor::new(loaded.config.clone(), spec, inherited, metrics);
         let (control, requests) = mpsc::unbounded_channel();
         let api = Arc::new(Api {
             snapshot: supervisor.published.subscribe(),
@@ -125,7 +127,7 @@ pub fn run(
             http::spawn_control(socket, Arc::clone(&api)).map_err(RunError::Serve)?;
         }
         drop(api);
-        let code = supervisor.run(requests).await;
+        let code = supervisor.run(requests, hook_reports).await;
         // Removes the socket file; the runtime's drop then closes open connections.
         drop(control_socket);
         code
@@ -191,6 +193,8 @@ struct Supervisor {
     started_at: Instant,
     /// Whether the current shutdown's outcome has gone into the metrics.
     shutdown_counted: bool,
+    /// Whether its trigger-to-exit duration has.
+    shutdown_duration_observed: bool,
     /// An exit decided while answering a control request, returned by the next round.
     pending_exit: Option<i32>,
     /// The process-tree sampler (DESIGN §7); `None` when monitoring is off or /proc
@@ -200,6 +204,8 @@ struct Supervisor {
     next_sample: Instant,
     /// The latest sample, for `/process`.
     sample: Option<Arc<Sample>>,
+    /// Runs the hooks of one shutdown phase at a time.
+    hooks: hooks::HookRunner,
 }
 
 impl Supervisor {
@@ -208,7 +214,7 @@ impl Supervisor {
         spec: ChildSpec,
         inherited: InheritedSignals,
         metrics: Arc<Metrics>,
-    ) -> Self {
+    ) -> (Self, mpsc::UnboundedReceiver<hooks::HttpDone>) {
         let own_pid = nix::unistd::getpid().as_raw();
         let own_pgid = nix::unistd::getpgrp().as_raw();
         let tty = interactive_tty(own_pgid);
@@ -225,19 +231,21 @@ impl Supervisor {
         } else {
             None
         };
+        let setup = ChildSetup {
+            inherited,
+            parent_pid: own_pid,
+            foreground_tty: tty,
+        };
+        let (hooks, hook_reports) = hooks::HookRunner::new(config.clone(), spec.clone(), setup);
         let state = State::new(config, host);
         let clock = Clock::now();
         let started_at = Instant::now();
         let (published, _) =
             watch::channel(Arc::new(Snapshot::of(&state, clock, started_at.into_std())));
-        Supervisor {
+        let supervisor = Supervisor {
             state,
             spec,
-            setup: ChildSetup {
-                inherited,
-                parent_pid: own_pid,
-                foreground_tty: tty,
-            },
+            setup,
             tty,
             own_pid,
             own_pgid,
@@ -248,17 +256,21 @@ impl Supervisor {
             clock,
             started_at,
             shutdown_counted: false,
+            shutdown_duration_observed: false,
             pending_exit: None,
             sampler,
             monitor_interval,
             next_sample: Instant::now(),
             sample: None,
-        }
+            hooks,
+        };
+        (supervisor, hook_reports)
     }
 
     async fn run(
         &mut self,
         mut requests: mpsc::UnboundedReceiver<Control>,
+        mut hook_reports: mpsc::UnboundedReceiver<hooks::HttpDone>,
     ) -> Result<i32, RunError> {
         let mut watched = signals::forwardable();
         watched.push(libc::SIGCHLD);
@@ -287,6 +299,7 @@ impl Supervisor {
                 }
             }
             let next_timer = self.timers.values().min().copied();
+            let hook_deadline = self.hooks.next_deadline().map(Instant::from_std);
             let tick = if self.state.awaiting_tree() {
                 TREE_POLL
             } else {
@@ -306,6 +319,18 @@ impl Supervisor {
                 }
                 // A request from the HTTP side or the control socket.
                 Some(request) = requests.recv() => self.on_control(request),
+                // An http hook answered (or failed).
+                Some(done) = hook_reports.recv() => {
+                    if let Some(result) = self.hooks.on_http(done, Instant::now().into_std()) {
+                        self.queue.push_back(Event::HooksDone(result));
+                    }
+                }
+                // A hook reached its deadline.
+                _ = sleep_until(hook_deadline.unwrap_or_else(Instant::now)), if hook_deadline.is_some() => {
+                    if let Some(result) = self.hooks.on_tick(Instant::now().into_std()) {
+                        self.queue.push_back(Event::HooksDone(result));
+                    }
+                }
                 // The monitor's next sample of the tree.
                 _ = sleep_until(self.next_sample), if self.sampler.is_some() => self.sample_tree(),
                 // The earliest armed timer.
@@ -432,12 +457,63 @@ impl Supervisor {
                 debug!("gsup continued");
             }
             Action::Foreground(pgid) => self.foreground(pgid),
+            Action::RunHooks { phase, deadline } => {
+                if let Some(result) = self.hooks.start(phase, deadline, Instant::now().into_std()) {
+                    self.queue.push_back(Event::HooksDone(result));
+                }
+            }
+            Action::KillHooks => self.hooks.kill(),
             Action::Exit(code) => {
-                self.count_shutdown();
+                self.count_shutdown(true);
+                self.report_shutdown(code);
                 return Some(code);
             }
         }
         None
+    }
+
+    /// The shutdown report (DESIGN §4): one JSON line with the reason, every phase's
+    /// timings, the exit code and the connection counts, to the log and to
+    /// `[shutdown] log` when set.
+    fn report_shutdown(&self, code: i32) {
+        let Some(shutdown) = self.state.shutdown() else {
+            return;
+        };
+        let now = Instant::now().into_std();
+        let rows = self.state.phases();
+        let failed = rows.iter().any(|row| {
+            matches!(
+                row.outcome,
+                Some(phases::Outcome::Failed | phases::Outcome::Killed | phases::Outcome::Timeout)
+            )
+        });
+        let report = serde_json::json!({
+            "event": "shutdown",
+            "reason": shutdown.reason,
+            "started_at": self.clock.json(shutdown.started_at),
+            "ended_at": self.clock.json(now),
+            "duration_seconds": now.saturating_duration_since(shutdown.started_at).as_secs_f64(),
+            "deadline": self.clock.json(shutdown.deadline),
+            "exit_code": code,
+            "outcome": if failed { "failure" } else { "success" },
+            "active_connections": serde_json::Value::Null,
+            "inflight_connections": serde_json::Value::Null,
+            "phases": rows.iter().map(|row| snapshot::phase_json(row, &self.clock)).collect::<Vec<_>>(),
+        });
+        let line = report.to_string();
+        info!(report = %line, "shutdown report");
+        if let Some(path) = &self.state.config().shutdown.log {
+            let written = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut file| {
+                    std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
+                });
+            if let Err(error) = written {
+                warn!(path = %path.display(), %error, "cannot append the shutdown report to [shutdown] log");
+            }
+        }
     }
 
     /// Metrics that follow events.
@@ -449,45 +525,47 @@ impl Supervisor {
         }
     }
 
-    /// The shutdown's outcome, once known (DESIGN §6): failure as soon as the tree needed
-    /// SIGKILL, success once the child exited by the graceful deadline.
-    fn count_shutdown(&mut self) {
+    /// The shutdown's metrics (DESIGN §6). Failure counts as soon as it is known (the tree
+    /// needed SIGKILL, a hook failed or timed out, a phase was killed), while the shutdown
+    /// still runs; success once it ended without one (`ended`). The duration is observed
+    /// when the child's exit is known; phase durations as phases end.
+    fn count_shutdown(&mut self, ended: bool) {
         let Some(shutdown) = self.state.shutdown() else {
             return;
         };
+        let started_at = shutdown.started_at;
+        let rows = self.state.phases();
+        for row in rows {
+            if let (Some(start), Some(end)) = (row.started_at, row.ended_at) {
+                self.metrics.set_phase_duration(
+                    row.name.as_str(),
+                    end.saturating_duration_since(start).as_secs_f64(),
+                );
+            }
+        }
+        if !self.shutdown_duration_observed {
+            if let Some(exit) = self.state.last_exit().filter(|e| e.at >= started_at) {
+                self.shutdown_duration_observed = true;
+                let took = exit.at.saturating_duration_since(started_at);
+                self.metrics.observe_shutdown_duration(took.as_secs_f64());
+            }
+        }
         if self.shutdown_counted {
             return;
         }
-        let rows = self.state.phases();
-        let wait_exit = &rows[phases::PhaseName::WaitExit as usize];
-        let force = &rows[phases::PhaseName::Force as usize];
         let failed = rows.iter().any(|row| {
             matches!(
                 row.outcome,
                 Some(phases::Outcome::Failed | phases::Outcome::Killed | phases::Outcome::Timeout)
             )
         });
-        if failed || (force.started_at.is_some() && wait_exit.outcome != Some(phases::Outcome::Ok))
-        {
+        let killed = rows[phases::PhaseName::Force as usize].started_at.is_some();
+        if failed || killed {
             self.metrics.shutdown_failed();
             self.shutdown_counted = true;
-        } else if let Some(exit) = self
-            .state
-            .last_exit()
-            .filter(|e| e.at >= shutdown.started_at)
-        {
+        } else if ended {
             self.metrics.shutdown_succeeded();
             self.shutdown_counted = true;
-            let took = exit.at.saturating_duration_since(shutdown.started_at);
-            self.metrics.observe_shutdown_duration(took.as_secs_f64());
-        }
-        if self.shutdown_counted {
-            for row in rows {
-                if let (Some(start), Some(end)) = (row.started_at, row.ended_at) {
-                    let took = end.saturating_duration_since(start).as_secs_f64();
-                    self.metrics.set_phase_duration(row.name.as_str(), took);
-                }
-            }
         }
     }
 
@@ -497,8 +575,9 @@ impl Supervisor {
         let Some(sampler) = &mut self.sampler else {
             return;
         };
-        let tree = sampler.sample(&roots(self.state.child().map(|c| c.pid)), &HashSet::new());
-        let gsup = sampler.sample_self(&HashSet::new());
+        let hook_pids = self.hooks.pids();
+        let tree = sampler.sample(&roots(self.state.child().map(|c| c.pid)), &hook_pids);
+        let gsup = sampler.sample_self(&hook_pids);
         let totals = &tree.totals;
         self.metrics.set_tree(
             totals.rss_bytes,
@@ -516,7 +595,7 @@ impl Supervisor {
 
     /// Publishes the snapshot the HTTP side reads, and the gauges that follow the state.
     fn publish(&mut self) {
-        self.count_shutdown();
+        self.count_shutdown(false);
         self.metrics.set_ready(self.state.ready());
         let mut snapshot = Snapshot::of(&self.state, self.clock, self.started_at.into_std());
         snapshot.sample = self.sample.clone();
@@ -548,7 +627,7 @@ impl Supervisor {
         if let Some(pgid) = self.state.last_pgid() {
             let _ = os::killpg(pgid, signal);
         }
-        let rest = tree::descendants(self.own_pid, &HashSet::new());
+        let rest = tree::descendants(self.own_pid, &self.hooks.pids());
         if !rest.is_empty() {
             info!(signal = %Sig(signal), processes = rest.len(), "signalling what is left of the tree");
         }
@@ -562,7 +641,7 @@ impl Supervisor {
             .state
             .last_pgid()
             .is_none_or(|pgid| os::killpg(pgid, 0).is_err());
-        group_gone && tree::descendants(self.own_pid, &HashSet::new()).is_empty()
+        group_gone && tree::descendants(self.own_pid, &self.hooks.pids()).is_empty()
     }
 
     fn reap(&mut self) {
@@ -574,6 +653,12 @@ impl Supervisor {
                 }
                 Reaped::Stopped { pid, signal } if Some(pid) == main => {
                     self.queue.push_back(Event::ChildStopped { pid, signal });
+                }
+                Reaped::Exited { pid, status } if self.hooks.owns(pid) => {
+                    if let Some(result) = self.hooks.on_exit(pid, status, Instant::now().into_std())
+                    {
+                        self.queue.push_back(Event::HooksDone(result));
+                    }
                 }
                 Reaped::Exited { pid, status } => {
                     self.metrics.zombie_reaped();

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{ChildStderr, ChildStdout, Command, Stdio};
 
 use thiserror::Error;
 
@@ -61,9 +61,50 @@ impl SpawnError {
 /// thread (PDEATHSIG is tied to the forking thread) and from the task that reaps, so the
 /// pid is registered before its exit can be collected.
 pub fn spawn(spec: &ChildSpec, setup: ChildSetup) -> Result<Pid, SpawnError> {
+    let (program, mut command) = build(spec, setup);
+    match command.spawn() {
+        Ok(child) => Ok(child.id() as Pid),
+        Err(source) => Err(classify(program, source)),
+    }
+}
+
+/// Like `spawn`, for a hook or an exec probe: its own process group, no terminal, and its
+/// stdout and stderr piped back to gsup, which logs them under the hook's name.
+pub fn spawn_piped(
+    spec: &ChildSpec,
+    setup: ChildSetup,
+) -> Result<(Pid, ChildStdout, ChildStderr), SpawnError> {
+    let (program, mut command) = build(
+        spec,
+        ChildSetup {
+            foreground_tty: None,
+            ..setup
+        },
+    );
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match command.spawn() {
+        Ok(mut child) => {
+            let pid = child.id() as Pid;
+            match (child.stdout.take(), child.stderr.take()) {
+                (Some(stdout), Some(stderr)) => Ok((pid, stdout, stderr)),
+                // Cannot happen with both piped; the process still gets reaped as usual.
+                _ => Err(SpawnError::Other {
+                    program,
+                    source: io::Error::other("no pipes"),
+                }),
+            }
+        }
+        Err(source) => Err(classify(program, source)),
+    }
+}
+
+fn build(spec: &ChildSpec, setup: ChildSetup) -> (String, Command) {
     let program = spec.argv.first().cloned().unwrap_or_default();
     let mut command = Command::new(&program);
-    command.args(&spec.argv[1..]).process_group(0);
+    command.args(spec.argv.iter().skip(1)).process_group(0);
     for name in STRIPPED_ENV {
         command.env_remove(name);
     }
@@ -80,10 +121,7 @@ pub fn spawn(spec: &ChildSpec, setup: ChildSetup) -> Result<Pid, SpawnError> {
         command.uid(uid);
     }
     os::install_pre_exec(&mut command, setup);
-    match command.spawn() {
-        Ok(child) => Ok(child.id() as Pid),
-        Err(source) => Err(classify(program, source)),
-    }
+    (program, command)
 }
 
 fn classify(program: String, source: io::Error) -> SpawnError {

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use libc::c_int;
 use tracing::{debug, error, info, warn};
 
+use super::hooks::{self, PhaseResult};
 use super::phases::{self, Outcome, PhaseName, PhaseRow, Rows};
-use crate::config::{Config, ForwardTo, RestartPolicy};
+use crate::config::{Config, ForwardTo, HookPhase, RestartPolicy};
 use crate::signals::Sig;
 
 pub type Pid = i32;
@@ -73,6 +74,8 @@ pub enum Event {
     },
     Timer(Timer),
     Command(Command),
+    /// The hooks of a phase started by `Action::RunHooks` ended.
+    HooksDone(PhaseResult),
 }
 
 /// Requests from the control surfaces (HTTP, control socket, monitor).
@@ -134,6 +137,13 @@ pub enum Action {
     StopSelf(c_int),
     /// Make this process group the terminal's foreground group.
     Foreground(Pid),
+    /// Run the hooks of `phase`, all done by `deadline`; answer with `HooksDone`.
+    RunHooks {
+        phase: HookPhase,
+        deadline: Instant,
+    },
+    /// SIGKILL the running hook (its phase was cut short) and forget the phase.
+    KillHooks,
     Exit(i32),
 }
 
@@ -287,6 +297,10 @@ impl State {
         self.child.is_some() && self.shutdown.is_none() && self.prestop_at.is_none()
     }
 
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn prestop_at(&self) -> Option<Instant> {
         self.prestop_at
     }
@@ -364,6 +378,7 @@ impl State {
                 }
             }
             Event::Command(Command::Kill { reason }) => self.force(reason, now, &mut actions),
+            Event::HooksDone(result) => self.on_hooks_done(result, now, &mut actions),
             Event::Command(Command::Prestop) => {
                 if self.prestop_at.is_none() {
                     info!("prestop: readiness off until gsup exits");
@@ -455,7 +470,7 @@ impl State {
         if drain_delay.is_zero() {
             self.rows()
                 .record(PhaseName::Drain, Outcome::Skipped, "drain_delay is 0", now);
-            self.close_server(now, actions);
+            self.pre_stop(now, actions);
         } else {
             self.rows().start(PhaseName::Drain, now);
             actions.push(Action::Arm(
@@ -510,14 +525,29 @@ impl State {
         true
     }
 
-    /// `pre_stop` (hooks come with the phases issue), then the stop signal.
+    /// `pre_stop`: its hooks, bounded by the graceful deadline, then `close_server`.
+    fn pre_stop(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let Some(deadline) = self.shutdown.as_ref().map(|s| s.deadline) else {
+            return;
+        };
+        if hooks::runnable(&self.config, HookPhase::PreStop).is_empty() || self.child.is_none() {
+            self.rows().record(
+                PhaseName::PreStop,
+                Outcome::Skipped,
+                "no pre_stop hooks",
+                now,
+            );
+            return self.close_server(now, actions);
+        }
+        self.rows().start(PhaseName::PreStop, now);
+        actions.push(Action::RunHooks {
+            phase: HookPhase::PreStop,
+            deadline,
+        });
+    }
+
+    /// The stop signal (after rewrite) to the group or the child, then `wait_exit`.
     fn close_server(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        self.rows().record(
-            PhaseName::PreStop,
-            Outcome::Skipped,
-            "no pre_stop hooks",
-            now,
-        );
         let stop = self.config.effective_stop_signal();
         match &self.child {
             Some(child) => {
@@ -621,7 +651,7 @@ impl State {
                 if drain_running {
                     self.rows()
                         .finish(PhaseName::Drain, Outcome::Ok, "drain_delay elapsed", now);
-                    self.close_server(now, actions);
+                    self.pre_stop(now, actions);
                 }
             }
             Timer::GracefulDeadline => {
@@ -633,6 +663,24 @@ impl State {
                     return;
                 }
                 let detail = "graceful deadline reached";
+                if self.phases[PhaseName::Force as usize].outcome.is_some() {
+                    // The tree is gone and a post-stop phase runs: its hooks get SIGKILL,
+                    // the phases left share the force_timeout window (DESIGN §4 budget).
+                    warn!(
+                        "graceful deadline reached during the post-stop phases: killing the running hook"
+                    );
+                    actions.push(Action::KillHooks);
+                    let window_end = now + self.config.shutdown.force_timeout;
+                    if let Some(shutdown) = &mut self.shutdown {
+                        shutdown.force_deadline = Some(window_end);
+                    }
+                    actions.push(Action::Arm(Timer::ForceDeadline, window_end));
+                    if let Some(running) = self.running_post_phase() {
+                        self.phases.finish(running, Outcome::Killed, detail, now);
+                    }
+                    return self.post_stop(now, actions);
+                }
+                actions.push(Action::KillHooks);
                 self.phases
                     .finish(PhaseName::WaitExit, Outcome::Timeout, detail, now);
                 self.phases
@@ -641,6 +689,7 @@ impl State {
                 self.begin_force(now, actions);
             }
             Timer::ForceDeadline => {
+                actions.push(Action::KillHooks);
                 error!(
                     "force_timeout window over: processes of the tree did not go away after SIGKILL; exiting anyway"
                 );
@@ -741,7 +790,7 @@ impl State {
                     now,
                 );
             }
-            return self.finish(now, actions);
+            return self.post_stop(now, actions);
         }
         if self.aftermath.take().is_some() {
             self.after_own_exit(now, actions);
@@ -797,7 +846,72 @@ impl State {
         actions.push(Action::Arm(Timer::Restart, at));
     }
 
-    /// Post-stop phases (their hooks come with the phases issue), then exit.
+    fn on_hooks_done(&mut self, result: PhaseResult, now: Instant, actions: &mut Vec<Action>) {
+        let name = phase_of(result.phase);
+        let row = &self.phases[name as usize];
+        if self.shutdown.is_none() || row.outcome.is_some() || row.started_at.is_none() {
+            return; // cut short already (a deadline): its late report changes nothing
+        }
+        self.phases
+            .finish(name, result.outcome, &result.detail, now);
+        if name == PhaseName::PreStop {
+            self.close_server(now, actions);
+        } else {
+            self.post_stop(now, actions);
+        }
+    }
+
+    /// The post-stop phase now running, if any.
+    fn running_post_phase(&self) -> Option<PhaseName> {
+        POST_STOP.into_iter().find(|&name| {
+            self.phases[name as usize].started_at.is_some()
+                && self.phases[name as usize].outcome.is_none()
+        })
+    }
+
+    /// The next post-stop phase with hooks to run (database → redis → external →
+    /// cleanup), each bounded by its own timeout and what is left of the budget; then exit.
+    fn post_stop(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let Some(shutdown) = &self.shutdown else {
+            return;
+        };
+        let budget_end = shutdown.force_deadline.unwrap_or(shutdown.deadline);
+        for name in POST_STOP {
+            let row = &self.phases[name as usize];
+            if row.outcome.is_some() {
+                continue;
+            }
+            if row.started_at.is_some() {
+                return; // running: wait for its HooksDone
+            }
+            let phase = hook_phase_of(name);
+            if name == PhaseName::Redis && !self.config.phases.redis.enabled {
+                self.phases
+                    .record(name, Outcome::Skipped, "REDIS_GRACEFUL_CLOSE is false", now);
+                continue;
+            }
+            if hooks::runnable(&self.config, phase).is_empty() {
+                self.phases.record(name, Outcome::Skipped, "no hooks", now);
+                continue;
+            }
+            // DB_FORCE_CLOSE=false lets the database hooks run on to the end of the budget.
+            let own_bound =
+                if name == PhaseName::Database && !self.config.phases.database.force_close {
+                    budget_end
+                } else {
+                    now + row.timeout
+                };
+            self.phases.start(name, now);
+            actions.push(Action::RunHooks {
+                phase,
+                deadline: own_bound.min(budget_end),
+            });
+            return;
+        }
+        self.finish(now, actions);
+    }
+
+    /// Exit phase and exit.
     fn finish(&mut self, now: Instant, actions: &mut Vec<Action>) {
         actions.push(Action::Disarm(Timer::GracefulDeadline));
         actions.push(Action::Disarm(Timer::ForceDeadline));
@@ -808,14 +922,13 @@ impl State {
             None => 0,
         };
         if let Some(shutdown) = &mut self.shutdown {
-            for name in [
-                PhaseName::Database,
-                PhaseName::Redis,
-                PhaseName::External,
-                PhaseName::Cleanup,
-            ] {
-                self.phases.record(name, Outcome::Skipped, "no hooks", now);
-            }
+            // Anything still open was cut by the end of the force window.
+            self.phases.close_before(
+                PhaseName::Exit,
+                Outcome::Killed,
+                "force_timeout window over",
+                now,
+            );
             self.phases.record(
                 PhaseName::Exit,
                 Outcome::Ok,
@@ -835,6 +948,33 @@ impl State {
 
     fn rows(&mut self) -> &mut Vec<PhaseRow> {
         &mut self.phases
+    }
+}
+
+const POST_STOP: [PhaseName; 4] = [
+    PhaseName::Database,
+    PhaseName::Redis,
+    PhaseName::External,
+    PhaseName::Cleanup,
+];
+
+fn phase_of(phase: HookPhase) -> PhaseName {
+    match phase {
+        HookPhase::PreStop => PhaseName::PreStop,
+        HookPhase::Database => PhaseName::Database,
+        HookPhase::Redis => PhaseName::Redis,
+        HookPhase::External => PhaseName::External,
+        HookPhase::Cleanup => PhaseName::Cleanup,
+    }
+}
+
+fn hook_phase_of(name: PhaseName) -> HookPhase {
+    match name {
+        PhaseName::Database => HookPhase::Database,
+        PhaseName::Redis => HookPhase::Redis,
+        PhaseName::External => HookPhase::External,
+        PhaseName::Cleanup => HookPhase::Cleanup,
+        _ => HookPhase::PreStop,
     }
 }
 
@@ -1002,6 +1142,7 @@ mod tests {
         assert_eq!(
             actions,
             vec![
+                Action::KillHooks,
                 Action::SignalTree {
                     signal: libc::SIGKILL
                 },

@@ -384,12 +384,14 @@ fn stat_is_parsed_after_the_last_parenthesis() {
             threads: 3,
             starttime: 123456,
             rss_pages: 517,
+            arg_start: 0,
         }
     );
     assert_eq!(parse_stat(b"4242 (truncated) S 1 2"), None);
     let own = fs::read("/proc/self/stat").expect("own stat");
     let own = parse_stat(&own).expect("own stat parses");
     assert_eq!(own.ppid, nix::unistd::getppid().as_raw());
+    assert!(own.arg_start > 0, "field 48 is read: {own:?}");
 }
 
 #[test]

@@ -1,0 +1,459 @@
+//! Runs the `[[hooks]]` of one shutdown phase at a time (DESIGN §4): in config order, one
+//! after another, each bounded by its own timeout and the phase's deadline.
+//!
+//! An `exec` hook is a process of gsup's (own process group, PDEATHSIG, reaped by the one
+//! reaper, which hands its status here); its stdout and stderr go to gsup's log under the
+//! hook's name. An `http` hook is one request on a blocking thread. A hook past its
+//! deadline is killed with its group. The state machine decides *when* a phase runs and
+//! until when; this module only runs it and reports the outcome.
+
+use std::collections::{HashSet, VecDeque};
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::phases::Outcome;
+use super::spawn::{self, ChildSpec};
+use super::state::{ExitStatus, Pid};
+use crate::config::{Config, HookAction, HookConfig, HookPhase};
+use crate::http::client::{self, Target};
+use crate::os::{self, ChildSetup};
+
+/// The hooks of `phase` that run, in order: the external ones tagged with a service only
+/// when that service's toggle is on; none of redis's with `REDIS_GRACEFUL_CLOSE=false`.
+pub fn runnable(config: &Config, phase: HookPhase) -> Vec<usize> {
+    if phase == HookPhase::Redis && !config.phases.redis.enabled {
+        return Vec::new();
+    }
+    config
+        .hooks
+        .iter()
+        .enumerate()
+        .filter(|(_, hook)| hook.phase == phase)
+        .filter(|(_, hook)| {
+            hook.service
+                .is_none_or(|service| config.phases.external_services.enabled(service))
+        })
+        .map(|(index, _)| index)
+        .collect()
+}
+
+/// How a phase's hooks ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseResult {
+    pub phase: HookPhase,
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+/// An `http` hook's answer, sent back from its thread.
+#[derive(Debug)]
+pub struct HttpDone {
+    run: u64,
+    index: usize,
+    result: Result<u16, String>,
+}
+
+struct Run {
+    id: u64,
+    phase: HookPhase,
+    queue: VecDeque<usize>,
+    deadline: Instant,
+    current: Option<Current>,
+    outcome: Outcome,
+    details: Vec<String>,
+}
+
+enum Current {
+    Exec {
+        index: usize,
+        pid: Pid,
+        deadline: Instant,
+        timed_out: bool,
+    },
+    Http {
+        index: usize,
+        deadline: Instant,
+    },
+}
+
+pub struct HookRunner {
+    config: Config,
+    /// Environment, workdir and user of exec hooks: the child's.
+    base: ChildSpec,
+    setup: ChildSetup,
+    run: Option<Run>,
+    runs: u64,
+    /// Exec hooks killed when their phase was cut: reaped quietly.
+    abandoned: HashSet<Pid>,
+    reports: mpsc::UnboundedSender<HttpDone>,
+}
+
+impl HookRunner {
+    pub fn new(
+        config: Config,
+        base: ChildSpec,
+        setup: ChildSetup,
+    ) -> (Self, mpsc::UnboundedReceiver<HttpDone>) {
+        let (reports, incoming) = mpsc::unbounded_channel();
+        let runner = HookRunner {
+            config,
+            base,
+            setup,
+            run: None,
+            runs: 0,
+            abandoned: HashSet::new(),
+            reports,
+        };
+        (runner, incoming)
+    }
+
+    /// Starts `phase`'s hooks; they must finish by `deadline`. The result comes from
+    /// `on_exit`, `on_http` or `on_tick` (or at once, when nothing could start).
+    pub fn start(
+        &mut self,
+        phase: HookPhase,
+        deadline: Instant,
+        now: Instant,
+    ) -> Option<PhaseResult> {
+        self.runs += 1;
+        let queue: VecDeque<usize> = runnable(&self.config, phase).into();
+        info!(phase = phase.as_str(), hooks = queue.len(), "running hooks");
+        self.run = Some(Run {
+            id: self.runs,
+            phase,
+            queue,
+            deadline,
+            current: None,
+            outcome: Outcome::Ok,
+            details: Vec::new(),
+        });
+        self.advance(now)
+    }
+
+    /// A reaped pid: `Some(result)` when it ended a hook and with it the phase.
+    pub fn on_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant) -> Option<PhaseResult> {
+        let run = self.run.as_mut()?;
+        let Some(Current::Exec {
+            index,
+            pid: running,
+            timed_out,
+            ..
+        }) = &run.current
+        else {
+            return None;
+        };
+        if *running != pid {
+            return None;
+        }
+        let (index, timed_out) = (*index, *timed_out);
+        let name = self.config.hooks[index].name.clone();
+        let outcome = match (timed_out, status) {
+            (true, _) => Outcome::Timeout,
+            (false, ExitStatus::Code(0)) => Outcome::Ok,
+            (false, _) => Outcome::Failed,
+        };
+        let detail = match (timed_out, status) {
+            (true, _) => format!("{name}: killed at its timeout"),
+            (false, ExitStatus::Code(code)) => format!("{name}: exit {code}"),
+            (false, ExitStatus::Signal(signal)) => {
+                format!("{name}: killed by {}", crate::signals::Sig(signal))
+            }
+        };
+        self.finish_hook(outcome, detail, now)
+    }
+
+    /// Whether `pid` is a hook's (running, or abandoned and not yet reaped); forgets an
+    /// abandoned one once reaped.
+    pub fn owns(&mut self, pid: Pid) -> bool {
+        if self.abandoned.remove(&pid) {
+            return true;
+        }
+        matches!(&self.run, Some(Run { current: Some(Current::Exec { pid: running, .. }), .. }) if *running == pid)
+    }
+
+    pub fn on_http(&mut self, done: HttpDone, now: Instant) -> Option<PhaseResult> {
+        let run = self.run.as_mut()?;
+        let matches = run.id == done.run
+            && matches!(run.current, Some(Current::Http { index, .. }) if index == done.index);
+        if !matches {
+            return None;
+        }
+        let hook = &self.config.hooks[done.index];
+        let HookAction::Http { expect, .. } = &hook.action else {
+            return None;
+        };
+        let (outcome, detail) = match done.result {
+            Ok(status) if status == *expect => (Outcome::Ok, format!("{}: {status}", hook.name)),
+            Ok(status) => (
+                Outcome::Failed,
+                format!("{}: {status}, expected {expect}", hook.name),
+            ),
+            Err(error) => (Outcome::Failed, format!("{}: {error}", hook.name)),
+        };
+        self.finish_hook(outcome, detail, now)
+    }
+
+    /// Kills a hook past its deadline; an http one ends here, an exec one when reaped.
+    pub fn on_tick(&mut self, now: Instant) -> Option<PhaseResult> {
+        let run = self.run.as_mut()?;
+        match &mut run.current {
+            Some(Current::Exec {
+                pid,
+                deadline,
+                timed_out,
+                index,
+            }) if *deadline <= now && !*timed_out => {
+                warn!(hook = %self.config.hooks[*index].name, pid = *pid, "hook timed out: SIGKILL to its group");
+                *timed_out = true;
+                let _ = os::killpg(*pid, libc::SIGKILL);
+                None
+            }
+            Some(Current::Http { deadline, index }) if *deadline <= now => {
+                let detail = format!(
+                    "{}: no answer by its timeout",
+                    self.config.hooks[*index].name
+                );
+                warn!(hook = %self.config.hooks[*index].name, "http hook timed out");
+                self.finish_hook(Outcome::Timeout, detail, now)
+            }
+            _ => None,
+        }
+    }
+
+    /// The phase was cut (the graceful deadline, the end of the force window): SIGKILL the
+    /// running hook's group and forget the phase.
+    pub fn kill(&mut self) {
+        let Some(run) = self.run.take() else { return };
+        if let Some(Current::Exec { pid, .. }) = run.current {
+            let _ = os::killpg(pid, libc::SIGKILL);
+            self.abandoned.insert(pid);
+        }
+        warn!(phase = run.phase.as_str(), "hooks cut short: killed");
+    }
+
+    /// When `on_tick` has something to do next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match &self.run.as_ref()?.current {
+            Some(
+                Current::Exec {
+                    deadline,
+                    timed_out: false,
+                    ..
+                }
+                | Current::Http { deadline, .. },
+            ) => Some(*deadline),
+            _ => None,
+        }
+    }
+
+    /// Pids of hook processes, left out of the child's tree.
+    pub fn pids(&self) -> HashSet<Pid> {
+        let mut pids = self.abandoned.clone();
+        if let Some(Run {
+            current: Some(Current::Exec { pid, .. }),
+            ..
+        }) = &self.run
+        {
+            pids.insert(*pid);
+        }
+        pids
+    }
+
+    fn finish_hook(
+        &mut self,
+        outcome: Outcome,
+        detail: String,
+        now: Instant,
+    ) -> Option<PhaseResult> {
+        let run = self.run.as_mut()?;
+        run.current = None;
+        info!(phase = run.phase.as_str(), outcome = outcome.as_str(), %detail, "hook finished");
+        run.outcome = worse(run.outcome, outcome);
+        run.details.push(detail);
+        self.advance(now)
+    }
+
+    /// Starts the next hook, or ends the phase when none is left or time is up.
+    fn advance(&mut self, now: Instant) -> Option<PhaseResult> {
+        loop {
+            let run = self.run.as_mut()?;
+            if run.current.is_some() {
+                return None;
+            }
+            let Some(index) = run.queue.pop_front() else {
+                let run = self.run.take()?;
+                let detail = if run.details.is_empty() {
+                    "no hooks".to_string()
+                } else {
+                    run.details.join("; ")
+                };
+                return Some(PhaseResult {
+                    phase: run.phase,
+                    outcome: run.outcome,
+                    detail,
+                });
+            };
+            if run.deadline <= now {
+                let left = run.queue.len() + 1;
+                run.queue.clear();
+                run.outcome = worse(run.outcome, Outcome::Timeout);
+                run.details
+                    .push(format!("phase bound reached: {left} hook(s) not run"));
+                continue;
+            }
+            let hook = self.config.hooks[index].clone();
+            let deadline = hook
+                .timeout
+                .map_or(run.deadline, |timeout| (now + timeout).min(run.deadline));
+            let id = run.id;
+            match self.launch(id, index, &hook, deadline, now) {
+                Ok(current) => {
+                    if let Some(run) = self.run.as_mut() {
+                        run.current = Some(current);
+                    }
+                    return None;
+                }
+                Err(detail) => {
+                    let run = self.run.as_mut()?;
+                    warn!(hook = %hook.name, %detail, "hook could not start");
+                    run.outcome = worse(run.outcome, Outcome::Failed);
+                    run.details.push(detail);
+                }
+            }
+        }
+    }
+
+    fn launch(
+        &self,
+        run: u64,
+        index: usize,
+        hook: &HookConfig,
+        deadline: Instant,
+        now: Instant,
+    ) -> Result<Current, String> {
+        match &hook.action {
+            HookAction::Exec(argv) => {
+                let spec = ChildSpec {
+                    argv: argv.clone(),
+                    ..self.base.clone()
+                };
+                let (pid, stdout, stderr) = spawn::spawn_piped(&spec, self.setup)
+                    .map_err(|error| format!("{}: {error}", hook.name))?;
+                info!(hook = %hook.name, pid, "hook started");
+                log_lines(&hook.name, "stdout", OwnedFd::from(stdout));
+                log_lines(&hook.name, "stderr", OwnedFd::from(stderr));
+                Ok(Current::Exec {
+                    index,
+                    pid,
+                    deadline,
+                    timed_out: false,
+                })
+            }
+            HookAction::Http { url, method, .. } => {
+                let (url, method) = (url.clone(), method.clone());
+                let timeout = deadline.saturating_duration_since(now);
+                let reports = self.reports.clone();
+                info!(hook = %hook.name, %method, %url, "hook started");
+                // A blocking request on its own thread: it never holds up the event loop,
+                // and gsup forks nothing from that thread.
+                tokio::task::spawn_blocking(move || {
+                    let result = request(&method, &url, timeout);
+                    let _ = reports.send(HttpDone { run, index, result });
+                });
+                Ok(Current::Http { index, deadline })
+            }
+        }
+    }
+}
+
+fn request(method: &str, url: &str, timeout: std::time::Duration) -> Result<u16, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs"))?;
+    let (authority, path) = rest
+        .find('/')
+        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (
+            host.trim_matches(['[', ']']),
+            port.parse::<u16>()
+                .map_err(|_| format!("{url}: bad port"))?,
+        ),
+        None => (authority, 80),
+    };
+    client::request(&Target::Tcp { host, port }, method, path, timeout)
+        .map(|answer| answer.status)
+        .map_err(|error| format!("{url}: {error}"))
+}
+
+/// Logs each line a hook writes, under its name, until the pipe closes.
+fn log_lines(hook: &str, stream: &'static str, fd: OwnedFd) {
+    let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return;
+    };
+    let hook = hook.to_string();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            info!(hook = %hook, stream, "{line}");
+        }
+    });
+}
+
+/// The phase's outcome is its worst hook's: killed > timeout > failed > ok.
+fn worse(a: Outcome, b: Outcome) -> Outcome {
+    let rank = |o: Outcome| match o {
+        Outcome::Ok | Outcome::Skipped => 0,
+        Outcome::Failed => 1,
+        Outcome::Timeout => 2,
+        Outcome::Killed => 3,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ExternalService, HookConfig};
+
+    fn hook(phase: HookPhase, service: Option<ExternalService>) -> HookConfig {
+        HookConfig {
+            phase,
+            name: "h".into(),
+            action: HookAction::Exec(vec!["true".into()]),
+            timeout: None,
+            service,
+        }
+    }
+
+    #[test]
+    fn toggles_decide_which_hooks_run() {
+        let mut config = Config::default();
+        config.hooks = vec![
+            hook(HookPhase::External, Some(ExternalService::Payment)),
+            hook(HookPhase::External, Some(ExternalService::Ai)),
+            hook(HookPhase::External, None),
+            hook(HookPhase::Redis, None),
+            hook(HookPhase::PreStop, None),
+        ];
+        assert_eq!(runnable(&config, HookPhase::External), vec![0, 1, 2]);
+        config.phases.external_services.payment = false;
+        assert_eq!(runnable(&config, HookPhase::External), vec![1, 2]);
+        assert_eq!(runnable(&config, HookPhase::Redis), vec![3]);
+        config.phases.redis.enabled = false;
+        assert!(runnable(&config, HookPhase::Redis).is_empty());
+        assert_eq!(runnable(&config, HookPhase::PreStop), vec![4]);
+        assert!(runnable(&config, HookPhase::Cleanup).is_empty());
+    }
+
+    #[test]
+    fn the_worst_outcome_wins() {
+        assert_eq!(worse(Outcome::Ok, Outcome::Failed), Outcome::Failed);
+        assert_eq!(worse(Outcome::Timeout, Outcome::Failed), Outcome::Timeout);
+        assert_eq!(worse(Outcome::Killed, Outcome::Ok), Outcome::Killed);
+    }
+}
