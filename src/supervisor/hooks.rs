@@ -432,14 +432,16 @@ mod tests {
 
     #[test]
     fn toggles_decide_which_hooks_run() {
-        let mut config = Config::default();
-        config.hooks = vec![
-            hook(HookPhase::External, Some(ExternalService::Payment)),
-            hook(HookPhase::External, Some(ExternalService::Ai)),
-            hook(HookPhase::External, None),
-            hook(HookPhase::Redis, None),
-            hook(HookPhase::PreStop, None),
-        ];
+        let mut config = Config {
+            hooks: vec![
+                hook(HookPhase::External, Some(ExternalService::Payment)),
+                hook(HookPhase::External, Some(ExternalService::Ai)),
+                hook(HookPhase::External, None),
+                hook(HookPhase::Redis, None),
+                hook(HookPhase::PreStop, None),
+            ],
+            ..Config::default()
+        };
         assert_eq!(runnable(&config, HookPhase::External), vec![0, 1, 2]);
         config.phases.external_services.payment = false;
         assert_eq!(runnable(&config, HookPhase::External), vec![1, 2]);
