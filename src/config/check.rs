@@ -71,12 +71,22 @@ fn check_to(
     // The same rows the shutdown runs (DESIGN §4), with their bounds and hooks.
     let _ = writeln!(out, "\n# shutdown phases (bound):");
     for row in crate::supervisor::phases::plan(&loaded.config) {
-        let hooks = loaded.config.hooks.iter().filter(|h| h.phase.as_str() == row.name.as_str()).count();
+        let hooks = loaded
+            .config
+            .hooks
+            .iter()
+            .filter(|h| h.phase.as_str() == row.name.as_str())
+            .count();
         let note = match hooks {
             0 => String::new(),
             n => format!(", {n} hook(s)"),
         };
-        let _ = writeln!(out, "#   {:<15} {}{note}", row.name.as_str(), format_duration(row.timeout));
+        let _ = writeln!(
+            out,
+            "#   {:<15} {}{note}",
+            row.name.as_str(),
+            format_duration(row.timeout)
+        );
     }
     let (total, parts) = worst_case_shutdown(&loaded.config);
     let names: Vec<&str> = parts.iter().map(|(name, _)| *name).collect();

@@ -681,8 +681,15 @@ impl State {
                     return self.post_stop(now, actions);
                 }
                 actions.push(Action::KillHooks);
-                self.phases
-                    .finish(PhaseName::WaitExit, Outcome::Timeout, detail, now);
+                // `wait_exit` cut by the deadline ends `timeout`; one that never started
+                // (a pre_stop hook ran until then) is closed below with the rest.
+                if self.phases[PhaseName::WaitExit as usize]
+                    .started_at
+                    .is_some()
+                {
+                    self.phases
+                        .finish(PhaseName::WaitExit, Outcome::Timeout, detail, now);
+                }
                 self.phases
                     .close_before(PhaseName::Force, Outcome::Killed, detail, now);
                 warn!("graceful deadline reached: killing what is left of the tree");

@@ -392,3 +392,16 @@ impl Running {
         found.unwrap_or_default()
     }
 }
+
+/// Whether any process's command line contains `needle` (arguments joined by spaces).
+pub fn any_process_running(needle: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline")).is_ok_and(|raw| {
+            let line: Vec<u8> = raw.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
+            String::from_utf8_lossy(&line).contains(needle)
+        })
+    })
+}
