@@ -481,12 +481,7 @@ impl Supervisor {
         };
         let now = Instant::now().into_std();
         let rows = self.state.phases();
-        let failed = rows.iter().any(|row| {
-            matches!(
-                row.outcome,
-                Some(phases::Outcome::Failed | phases::Outcome::Killed | phases::Outcome::Timeout)
-            )
-        });
+        let failed = phases::failed(rows);
         let report = serde_json::json!({
             "event": "shutdown",
             "reason": shutdown.reason,
@@ -553,14 +548,7 @@ impl Supervisor {
         if self.shutdown_counted {
             return;
         }
-        let failed = rows.iter().any(|row| {
-            matches!(
-                row.outcome,
-                Some(phases::Outcome::Failed | phases::Outcome::Killed | phases::Outcome::Timeout)
-            )
-        });
-        let killed = rows[phases::PhaseName::Force as usize].started_at.is_some();
-        if failed || killed {
+        if phases::failed(rows) {
             self.metrics.shutdown_failed();
             self.shutdown_counted = true;
         } else if ended {

@@ -132,6 +132,20 @@ pub fn plan(config: &Config) -> Vec<PhaseRow> {
         .collect()
 }
 
+/// Whether a shutdown with these rows failed (DESIGN §6): the tree needed SIGKILL, or a
+/// phase failed, timed out or was killed. A drain that waited `max_drain_time` out is
+/// not a failure: requests still in flight are the child's to finish after its signal.
+pub fn failed(rows: &[PhaseRow]) -> bool {
+    rows.iter().any(|row| match row.outcome {
+        Some(Outcome::Failed | Outcome::Killed) => true,
+        Some(Outcome::Timeout) => row.name != PhaseName::Drain,
+        _ => false,
+    }) || {
+        let force = &rows[PhaseName::Force as usize];
+        force.started_at.is_some() && force.outcome != Some(Outcome::Skipped)
+    }
+}
+
 /// Operations on the rows of one shutdown.
 pub trait Rows {
     fn row_mut(&mut self, name: PhaseName) -> &mut PhaseRow;

@@ -76,6 +76,12 @@ pub enum Event {
     Command(Command),
     /// The hooks of a phase started by `Action::RunHooks` ended.
     HooksDone(PhaseResult),
+    /// A sample of the child's inbound connections (DESIGN §4): every monitor interval,
+    /// every 100 ms while the drain waits for in-flight requests.
+    Connections {
+        active: u64,
+        inflight: u64,
+    },
 }
 
 /// Requests from the control surfaces (HTTP, control socket, monitor).
@@ -108,6 +114,8 @@ pub enum Timer {
     StragglerGiveUp,
     /// Backoff is over: start the next generation.
     Restart,
+    /// `max_drain_time` is over: stop waiting for in-flight requests.
+    DrainMax,
 }
 
 /// Where a forwarded signal goes.
@@ -245,6 +253,11 @@ pub struct State {
     phases: Vec<PhaseRow>,
     aftermath: Option<Aftermath>,
     prestop_at: Option<Instant>,
+    /// The drain waits until no inbound request is in flight.
+    awaiting_inflight: bool,
+    /// The latest connection sample, and the one when the shutdown began.
+    connections: Option<(u64, u64)>,
+    connections_at_trigger: Option<(u64, u64)>,
     restarts: Restarts,
     exited: Option<i32>,
 }
@@ -261,6 +274,9 @@ impl State {
             phases: phases::plan(&config),
             aftermath: None,
             prestop_at: None,
+            awaiting_inflight: false,
+            connections: None,
+            connections_at_trigger: None,
             restarts: Restarts::default(),
             exited: None,
             config,
@@ -299,6 +315,16 @@ impl State {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The loop samples connections every 100 ms while this holds (DESIGN §7).
+    pub fn awaiting_inflight(&self) -> bool {
+        self.awaiting_inflight
+    }
+
+    /// (active, in flight): the latest sample, and the one taken when the shutdown began.
+    pub fn connections(&self) -> (Option<(u64, u64)>, Option<(u64, u64)>) {
+        (self.connections, self.connections_at_trigger)
     }
 
     pub fn prestop_at(&self) -> Option<Instant> {
@@ -379,6 +405,17 @@ impl State {
             }
             Event::Command(Command::Kill { reason }) => self.force(reason, now, &mut actions),
             Event::HooksDone(result) => self.on_hooks_done(result, now, &mut actions),
+            Event::Connections { active, inflight } => {
+                self.connections = Some((active, inflight));
+                if self.awaiting_inflight && inflight == 0 {
+                    self.end_drain(
+                        Outcome::Ok,
+                        "no inbound request in flight".into(),
+                        now,
+                        &mut actions,
+                    );
+                }
+            }
             Event::Command(Command::Prestop) => {
                 if self.prestop_at.is_none() {
                     info!("prestop: readiness off until gsup exits");
@@ -467,17 +504,53 @@ impl State {
                 .saturating_sub(now.saturating_duration_since(since)),
             None => self.config.shutdown.drain_delay,
         };
-        if drain_delay.is_zero() {
+        let draining = self.config.shutdown.connection_draining
+            && !self.config.shutdown.max_drain_time.is_zero();
+        if drain_delay.is_zero() && !draining {
             self.rows()
                 .record(PhaseName::Drain, Outcome::Skipped, "drain_delay is 0", now);
-            self.pre_stop(now, actions);
+            return self.pre_stop(now, actions);
+        }
+        self.rows().start(PhaseName::Drain, now);
+        if drain_delay.is_zero() {
+            self.wait_for_inflight(now, actions);
         } else {
-            self.rows().start(PhaseName::Drain, now);
             actions.push(Action::Arm(
                 Timer::DrainEnd,
                 (now + drain_delay).min(deadline),
             ));
         }
+    }
+
+    /// With connection draining on: hold the stop signal until no inbound request is in
+    /// flight, at most `max_drain_time` from now and never past the graceful deadline.
+    fn wait_for_inflight(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let Some(deadline) = self.shutdown.as_ref().map(|s| s.deadline) else {
+            return;
+        };
+        self.awaiting_inflight = true;
+        actions.push(Action::Arm(
+            Timer::DrainMax,
+            (now + self.config.shutdown.max_drain_time).min(deadline),
+        ));
+    }
+
+    fn stop_awaiting_inflight(&mut self, actions: &mut Vec<Action>) {
+        if std::mem::take(&mut self.awaiting_inflight) {
+            actions.push(Action::Disarm(Timer::DrainMax));
+        }
+    }
+
+    fn end_drain(
+        &mut self,
+        outcome: Outcome,
+        detail: String,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        self.stop_awaiting_inflight(actions);
+        self.rows().finish(PhaseName::Drain, outcome, &detail, now);
+        self.pre_stop(now, actions);
     }
 
     /// Starts the shutdown's bookkeeping: the rows, readiness off, the graceful deadline.
@@ -489,6 +562,7 @@ impl State {
         self.phases
             .record(PhaseName::StopAccepting, Outcome::Ok, "readiness off", now);
         info!(%reason, timeout_ms = self.config.shutdown.timeout.as_millis() as u64, "graceful shutdown started");
+        self.connections_at_trigger = self.connections;
         self.shutdown = Some(Shutdown {
             reason,
             started_at: now,
@@ -617,6 +691,7 @@ impl State {
                 rows.close_before(PhaseName::WaitExit, Outcome::Skipped, &detail, now);
                 rows.finish(PhaseName::WaitExit, Outcome::Ok, &detail, now);
                 actions.push(Action::Disarm(Timer::DrainEnd));
+                self.stop_awaiting_inflight(actions);
             }
         } else {
             self.aftermath = Some(Aftermath { killed: false });
@@ -649,9 +724,21 @@ impl State {
                 let drain_running =
                     self.shutdown.is_some() && row.started_at.is_some() && row.outcome.is_none();
                 if drain_running {
-                    self.rows()
-                        .finish(PhaseName::Drain, Outcome::Ok, "drain_delay elapsed", now);
-                    self.pre_stop(now, actions);
+                    let draining = self.config.shutdown.connection_draining
+                        && !self.config.shutdown.max_drain_time.is_zero();
+                    if draining {
+                        self.wait_for_inflight(now, actions);
+                    } else {
+                        self.end_drain(Outcome::Ok, "drain_delay elapsed".into(), now, actions);
+                    }
+                }
+            }
+            Timer::DrainMax => {
+                if self.awaiting_inflight {
+                    let inflight = self.connections.map_or(0, |(_, inflight)| inflight);
+                    let detail =
+                        format!("{inflight} request(s) still in flight after max_drain_time");
+                    self.end_drain(Outcome::Timeout, detail, now, actions);
                 }
             }
             Timer::GracefulDeadline => {
@@ -681,6 +768,7 @@ impl State {
                     return self.post_stop(now, actions);
                 }
                 actions.push(Action::KillHooks);
+                self.stop_awaiting_inflight(actions);
                 // `wait_exit` cut by the deadline ends `timeout`; one that never started
                 // (a pre_stop hook ran until then) is closed below with the rest.
                 if self.phases[PhaseName::WaitExit as usize]
@@ -761,6 +849,7 @@ impl State {
             .close_before(PhaseName::Force, Outcome::Killed, &detail, now);
         actions.push(Action::Disarm(Timer::DrainEnd));
         actions.push(Action::Disarm(Timer::GracefulDeadline));
+        self.stop_awaiting_inflight(actions);
         self.begin_force(now, actions);
     }
 
@@ -1600,6 +1689,161 @@ mod tests {
             Action::Foreground(GSUP),
             "the terminal goes back to gsup's group"
         );
+    }
+
+    #[test]
+    fn connection_draining_holds_the_stop_signal_until_nothing_is_in_flight() {
+        let (mut state, t0) = machine(|c| {
+            c.shutdown.drain_delay = Duration::from_secs(1);
+            c.shutdown.connection_draining = true;
+            c.shutdown.max_drain_time = Duration::from_secs(20);
+        });
+        state.step(
+            Event::Connections {
+                active: 3,
+                inflight: 2,
+            },
+            t0,
+        );
+        state.step(term(), t0);
+        let after_delay = t0 + Duration::from_secs(1);
+        let actions = state.step(Event::Timer(Timer::DrainEnd), after_delay);
+        assert_eq!(
+            actions,
+            vec![Action::Arm(
+                Timer::DrainMax,
+                after_delay + Duration::from_secs(20)
+            )]
+        );
+        assert!(state.awaiting_inflight());
+        assert_eq!(state.lifecycle(), Lifecycle::Draining);
+        let still = state.step(
+            Event::Connections {
+                active: 3,
+                inflight: 1,
+            },
+            after_delay + ms(100),
+        );
+        assert!(
+            still.is_empty(),
+            "a request in flight holds the drain: {still:?}"
+        );
+        let idle = state.step(
+            Event::Connections {
+                active: 3,
+                inflight: 0,
+            },
+            after_delay + ms(200),
+        );
+        assert!(
+            idle.contains(&Action::Forward {
+                target: Target::Group(CHILD),
+                signal: libc::SIGTERM
+            }),
+            "{idle:?}"
+        );
+        assert_eq!(outcome(&state, PhaseName::Drain), Some(Outcome::Ok));
+        assert!(!state.awaiting_inflight());
+        assert_eq!(state.connections(), (Some((3, 0)), Some((3, 2))));
+    }
+
+    #[test]
+    fn max_drain_time_ends_the_wait_without_failing_the_shutdown() {
+        let (mut state, t0) = machine(|c| {
+            c.shutdown.connection_draining = true;
+            c.shutdown.max_drain_time = Duration::from_secs(2);
+        });
+        let actions = state.step(term(), t0);
+        assert!(
+            actions.contains(&Action::Arm(Timer::DrainMax, t0 + Duration::from_secs(2))),
+            "drain_delay 0: wait at once"
+        );
+        state.step(
+            Event::Connections {
+                active: 1,
+                inflight: 1,
+            },
+            t0 + ms(100),
+        );
+        let actions = state.step(Event::Timer(Timer::DrainMax), t0 + Duration::from_secs(2));
+        assert!(actions.contains(&Action::Forward {
+            target: Target::Group(CHILD),
+            signal: libc::SIGTERM
+        }));
+        assert_eq!(outcome(&state, PhaseName::Drain), Some(Outcome::Timeout));
+        state.step(
+            Event::ChildExited {
+                pid: CHILD,
+                status: ExitStatus::Code(0),
+            },
+            t0 + Duration::from_secs(3),
+        );
+        state.step(
+            Event::Poll { tree_empty: true },
+            t0 + Duration::from_secs(3),
+        );
+        assert!(!phases::failed(state.phases()), "{:?}", state.phases());
+    }
+
+    #[test]
+    fn pre_stop_hooks_run_before_the_stop_signal_and_post_stop_after_the_exit() {
+        use crate::config::{HookAction, HookConfig};
+        let hook = |phase| HookConfig {
+            phase,
+            name: "h".into(),
+            action: HookAction::Exec(vec!["true".into()]),
+            timeout: None,
+            service: None,
+        };
+        let (mut state, t0) =
+            machine(|c| c.hooks = vec![hook(HookPhase::PreStop), hook(HookPhase::Cleanup)]);
+        let deadline = t0 + Duration::from_secs(30);
+        let actions = state.step(term(), t0);
+        assert!(
+            actions.contains(&Action::RunHooks {
+                phase: HookPhase::PreStop,
+                deadline
+            }),
+            "{actions:?}"
+        );
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Forward { .. })),
+            "no TERM before pre_stop: {actions:?}"
+        );
+        let done = |phase| {
+            Event::HooksDone(PhaseResult {
+                phase,
+                outcome: Outcome::Ok,
+                detail: "ok".into(),
+            })
+        };
+        let actions = state.step(done(HookPhase::PreStop), t0 + ms(10));
+        assert_eq!(
+            actions,
+            vec![Action::Forward {
+                target: Target::Group(CHILD),
+                signal: libc::SIGTERM
+            }]
+        );
+        state.step(
+            Event::ChildExited {
+                pid: CHILD,
+                status: ExitStatus::Code(0),
+            },
+            t0 + ms(20),
+        );
+        let actions = state.step(Event::Poll { tree_empty: true }, t0 + ms(20));
+        assert_eq!(
+            actions.last(),
+            Some(&Action::RunHooks {
+                phase: HookPhase::Cleanup,
+                deadline: t0 + ms(20) + Duration::from_secs(5)
+            })
+        );
+        assert_eq!(outcome(&state, PhaseName::Database), Some(Outcome::Skipped));
+        let actions = state.step(done(HookPhase::Cleanup), t0 + ms(30));
+        assert_eq!(actions.last(), Some(&Action::Exit(0)));
+        assert_eq!(outcome(&state, PhaseName::Cleanup), Some(Outcome::Ok));
     }
 
     #[test]
