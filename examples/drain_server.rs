@@ -1,0 +1,183 @@
+//! A small HTTP server that drains gracefully on SIGTERM — the kind of service gsup is
+//! built for, used by gsup's tests, benchmarks and README.
+//!
+//! - Listens on `$LISTEN_ADDR` (default `127.0.0.1:8080`), or takes fd 3 when started by a
+//!   socket-activating supervisor (`LISTEN_FDS=1` and `LISTEN_PID` = its own pid).
+//! - Answers every request with `200 ok <pid>`; `GET /slow?ms=N` (or `$RESPONSE_DELAY_MS`)
+//!   waits N ms first, to have requests in flight.
+//! - On SIGTERM (or SIGINT): stops accepting, finishes the requests in flight, closes idle
+//!   keep-alive connections, exits 0. `$DIE_ON_TERM=1` makes it die at once instead, as
+//!   many servers do.
+//!
+//! Standard library and nix only; one thread per connection.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::FromRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, Signal};
+
+fn main() {
+    let delay_ms: u64 = std::env::var("RESPONSE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let die_on_term = std::env::var("DIE_ON_TERM").is_ok_and(|v| v == "1");
+
+    // Block TERM and INT before any thread exists, then wait for them on one thread.
+    let mut stop_signals = SigSet::empty();
+    stop_signals.add(Signal::SIGTERM);
+    stop_signals.add(Signal::SIGINT);
+    if !die_on_term {
+        if let Err(error) = stop_signals.thread_block() {
+            eprintln!("drain_server: cannot block signals: {error}");
+            std::process::exit(1);
+        }
+    }
+
+    let listener = match inherited_listener() {
+        Some(listener) => listener,
+        None => {
+            let addr = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+            match TcpListener::bind(&addr) {
+                Ok(listener) => listener,
+                Err(error) => {
+                    eprintln!("drain_server: cannot listen on {addr}: {error}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    println!(
+        "drain_server: listening on {local} (pid {})",
+        std::process::id()
+    );
+
+    let draining = Arc::new(AtomicBool::new(false));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    {
+        let draining = Arc::clone(&draining);
+        let listener = listener.try_clone().ok();
+        if !die_on_term {
+            thread::spawn(move || {
+                if let Ok(signal) = stop_signals.wait() {
+                    println!("drain_server: got {signal:?}: draining");
+                    draining.store(true, Ordering::SeqCst);
+                    // Wake the accept loop so it sees the flag.
+                    if let Some(addr) = listener.and_then(|l| l.local_addr().ok()) {
+                        let _ = TcpStream::connect(addr);
+                    }
+                }
+            });
+        }
+    }
+
+    for stream in listener.incoming() {
+        if draining.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = stream else { continue };
+        let (draining, in_flight) = (Arc::clone(&draining), Arc::clone(&in_flight));
+        thread::spawn(move || serve(stream, delay_ms, &draining, &in_flight));
+    }
+    drop(listener);
+    // Let every request in flight finish (bounded: gsup's deadline is the real bound).
+    for _ in 0..3000 {
+        if in_flight.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    println!("drain_server: drained, exiting");
+}
+
+/// fd 3 when a supervisor handed over a listening socket (`LISTEN_FDS`/`LISTEN_PID`).
+fn inherited_listener() -> Option<TcpListener> {
+    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    if fds < 1 || pid != std::process::id() {
+        return None;
+    }
+    // SAFETY: with LISTEN_PID naming this process, fd 3 is a listening socket handed over
+    // for it alone (sd_listen_fds(3)); nothing else in this program owns it.
+    #[allow(unsafe_code)]
+    let listener = unsafe { TcpListener::from_raw_fd(3) };
+    Some(listener)
+}
+
+fn serve(stream: TcpStream, default_delay_ms: u64, draining: &AtomicBool, in_flight: &AtomicUsize) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let Ok(writer) = stream.try_clone() else {
+        return;
+    };
+    let mut writer = writer;
+    let mut reader = BufReader::new(stream);
+    loop {
+        // Between requests: an idle keep-alive connection closes once draining.
+        let mut request_line = String::new();
+        match reader.read_line(&mut request_line) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if draining.load(Ordering::SeqCst) {
+                    return;
+                }
+                continue;
+            }
+            Err(_) => return,
+        }
+        in_flight.fetch_add(1, Ordering::SeqCst);
+        let mut close = request_line.contains("HTTP/1.0");
+        loop {
+            let mut header = String::new();
+            match reader.read_line(&mut header) {
+                Ok(0) => break,
+                Ok(_) if header == "\r\n" || header == "\n" => break,
+                Ok(_) => {
+                    if header.to_ascii_lowercase().starts_with("connection: close") {
+                        close = true;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let delay = request_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|path| path.split_once("ms=").map(|(_, ms)| ms.to_string()))
+            .and_then(|ms| {
+                ms.trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(default_delay_ms);
+        if delay > 0 {
+            thread::sleep(Duration::from_millis(delay));
+        }
+        let close = close || draining.load(Ordering::SeqCst);
+        let body = format!("ok {}\n", std::process::id());
+        let connection = if close { "close" } else { "keep-alive" };
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: {connection}\r\n\r\n{body}",
+            body.len()
+        );
+        let written = writer.write_all(answer.as_bytes());
+        in_flight.fetch_sub(1, Ordering::SeqCst);
+        if written.is_err() || close {
+            return;
+        }
+    }
+}
