@@ -229,6 +229,13 @@ struct Restarts {
     pending_at: Option<Instant>,
 }
 
+/// Inbound connections of the child's tree (DESIGN §4), as last sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionCount {
+    pub active: u64,
+    pub inflight: u64,
+}
+
 /// Facts about gsup itself that the machine needs and cannot look up.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Host {
@@ -256,8 +263,8 @@ pub struct State {
     /// The drain waits until no inbound request is in flight.
     awaiting_inflight: bool,
     /// The latest connection sample, and the one when the shutdown began.
-    connections: Option<(u64, u64)>,
-    connections_at_trigger: Option<(u64, u64)>,
+    connections: Option<ConnectionCount>,
+    connections_at_trigger: Option<ConnectionCount>,
     restarts: Restarts,
     exited: Option<i32>,
 }
@@ -322,9 +329,14 @@ impl State {
         self.awaiting_inflight
     }
 
-    /// (active, in flight): the latest sample, and the one taken when the shutdown began.
-    pub fn connections(&self) -> (Option<(u64, u64)>, Option<(u64, u64)>) {
-        (self.connections, self.connections_at_trigger)
+    /// The latest connection sample.
+    pub fn connections(&self) -> Option<ConnectionCount> {
+        self.connections
+    }
+
+    /// The connection sample taken when the shutdown began.
+    pub fn connections_at_trigger(&self) -> Option<ConnectionCount> {
+        self.connections_at_trigger
     }
 
     pub fn prestop_at(&self) -> Option<Instant> {
@@ -406,7 +418,7 @@ impl State {
             Event::Command(Command::Kill { reason }) => self.force(reason, now, &mut actions),
             Event::HooksDone(result) => self.on_hooks_done(result, now, &mut actions),
             Event::Connections { active, inflight } => {
-                self.connections = Some((active, inflight));
+                self.connections = Some(ConnectionCount { active, inflight });
                 if self.awaiting_inflight && inflight == 0 {
                     self.end_drain(
                         Outcome::Ok,
@@ -735,7 +747,7 @@ impl State {
             }
             Timer::DrainMax => {
                 if self.awaiting_inflight {
-                    let inflight = self.connections.map_or(0, |(_, inflight)| inflight);
+                    let inflight = self.connections.map_or(0, |c| c.inflight);
                     let detail =
                         format!("{inflight} request(s) still in flight after max_drain_time");
                     self.end_drain(Outcome::Timeout, detail, now, actions);
@@ -1744,7 +1756,20 @@ mod tests {
         );
         assert_eq!(outcome(&state, PhaseName::Drain), Some(Outcome::Ok));
         assert!(!state.awaiting_inflight());
-        assert_eq!(state.connections(), (Some((3, 0)), Some((3, 2))));
+        assert_eq!(
+            state.connections(),
+            Some(ConnectionCount {
+                active: 3,
+                inflight: 0
+            })
+        );
+        assert_eq!(
+            state.connections_at_trigger(),
+            Some(ConnectionCount {
+                active: 3,
+                inflight: 2
+            })
+        );
     }
 
     #[test]
