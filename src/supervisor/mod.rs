@@ -39,6 +39,8 @@ use state::{Action, Command, Event, Host, Pid, State, Target, Timer};
 /// How often the loop looks at the tree while waiting for it to go (grandchildren reaped
 /// by their own parents send gsup no SIGCHLD).
 const TREE_POLL: Duration = Duration::from_millis(20);
+/// How often connections are sampled while the drain waits for in-flight requests.
+const DRAIN_SAMPLE: Duration = Duration::from_millis(100);
 /// The reaper's safety net when idle. SIGCHLDs coalesce, but a coalesced delivery is no
 /// loss (each wake-up reaps until nothing is left), so this only guards against a lost
 /// wake-up; kept long so an idle gsup wakes less than once a second (bench/README.md).
@@ -206,6 +208,8 @@ struct Supervisor {
     sample: Option<Arc<Sample>>,
     /// Runs the hooks of one shutdown phase at a time.
     hooks: hooks::HookRunner,
+    /// Counts the tree's inbound connections (sock_diag); `None` if netlink is refused.
+    connections: Option<monitor::connections::ConnectionCounter>,
 }
 
 impl Supervisor {
@@ -263,6 +267,9 @@ impl Supervisor {
             next_sample: Instant::now(),
             sample: None,
             hooks,
+            connections: monitor::connections::ConnectionCounter::new()
+                .map_err(|error| warn!(%error, "cannot count connections (sock_diag): drain and connection gauges are off"))
+                .ok(),
         };
         (supervisor, hook_reports)
     }
@@ -331,8 +338,10 @@ impl Supervisor {
                         self.queue.push_back(Event::HooksDone(result));
                     }
                 }
-                // The monitor's next sample of the tree.
-                _ = sleep_until(self.next_sample), if self.sampler.is_some() => self.sample_tree(),
+                // The monitor's next sample of the tree and its connections.
+                _ = sleep_until(self.next_sample), if self.sampler.is_some() || self.connections.is_some() => {
+                    self.sample_tree();
+                }
                 // The earliest armed timer.
                 _ = sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
                     self.fire_timers();
@@ -491,8 +500,9 @@ impl Supervisor {
             "deadline": self.clock.json(shutdown.deadline),
             "exit_code": code,
             "outcome": if failed { "failure" } else { "success" },
-            "active_connections": serde_json::Value::Null,
-            "inflight_connections": serde_json::Value::Null,
+            "active_connections": self.state.connections_at_trigger().map(|c| c.active),
+            "inflight_connections": self.state.connections_at_trigger().map(|c| c.inflight),
+            "active_connections_at_end": self.state.connections().map(|c| c.active),
             "phases": rows.iter().map(|row| snapshot::phase_json(row, &self.clock)).collect::<Vec<_>>(),
         });
         let line = report.to_string();
@@ -559,7 +569,14 @@ impl Supervisor {
 
     /// One monitor sample: the tree's gauges and what `/process` shows.
     fn sample_tree(&mut self) {
-        self.next_sample = Instant::now() + self.monitor_interval;
+        self.sample_connections();
+        // Every 100 ms while the drain waits for in-flight requests (DESIGN §7).
+        let interval = if self.state.awaiting_inflight() {
+            self.monitor_interval.min(DRAIN_SAMPLE)
+        } else {
+            self.monitor_interval
+        };
+        self.next_sample = Instant::now() + interval;
         let Some(sampler) = &mut self.sampler else {
             return;
         };
@@ -579,6 +596,21 @@ impl Supervisor {
             tree: Arc::new(tree),
         }));
         self.publish();
+    }
+
+    /// Inbound connections of the tree from the kernel (sampled whatever `[monitor]
+    /// enabled` says: the drain and the gauges need them), into the state machine.
+    fn sample_connections(&mut self) {
+        let Some(counter) = &mut self.connections else { return };
+        let mut tree = tree::descendants(self.own_pid, &self.hooks.pids());
+        tree.sort_unstable();
+        match counter.count(&tree) {
+            Ok(counts) => {
+                self.metrics.set_connections(counts.active, counts.inflight);
+                self.queue.push_back(Event::Connections { active: counts.active, inflight: counts.inflight });
+            }
+            Err(error) => debug!(%error, "cannot count connections"),
+        }
     }
 
     /// Publishes the snapshot the HTTP side reads, and the gauges that follow the state.

@@ -74,6 +74,8 @@ pub struct Snapshot {
     pub restarts: u64,
     pub last_exit: Option<ExitView>,
     pub shutdown: Option<ShutdownView>,
+    /// The latest inbound-connection sample.
+    pub connections: Option<super::state::ConnectionCount>,
     /// The monitor's latest sample (none with monitoring off).
     pub sample: Option<std::sync::Arc<Sample>>,
 }
@@ -127,6 +129,7 @@ impl Snapshot {
                 phases: state.phases().to_vec(),
             }),
             sample: None,
+            connections: state.connections(),
         }
     }
 
@@ -154,9 +157,9 @@ impl Snapshot {
                 "signal": e.signal,
                 "at": clock.json(e.at),
             })),
-            // Inbound connections are counted from the kernel from the ordered-shutdown
-            // release on; until then gsup does not know, and says so.
-            "active_connections": Value::Null,
+            // From the kernel (sock_diag); null when gsup cannot count them.
+            "active_connections": self.connections.map(|c| c.active),
+            "inflight_connections": self.connections.map(|c| c.inflight),
             "shutdown": self.shutdown.as_ref().map(|s| json!({
                 "reason": s.reason,
                 "started_at": clock.json(s.started_at),
