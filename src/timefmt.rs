@@ -50,6 +50,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Seconds as the float JSON durations use (DESIGN §5).
+pub fn seconds(duration: std::time::Duration) -> f64 {
+    duration.as_secs_f64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,9 +166,4 @@ mod tests {
             previous = (y, m, d);
         }
     }
-}
-
-/// Seconds as the float JSON durations use (DESIGN §5).
-pub fn seconds(duration: std::time::Duration) -> f64 {
-    duration.as_secs_f64()
 }

@@ -272,8 +272,7 @@ impl Helper {
         let port = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Some(port)) => port,
             other => {
-                let _ = child.kill();
-                let _ = child.wait();
+                drop(Helper { child, port: 0 });
                 panic!("the helper printed no port: {other:?}");
             }
         };
@@ -286,8 +285,12 @@ impl Helper {
 }
 
 impl Drop for Helper {
+    #[allow(clippy::disallowed_methods)] // a unit test owns this child; no reaper runs here
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::SIGKILL,
+        );
         let _ = self.child.wait();
     }
 }
@@ -348,6 +351,7 @@ fn outbound_connections_are_not_counted() {
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // a unit test owns this child; no reaper runs here
 fn vanished_pids_are_skipped() {
     let mut exited = Command::new("true").spawn().expect("spawn true");
     let gone = exited.id() as Pid;
