@@ -1,9 +1,10 @@
-//! Monitoring (DESIGN §7): reading the child's process tree from /proc. The thresholds,
-//! their sustain windows and the inbound-connection counter join this module later; the
-//! supervisor owns the timer that calls the sampler, and this module never acts on a
-//! process.
+//! Monitoring (DESIGN §7): reading the child's process tree from /proc (`procfs`) and its
+//! inbound connections from sock_diag (`connections`). The thresholds and their sustain
+//! windows join this module later; the supervisor owns the timer that calls the samplers,
+//! and this module never acts on a process.
 #![allow(dead_code)] // wired by /process and the monitor
 
+pub mod connections;
 pub mod procfs;
 
 #[allow(unused_imports)] // the supervisor and /process take these from here
