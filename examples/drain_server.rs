@@ -52,14 +52,8 @@ fn main() {
             }
         }
     };
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    println!(
-        "drain_server: listening on {local} (pid {})",
-        std::process::id()
-    );
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    println!("drain_server: listening on {local} (pid {})", std::process::id());
 
     let draining = Arc::new(AtomicBool::new(false));
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -158,11 +152,7 @@ fn serve(stream: TcpStream, default_delay_ms: u64, draining: &AtomicBool, in_fli
             .split_whitespace()
             .nth(1)
             .and_then(|path| path.split_once("ms=").map(|(_, ms)| ms.to_string()))
-            .and_then(|ms| {
-                ms.trim_end_matches(|c: char| !c.is_ascii_digit())
-                    .parse()
-                    .ok()
-            })
+            .and_then(|ms| ms.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok())
             .unwrap_or(default_delay_ms);
         if delay > 0 {
             thread::sleep(Duration::from_millis(delay));

@@ -34,9 +34,7 @@ pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> 
         .or_else(|| env("GSUP_CONTROL_SOCKET").map(|p| cwd.join(p)))
         .or_else(|| config.control.socket.clone());
     let Some(socket) = socket else {
-        eprintln!(
-            "gsup ctl: no control socket: give --socket, set GSUP_CONTROL_SOCKET or [control] socket"
-        );
+        eprintln!("gsup ctl: no control socket: give --socket, set GSUP_CONTROL_SOCKET or [control] socket");
         return 2;
     };
     let prefix = config.http.prefix.trim_end_matches('/');
@@ -61,11 +59,7 @@ pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> 
             0
         }
         Ok(answer) => {
-            eprintln!(
-                "gsup ctl: refused ({}): {}",
-                answer.status,
-                answer.body.trim_end()
-            );
+            eprintln!("gsup ctl: refused ({}): {}", answer.status, answer.body.trim_end());
             1
         }
         Err(error) => {

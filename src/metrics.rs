@@ -22,8 +22,8 @@ use nix::unistd::{SysconfVar, sysconf};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{
-    Counter, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Counter, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use serde_json::{Map, Value, json};
 
@@ -195,10 +195,7 @@ impl Metrics {
         let child_processes = add(
             r,
             "gsup_child_processes",
-            IntGauge::new(
-                "gsup_child_processes",
-                "Processes in the child's process tree.",
-            ),
+            IntGauge::new("gsup_child_processes", "Processes in the child's process tree."),
         )?;
         let child_cpu = add(
             r,
@@ -211,10 +208,7 @@ impl Metrics {
         let inflight = add(
             r,
             "gsup_inflight_connections",
-            IntGauge::new(
-                "gsup_inflight_connections",
-                "Inbound connections in flight.",
-            ),
+            IntGauge::new("gsup_inflight_connections", "Inbound connections in flight."),
         )?;
         let phase_duration = add(
             r,
@@ -243,19 +237,15 @@ impl Metrics {
                 &["version"],
             ),
         )?;
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let process = SelfProcess::new().map_err(|source| MetricsError {
             name: "process_*",
             source,
         })?;
-        registry
-            .register(Box::new(process))
-            .map_err(|source| MetricsError {
-                name: "process_*",
-                source,
-            })?;
+        registry.register(Box::new(process)).map_err(|source| MetricsError {
+            name: "process_*",
+            source,
+        })?;
 
         Ok(Metrics {
             registry,
@@ -358,10 +348,7 @@ impl Metrics {
         if !total.is_finite() || total.is_sign_negative() {
             return;
         }
-        let before = f64::from_bits(
-            self.child_cpu_high
-                .fetch_max(total.to_bits(), Ordering::AcqRel),
-        );
+        let before = f64::from_bits(self.child_cpu_high.fetch_max(total.to_bits(), Ordering::AcqRel));
         if total > before {
             self.child_cpu.inc_by(total - before);
         }
@@ -457,10 +444,7 @@ fn metric_json(kind: MetricType, metric: &proto::Metric) -> Value {
                 // Skip an explicit +Inf bucket: the count below is the same value.
                 if bucket.upper_bound().is_finite() {
                     // f64's Display writes 1.0 as "1", as the text encoder does for `le`.
-                    buckets.insert(
-                        bucket.upper_bound().to_string(),
-                        bucket.cumulative_count().into(),
-                    );
+                    buckets.insert(bucket.upper_bound().to_string(), bucket.cumulative_count().into());
                 }
             }
             buckets.insert("+Inf".to_owned(), histogram.get_sample_count().into());
@@ -535,14 +519,7 @@ impl SelfProcess {
     fn new() -> prometheus::Result<Self> {
         let descs = PROCESS_SERIES
             .iter()
-            .map(|(name, help, _)| {
-                Desc::new(
-                    (*name).to_owned(),
-                    (*help).to_owned(),
-                    Vec::new(),
-                    HashMap::new(),
-                )
-            })
+            .map(|(name, help, _)| Desc::new((*name).to_owned(), (*help).to_owned(), Vec::new(), HashMap::new()))
             .collect::<prometheus::Result<Vec<_>>>()?;
         Ok(SelfProcess {
             descs,
@@ -567,17 +544,8 @@ impl SelfProcess {
             Some(boot as f64 + stat?.start_ticks as f64 / self.clock_ticks? as f64)
         });
         // The soft limit: the one that makes open() fail with EMFILE.
-        let max_fds = getrlimit(Resource::RLIMIT_NOFILE)
-            .ok()
-            .map(|(soft, _hard)| soft as f64);
-        [
-            cpu,
-            rss,
-            vsize,
-            open_fds().map(|n| n as f64),
-            max_fds,
-            start,
-        ]
+        let max_fds = getrlimit(Resource::RLIMIT_NOFILE).ok().map(|(soft, _hard)| soft as f64);
+        [cpu, rss, vsize, open_fds().map(|n| n as f64), max_fds, start]
     }
 }
 
@@ -754,10 +722,7 @@ mod tests {
             if labelled {
                 assert!(!text.contains(name), "{name} shown before use:\n{text}");
             } else {
-                assert!(
-                    has_headers(&text, name, kind),
-                    "{name} {kind} missing:\n{text}"
-                );
+                assert!(has_headers(&text, name, kind), "{name} {kind} missing:\n{text}");
             }
         }
     }
@@ -789,10 +754,7 @@ mod tests {
     fn labelled_series_appear_once_used() {
         let text = exercised().render_text();
         for (name, kind, _) in NAMES {
-            assert!(
-                has_headers(&text, name, kind),
-                "{name} {kind} missing:\n{text}"
-            );
+            assert!(has_headers(&text, name, kind), "{name} {kind} missing:\n{text}");
         }
     }
 
@@ -815,15 +777,9 @@ mod tests {
             ("graceful_shutdown_duration_seconds_sum", 4.25),
             ("graceful_shutdown_duration_seconds_bucket{le=\"1\"}", 0.0),
             ("graceful_shutdown_duration_seconds_bucket{le=\"5\"}", 1.0),
-            (
-                "graceful_shutdown_duration_seconds_bucket{le=\"+Inf\"}",
-                1.0,
-            ),
+            ("graceful_shutdown_duration_seconds_bucket{le=\"+Inf\"}", 1.0),
             ("gsup_shutdown_phase_duration_seconds{phase=\"drain\"}", 5.0),
-            (
-                "gsup_shutdown_phase_duration_seconds{phase=\"wait_exit\"}",
-                0.125,
-            ),
+            ("gsup_shutdown_phase_duration_seconds{phase=\"wait_exit\"}", 0.125),
             ("gsup_child_memory_rss_bytes", 10_485_760.0),
             ("gsup_child_threads", 7.0),
             ("gsup_child_open_fds", 12.0),
@@ -835,10 +791,7 @@ mod tests {
             ("gsup_reloads_total{outcome=\"failed\"}", 1.0),
         ];
         assert_eq!(
-            sample(
-                &text,
-                "gsup_shutdown_phase_duration_seconds{phase=\"stale\"}"
-            ),
+            sample(&text, "gsup_shutdown_phase_duration_seconds{phase=\"stale\"}"),
             None
         );
         for (series, value) in expect {
@@ -850,10 +803,7 @@ mod tests {
         let json = m.render_json();
         assert_eq!(json["gsup_child_up"], json!(0));
         assert_eq!(json["gsup_ready"], json!(0));
-        let mut exits = json["gsup_child_exits_total"]
-            .as_array()
-            .expect("array")
-            .clone();
+        let mut exits = json["gsup_child_exits_total"].as_array().expect("array").clone();
         exits.sort_by_key(|e| e["labels"]["code"].as_str().unwrap_or_default().to_owned());
         assert_eq!(
             exits,
@@ -882,12 +832,8 @@ mod tests {
             json!({"count":1,"sum":4.25,"buckets":{"1":0,"5":1,"10":1,"30":1,"60":1,"120":1,"+Inf":1}})
         );
         // Integers, not 1.0: the serialised form is what clients see.
-        let text =
-            serde_json::to_string(&json["graceful_shutdown_duration_seconds"]).expect("serialises");
-        assert!(
-            text.contains(r#""count":1,"#) && text.contains(r#""120":1"#),
-            "{text}"
-        );
+        let text = serde_json::to_string(&json["graceful_shutdown_duration_seconds"]).expect("serialises");
+        assert!(text.contains(r#""count":1,"#) && text.contains(r#""120":1"#), "{text}");
         // Every name of the text form is a key of the JSON form, and nothing else is.
         let mut keys: Vec<&String> = json.as_object().expect("object").keys().collect();
         keys.sort();
@@ -898,11 +844,7 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(keys, names);
-        assert!(
-            json["process_resident_memory_bytes"]
-                .as_u64()
-                .is_some_and(|v| v > 0)
-        );
+        assert!(json["process_resident_memory_bytes"].as_u64().is_some_and(|v| v > 0));
     }
 
     #[test]
@@ -950,22 +892,13 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock after 1970")
             .as_secs_f64();
-        let start = json["process_start_time_seconds"]
-            .as_f64()
-            .expect("start time");
+        let start = json["process_start_time_seconds"].as_f64().expect("start time");
         assert!(start > 1.0e9 && start <= now + 1.0, "{start} vs {now}");
         let open = json["process_open_fds"].as_u64().expect("open fds");
         let max = json["process_max_fds"].as_u64().expect("max fds");
         assert!(open >= 3 && open <= max, "{open} of {max}");
-        assert!(
-            json["process_virtual_memory_bytes"].as_u64()
-                > json["process_resident_memory_bytes"].as_u64()
-        );
-        assert!(
-            json["process_cpu_seconds_total"]
-                .as_f64()
-                .is_some_and(|v| v >= 0.0)
-        );
+        assert!(json["process_virtual_memory_bytes"].as_u64() > json["process_resident_memory_bytes"].as_u64());
+        assert!(json["process_cpu_seconds_total"].as_f64().is_some_and(|v| v >= 0.0));
     }
 
     /// `promtool check metrics` (lint included) on the text after every method was used.
@@ -994,15 +927,8 @@ mod tests {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(
-            out.status.success(),
-            "promtool {}: {complaints}\n{text}",
-            out.status
-        );
-        assert!(
-            complaints.trim().is_empty(),
-            "promtool: {complaints}\n{text}"
-        );
+        assert!(out.status.success(), "promtool {}: {complaints}\n{text}", out.status);
+        assert!(complaints.trim().is_empty(), "promtool: {complaints}\n{text}");
     }
 
     /// Render cost, printed (no timing assertion): `cargo test render_cost -- --ignored
@@ -1033,9 +959,6 @@ mod tests {
             m.signal_forwarded("SIGHUP");
             m.set_tree(1, 2, 3, 4);
         }
-        eprintln!(
-            "signal_forwarded + set_tree: {:?}",
-            started.elapsed() / 100_000
-        );
+        eprintln!("signal_forwarded + set_tree: {:?}", started.elapsed() / 100_000);
     }
 }

@@ -41,9 +41,7 @@ impl InheritedSignals {
                     continue;
                 }
                 let mut old = MaybeUninit::<libc::sigaction>::zeroed().assume_init();
-                if libc::sigaction(signal, ptr::null(), &mut old) == 0
-                    && old.sa_sigaction == libc::SIG_IGN
-                {
+                if libc::sigaction(signal, ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN {
                     libc::sigaddset(&mut ignored, signal);
                 }
             }

@@ -13,12 +13,7 @@ use crate::http::client::{self, Target};
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn run(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
-    let timeout = match args
-        .timeout
-        .as_deref()
-        .map(config::flag_duration)
-        .transpose()
-    {
+    let timeout = match args.timeout.as_deref().map(config::flag_duration).transpose() {
         Ok(timeout) => timeout.unwrap_or(DEFAULT_TIMEOUT),
         Err(message) => {
             eprintln!("gsup probe: --timeout: {message}");
@@ -46,11 +41,7 @@ pub fn run(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -
             0
         }
         Ok(answer) => {
-            println!(
-                "not {what}: {} from {url}: {}",
-                answer.status,
-                answer.body.trim()
-            );
+            println!("not {what}: {} from {url}: {}", answer.status, answer.body.trim());
             1
         }
         Err(error) => {
@@ -70,11 +61,7 @@ fn kind_name(kind: ProbeKind) -> &'static str {
 
 /// The alias of the endpoint on the configured `[http] listen`, found the way `run`
 /// finds its config; a wildcard listen address is probed on loopback.
-fn default_url(
-    args: &ProbeArgs,
-    env: &dyn Fn(&str) -> Option<String>,
-    cwd: &Path,
-) -> Result<String, String> {
+fn default_url(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<String, String> {
     let flags = ConfigFlags {
         config: args.config.clone(),
         ..ConfigFlags::default()
@@ -139,10 +126,7 @@ mod tests {
             split_url("http://[::1]:8080/alive"),
             Some(("::1".into(), 8080, "/alive".into()))
         );
-        assert_eq!(
-            split_url("http://example:81"),
-            Some(("example".into(), 81, "/".into()))
-        );
+        assert_eq!(split_url("http://example:81"), Some(("example".into(), 81, "/".into())));
         assert_eq!(split_url("https://x/"), None);
         assert_eq!(split_url("http://:80/"), None);
         assert_eq!(split_url("http://h:notaport/"), None);

@@ -21,9 +21,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Probe(args) => crate::probe::run(&args, &env, &cwd),
         Command::Ctl(args) => crate::ctl::run(&args, &env, &cwd),
         Command::Generate(_) | Command::ExecShim(_) => {
-            eprintln!(
-                "gsup: this subcommand is not available in this release yet (see README, Roadmap)"
-            );
+            eprintln!("gsup: this subcommand is not available in this release yet (see README, Roadmap)");
             1
         }
     }

@@ -44,11 +44,7 @@ const NAMES: &[(&str, c_int)] = &[
 ];
 
 /// Aliases accepted on input only.
-const ALIASES: &[(&str, c_int)] = &[
-    ("IOT", libc::SIGABRT),
-    ("POLL", libc::SIGIO),
-    ("CLD", libc::SIGCHLD),
-];
+const ALIASES: &[(&str, c_int)] = &[("IOT", libc::SIGABRT), ("POLL", libc::SIGIO), ("CLD", libc::SIGCHLD)];
 
 /// Synchronous fault signals: they keep their default action in gsup, so a fault in gsup
 /// crashes it (and PDEATHSIG takes the child down), as in tini. Never forwarded.
@@ -169,16 +165,7 @@ mod tests {
 
     #[test]
     fn refuses_unknown_signals() {
-        for bad in [
-            "",
-            "0",
-            "-1",
-            "65",
-            "TERMINATE",
-            "RTMIN+99",
-            "RTMIN+",
-            "SIG",
-        ] {
+        for bad in ["", "0", "-1", "65", "TERMINATE", "RTMIN+99", "RTMIN+", "SIG"] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -72,42 +72,15 @@ mod tests {
     #[test]
     fn known_dates() {
         // Values from `date -u -d @SECS`.
-        assert_eq!(
-            rfc3339_millis(at(1_735_732_800, 123)),
-            "2025-01-01T12:00:00.123Z"
-        );
-        assert_eq!(
-            rfc3339_millis(at(951_782_400, 0)),
-            "2000-02-29T00:00:00.000Z"
-        ); // 400-year leap
-        assert_eq!(
-            rfc3339_millis(at(951_868_799, 999)),
-            "2000-02-29T23:59:59.999Z"
-        );
-        assert_eq!(
-            rfc3339_millis(at(951_868_800, 0)),
-            "2000-03-01T00:00:00.000Z"
-        );
-        assert_eq!(
-            rfc3339_millis(at(1_709_164_800, 5)),
-            "2024-02-29T00:00:00.005Z"
-        );
-        assert_eq!(
-            rfc3339_millis(at(1_677_628_800, 0)),
-            "2023-03-01T00:00:00.000Z"
-        ); // no Feb 29
-        assert_eq!(
-            rfc3339_millis(at(4_107_542_400, 0)),
-            "2100-03-01T00:00:00.000Z"
-        ); // 2100 not leap
-        assert_eq!(
-            rfc3339_millis(at(1_704_067_199, 0)),
-            "2023-12-31T23:59:59.000Z"
-        );
-        assert_eq!(
-            rfc3339_millis(at(2_147_483_648, 0)),
-            "2038-01-19T03:14:08.000Z"
-        ); // past i32
+        assert_eq!(rfc3339_millis(at(1_735_732_800, 123)), "2025-01-01T12:00:00.123Z");
+        assert_eq!(rfc3339_millis(at(951_782_400, 0)), "2000-02-29T00:00:00.000Z"); // 400-year leap
+        assert_eq!(rfc3339_millis(at(951_868_799, 999)), "2000-02-29T23:59:59.999Z");
+        assert_eq!(rfc3339_millis(at(951_868_800, 0)), "2000-03-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(at(1_709_164_800, 5)), "2024-02-29T00:00:00.005Z");
+        assert_eq!(rfc3339_millis(at(1_677_628_800, 0)), "2023-03-01T00:00:00.000Z"); // no Feb 29
+        assert_eq!(rfc3339_millis(at(4_107_542_400, 0)), "2100-03-01T00:00:00.000Z"); // 2100 not leap
+        assert_eq!(rfc3339_millis(at(1_704_067_199, 0)), "2023-12-31T23:59:59.000Z");
+        assert_eq!(rfc3339_millis(at(2_147_483_648, 0)), "2038-01-19T03:14:08.000Z"); // past i32
     }
 
     #[test]
@@ -136,32 +109,11 @@ mod tests {
             let next_day = (y, m, d) == (py, pm, pd + 1);
             let next_month = (y, m, d) == (py, pm + 1, 1);
             let next_year = (y, m, d) == (py + 1, 1, 1) && (pm, pd) == (12, 31);
-            assert!(
-                next_day || next_month || next_year,
-                "{previous:?} -> {:?}",
-                (y, m, d)
-            );
+            assert!(next_day || next_month || next_year, "{previous:?} -> {:?}", (y, m, d));
             if next_month || next_year {
                 let leap = py % 4 == 0 && (py % 100 != 0 || py % 400 == 0);
-                let length = [
-                    31,
-                    if leap { 29 } else { 28 },
-                    31,
-                    30,
-                    31,
-                    30,
-                    31,
-                    31,
-                    30,
-                    31,
-                    30,
-                    31,
-                ];
-                assert_eq!(
-                    pd,
-                    length[pm as usize - 1],
-                    "{previous:?} is not a month's end"
-                );
+                let length = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+                assert_eq!(pd, length[pm as usize - 1], "{previous:?} is not a month's end");
             }
             previous = (y, m, d);
         }

@@ -20,19 +20,14 @@ fn file(text: &str) -> tempfile::NamedTempFile {
 fn gsup(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut running = start(cmd(GSUP, args), env);
     let code = running.wait_code(PATIENCE);
-    let stdout = running
-        .drain_lines(std::time::Duration::from_secs(1))
-        .join("\n");
+    let stdout = running.drain_lines(std::time::Duration::from_secs(1)).join("\n");
     (code, stdout, running.stderr())
 }
 
 #[test]
 fn the_example_config_checks_clean() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/supervisor.example.toml");
-    let (code, stdout, stderr) = gsup(
-        &["check", "--config", example],
-        &[("GSUP_CONTROL_TOKEN", "t0ken")],
-    );
+    let (code, stdout, stderr) = gsup(&["check", "--config", example], &[("GSUP_CONTROL_TOKEN", "t0ken")]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("timeout = \"30s\""), "{stdout}");
     assert!(
@@ -45,10 +40,7 @@ fn the_example_config_checks_clean() {
 fn check_names_each_values_source() {
     let config = file("[shutdown]\ntimeout = \"12s\"\n");
     let path = config.path().to_str().expect("utf-8 path");
-    let (code, stdout, stderr) = gsup(
-        &["check", "--config", path],
-        &[("FORCE_SHUTDOWN_TIMEOUT_MS", "2500")],
-    );
+    let (code, stdout, stderr) = gsup(&["check", "--config", path], &[("FORCE_SHUTDOWN_TIMEOUT_MS", "2500")]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains(&format!("timeout = \"12s\"  # file {path}")),
@@ -58,21 +50,14 @@ fn check_names_each_values_source() {
         stdout.contains("force_timeout = \"2s 500ms\"  # env FORCE_SHUTDOWN_TIMEOUT_MS"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("drain_delay = \"0s\"  # default"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("drain_delay = \"0s\"  # default"), "{stdout}");
 }
 
 #[test]
 fn check_lists_every_error_at_once() {
-    let config =
-        file("[shutdown]\ntimeot = \"1s\"\nforce_timeout = 5\n[restart]\npolicy = \"sometimes\"\n");
+    let config = file("[shutdown]\ntimeot = \"1s\"\nforce_timeout = 5\n[restart]\npolicy = \"sometimes\"\n");
     let path = config.path().to_str().expect("utf-8 path");
-    let (code, _, stderr) = gsup(
-        &["check", "--config", path],
-        &[("SHUTDOWN_TIMEOUT_MS", "abc")],
-    );
+    let (code, _, stderr) = gsup(&["check", "--config", path], &[("SHUTDOWN_TIMEOUT_MS", "abc")]);
     assert_eq!(code, 2);
     assert!(
         stderr.contains("unknown key `timeot`")
@@ -113,11 +98,7 @@ fn run_refuses_bad_values_with_exit_2() {
         (&["--rewrite", "TERM=none"], &[], "stop"),
         (&["--restart", "sometimes"], &[], "--restart"),
         (&["--exit-map", "143=x"], &[], "--exit-map"),
-        (
-            &[],
-            &[("SHUTDOWN_TIMEOUT_MS", "abc")],
-            "SHUTDOWN_TIMEOUT_MS",
-        ),
+        (&[], &[("SHUTDOWN_TIMEOUT_MS", "abc")], "SHUTDOWN_TIMEOUT_MS"),
         (&[], &[("SHUTDOWN_TIMEOUT_MS", "-5")], "SHUTDOWN_TIMEOUT_MS"),
         (&[], &[("SHUTDOWN_TIMEOUT_MS", "0")], "SHUTDOWN_TIMEOUT_MS"),
         (
@@ -125,21 +106,9 @@ fn run_refuses_bad_values_with_exit_2() {
             &[("ENABLE_CONNECTION_DRAINING", "maybe")],
             "ENABLE_CONNECTION_DRAINING",
         ),
-        (
-            &[],
-            &[("MEMORY_THRESHOLD_MB", "lots")],
-            "MEMORY_THRESHOLD_MB",
-        ),
-        (
-            &["--config", "/nonexistent/gsup.toml"],
-            &[],
-            "/nonexistent/gsup.toml",
-        ),
-        (
-            &["--token-file", "/nonexistent/token"],
-            &[],
-            "/nonexistent/token",
-        ),
+        (&[], &[("MEMORY_THRESHOLD_MB", "lots")], "MEMORY_THRESHOLD_MB"),
+        (&["--config", "/nonexistent/gsup.toml"], &[], "/nonexistent/gsup.toml"),
+        (&["--token-file", "/nonexistent/token"], &[], "/nonexistent/token"),
     ];
     for (flags, env, needle) in cases {
         let mut args = vec!["run"];
@@ -170,28 +139,17 @@ fn run_refuses_a_broken_file_naming_it() {
 #[test]
 fn supervisor_toml_is_found_in_the_cwd_and_gsup_config_names_another() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("supervisor.toml"),
-        "[shutdown]\ntimeout = \"7s\"\n",
-    )
-    .expect("write");
+    std::fs::write(dir.path().join("supervisor.toml"), "[shutdown]\ntimeout = \"7s\"\n").expect("write");
     let mut running = start_in(cmd(GSUP, &["check"]), &[], dir.path());
     assert_eq!(running.wait_code(PATIENCE), 0, "{}", running.stderr());
-    let stdout = running
-        .drain_lines(std::time::Duration::from_secs(1))
-        .join("\n");
-    assert!(
-        stdout.contains("timeout = \"7s\"  # file supervisor.toml"),
-        "{stdout}"
-    );
+    let stdout = running.drain_lines(std::time::Duration::from_secs(1)).join("\n");
+    assert!(stdout.contains("timeout = \"7s\"  # file supervisor.toml"), "{stdout}");
 
     let other = file("[shutdown]\ntimeout = \"9s\"\n");
     let path = other.path().to_str().expect("utf-8 path");
     let mut running = start_in(cmd(GSUP, &["check"]), &[("GSUP_CONFIG", path)], dir.path());
     assert_eq!(running.wait_code(PATIENCE), 0, "{}", running.stderr());
-    let stdout = running
-        .drain_lines(std::time::Duration::from_secs(1))
-        .join("\n");
+    let stdout = running.drain_lines(std::time::Duration::from_secs(1)).join("\n");
     assert!(
         stdout.contains("timeout = \"9s\""),
         "$GSUP_CONFIG wins over ./supervisor.toml: {stdout}"
@@ -228,8 +186,5 @@ fn process_command_from_the_file_and_exit_code_map() {
         &[],
     );
     assert_eq!(code, 3, "the flag wins per key");
-    assert!(
-        stdout.contains("from-cli") && !stdout.contains("from-file"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("from-cli") && !stdout.contains("from-file"), "{stdout}");
 }

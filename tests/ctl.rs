@@ -40,19 +40,11 @@ fn probe_exits_0_on_2xx_and_1_otherwise() {
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.starts_with("ready: 200"), "{stdout}");
     assert_eq!(
-        gsup_cmd(
-            &["probe", "alive", "--url", &format!("http://{addr}/alive")],
-            &[]
-        )
-        .0,
+        gsup_cmd(&["probe", "alive", "--url", &format!("http://{addr}/alive")], &[]).0,
         0
     );
     assert_eq!(
-        gsup_cmd(
-            &["probe", "health", "--url", &format!("http://{addr}/health")],
-            &[]
-        )
-        .0,
+        gsup_cmd(&["probe", "health", "--url", &format!("http://{addr}/health")], &[]).0,
         0
     );
     // A shutdown turns readiness 503: probe says so and exits 1.
@@ -100,22 +92,13 @@ fn probe_finds_the_address_in_the_config() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         probe.local_addr().expect("addr").port()
     };
-    let config = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp");
-    std::fs::write(
-        config.path(),
-        format!("[http]\nlisten = \"127.0.0.1:{port}\"\n"),
-    )
-    .expect("write");
+    let config = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp");
+    std::fs::write(config.path(), format!("[http]\nlisten = \"127.0.0.1:{port}\"\n")).expect("write");
     let path = config.path().to_str().expect("utf-8");
     let mut gsup = start(
         cmd(
             GSUP,
-            &[
-                "run", "--config", path, "--", CHILD, "echo", "ready", "forever",
-            ],
+            &["run", "--config", path, "--", CHILD, "echo", "ready", "forever"],
         ),
         &[],
     );
@@ -123,26 +106,16 @@ fn probe_finds_the_address_in_the_config() {
     gsup.http_addr();
     let (code, stdout, stderr) = gsup_cmd(&["probe", "ready", "--config", path], &[]);
     assert_eq!(code, 0, "{stdout} {stderr}");
-    assert!(
-        stdout.contains(&format!("127.0.0.1:{port}/ready")),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("127.0.0.1:{port}/ready")), "{stdout}");
     let (code, _, _) = gsup_cmd(&["probe", "alive"], &[("GSUP_CONFIG", path)]);
     assert_eq!(code, 0, "GSUP_CONFIG finds it too");
 }
 
 fn with_control_socket(dir: &tempfile::TempDir, extra: &[&str]) -> (Running, String) {
-    let socket = dir
-        .path()
-        .join("gsup.sock")
-        .to_str()
-        .expect("utf-8")
-        .to_string();
+    let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
     let mut args = vec!["--control-socket", socket.as_str()];
     args.extend_from_slice(extra);
-    args.extend_from_slice(&[
-        "--", CHILD, "exit-on", "TERM", "0", "echo", "ready", "forever",
-    ]);
+    args.extend_from_slice(&["--", CHILD, "exit-on", "TERM", "0", "echo", "ready", "forever"]);
     let mut gsup = gsup_run(&args, &[]);
     gsup.expect_line("ready");
     assert!(
@@ -157,20 +130,13 @@ fn with_control_socket(dir: &tempfile::TempDir, extra: &[&str]) -> (Running, Str
 fn ctl_status_and_shutdown_round_trip_without_a_token() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut gsup, socket) = with_control_socket(&dir, &[]);
-    let mode = std::fs::metadata(&socket)
-        .expect("socket")
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = std::fs::metadata(&socket).expect("socket").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the socket's mode guards it");
     let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &socket, "status"], &[]);
     assert_eq!(code, 0, "{stderr}");
     let status: serde_json::Value = serde_json::from_str(&stdout).expect("status JSON");
     assert_eq!(status["state"], "running");
-    let (code, stdout, _) = gsup_cmd(
-        &["ctl", "status"],
-        &[("GSUP_CONTROL_SOCKET", socket.as_str())],
-    );
+    let (code, stdout, _) = gsup_cmd(&["ctl", "status"], &[("GSUP_CONTROL_SOCKET", socket.as_str())]);
     assert_eq!(code, 0, "GSUP_CONTROL_SOCKET names the socket: {stdout}");
     let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &socket, "shutdown"], &[]);
     assert_eq!(code, 0, "{stderr}");
@@ -180,21 +146,13 @@ fn ctl_status_and_shutdown_round_trip_without_a_token() {
     );
     gsup.expect_line("got SIGTERM");
     assert_eq!(gsup.wait_code(PATIENCE), 0);
-    assert!(
-        !std::path::Path::new(&socket).exists(),
-        "the socket is removed at exit"
-    );
+    assert!(!std::path::Path::new(&socket).exists(), "the socket is removed at exit");
 }
 
 #[test]
 fn ctl_kill_forces_and_reload_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let socket = dir
-        .path()
-        .join("gsup.sock")
-        .to_str()
-        .expect("utf-8")
-        .to_string();
+    let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
     let mut gsup = gsup_run(
         &[
             "--control-socket",
@@ -223,8 +181,7 @@ fn ctl_kill_forces_and_reload_is_refused() {
 #[test]
 fn ctl_prestop_waits_drain_delay_and_readiness_stays_off() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut gsup, socket) =
-        with_control_socket(&dir, &["--http", "127.0.0.1:0", "--drain-delay", "1s"]);
+    let (mut gsup, socket) = with_control_socket(&dir, &["--http", "127.0.0.1:0", "--drain-delay", "1s"]);
     let addr = gsup.http_addr();
     assert_eq!(http(&addr, "GET", "/ready", &[]).0, 200);
     let asked = Instant::now();
@@ -257,10 +214,7 @@ fn ctl_with_no_gsup_listening_says_so_and_exits_1() {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("nobody.sock");
     let started = Instant::now();
-    let (code, _, stderr) = gsup_cmd(
-        &["ctl", "--socket", socket.to_str().expect("utf-8"), "status"],
-        &[],
-    );
+    let (code, _, stderr) = gsup_cmd(&["ctl", "--socket", socket.to_str().expect("utf-8"), "status"], &[]);
     assert_eq!(code, 1);
     assert!(stderr.contains("no gsup answers"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -284,17 +238,7 @@ fn a_stale_socket_is_replaced_and_a_live_one_refused() {
         0,
         "the stale file was replaced"
     );
-    let mut second = gsup_run(
-        &[
-            "--control-socket",
-            &socket,
-            "--",
-            CHILD,
-            "echo",
-            "second-ran",
-        ],
-        &[],
-    );
+    let mut second = gsup_run(&["--control-socket", &socket, "--", CHILD, "echo", "second-ran"], &[]);
     assert_eq!(second.wait_code(PATIENCE), 2);
     assert!(
         second.stderr().contains("another gsup is listening"),
@@ -306,10 +250,7 @@ fn a_stale_socket_is_replaced_and_a_live_one_refused() {
 
 #[test]
 fn http_prestop_is_opt_in_and_needs_the_token() {
-    let config = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp");
+    let config = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp");
     std::fs::write(config.path(), "[http]\nprestop = true\n").expect("write");
     let path = config.path().to_str().expect("utf-8");
     let token = "prestop-token-0123456789";
@@ -332,12 +273,7 @@ fn http_prestop_is_opt_in_and_needs_the_token() {
     assert_eq!(http(&addr, "GET", "/api/v1/shutdown/prestop", &[]).0, 401);
     assert_eq!(http(&addr, "GET", "/ready", &[]).0, 200);
     let bearer = format!("Bearer {token}");
-    let (status, _, body) = http(
-        &addr,
-        "GET",
-        "/api/v1/shutdown/prestop",
-        &[("Authorization", &bearer)],
-    );
+    let (status, _, body) = http(&addr, "GET", "/api/v1/shutdown/prestop", &[("Authorization", &bearer)]);
     assert_eq!(status, 200, "{body}");
     assert_eq!(http(&addr, "GET", "/ready", &[]).0, 503);
 }

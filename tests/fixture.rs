@@ -37,10 +37,7 @@ fn unknown_action_exits_2_and_bad_argument_exits_3() {
     // Parsed before anything runs: the echo must not happen.
     let mut child = fixture(&["echo", "early", "exit", "999"]);
     assert_eq!(child.wait_exit(PATIENCE).code(), Some(3));
-    assert!(
-        child.drain_lines(Duration::from_secs(1)).is_empty(),
-        "nothing printed"
-    );
+    assert!(child.drain_lines(Duration::from_secs(1)).is_empty(), "nothing printed");
 }
 
 #[test]
@@ -103,10 +100,7 @@ fn handle_shows_as_caught() {
     let mut child = fixture(&["handle", "USR2,RTMIN+1", "dispositions"]);
     let caught = child.expect_line("caught ");
     let names: Vec<&str> = caught["caught ".len()..].split(',').collect();
-    assert!(
-        names.contains(&"SIGUSR2") && names.contains(&"SIGRTMIN+1"),
-        "{caught}"
-    );
+    assert!(names.contains(&"SIGUSR2") && names.contains(&"SIGRTMIN+1"), "{caught}");
 }
 
 #[test]

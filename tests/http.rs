@@ -16,9 +16,7 @@ const TOKEN: &str = "t0ken-for-tests-0123456789";
 fn api(extra: &[&str], env: &[(&str, &str)]) -> (Running, String) {
     let mut args = vec!["--http", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    args.extend_from_slice(&[
-        "--", CHILD, "exit-on", "TERM", "0", "echo", "ready", "forever",
-    ]);
+    args.extend_from_slice(&["--", CHILD, "exit-on", "TERM", "0", "echo", "ready", "forever"]);
     let mut gsup = gsup_run(&args, env);
     gsup.expect_line("ready");
     let addr = gsup.http_addr();
@@ -46,8 +44,7 @@ fn every_get_endpoint_answers_json_with_a_timestamp() {
         let (status, head, body) = http(&addr, "GET", &format!("{PREFIX}{path}"), &[]);
         assert_eq!(status, 200, "{path}: {body}");
         assert!(
-            head.to_ascii_lowercase()
-                .contains("content-type: application/json"),
+            head.to_ascii_lowercase().contains("content-type: application/json"),
             "{path}: {head}"
         );
         let value = json(&body);
@@ -100,10 +97,7 @@ fn unknown_routes_and_methods_are_404() {
 
 #[test]
 fn a_custom_prefix_moves_the_routes_but_not_the_aliases() {
-    let config = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp");
+    let config = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp");
     std::fs::write(config.path(), "[http]\nprefix = \"/ops\"\n").expect("write");
     let (_gsup, addr) = api(&["--config", config.path().to_str().expect("utf-8")], &[]);
     assert_eq!(http(&addr, "GET", "/ops/status", &[]).0, 200);
@@ -115,10 +109,7 @@ fn a_custom_prefix_moves_the_routes_but_not_the_aliases() {
 fn disabled_readiness_and_liveness_are_404() {
     let (_gsup, addr) = api(
         &[],
-        &[
-            ("READINESS_CHECK_ENABLED", "false"),
-            ("LIVENESS_CHECK_ENABLED", "0"),
-        ],
+        &[("READINESS_CHECK_ENABLED", "false"), ("LIVENESS_CHECK_ENABLED", "0")],
     );
     assert_eq!(http(&addr, "GET", "/ready", &[]).0, 404);
     assert_eq!(http(&addr, "GET", &format!("{PREFIX}/ready"), &[]).0, 404);
@@ -130,11 +121,7 @@ fn disabled_readiness_and_liveness_are_404() {
 fn without_a_token_mutations_are_403_and_the_child_lives() {
     let (mut gsup, addr) = api(&[], &[]);
     let child = field(&pid_line(&mut gsup), "pid");
-    for (method, path) in [
-        ("POST", "/shutdown"),
-        ("DELETE", "/shutdown"),
-        ("POST", "/reload"),
-    ] {
+    for (method, path) in [("POST", "/shutdown"), ("DELETE", "/shutdown"), ("POST", "/reload")] {
         let (status, _, body) = http(
             &addr,
             method,
@@ -142,10 +129,7 @@ fn without_a_token_mutations_are_403_and_the_child_lives() {
             &[("Authorization", "Bearer guess")],
         );
         assert_eq!(status, 403, "{method} {path}: {body}");
-        assert!(
-            body.contains("GSUP_CONTROL_TOKEN"),
-            "says how to enable: {body}"
-        );
+        assert!(body.contains("GSUP_CONTROL_TOKEN"), "says how to enable: {body}");
     }
     assert!(alive(child), "refused requests must not touch the child");
     assert_eq!(http(&addr, "GET", "/ready", &[]).0, 200);
@@ -169,11 +153,7 @@ fn a_wrong_or_missing_token_is_401_and_the_right_one_shuts_down() {
     ] {
         let (status, head, body) = http(&addr, "POST", &shutdown, &headers);
         assert_eq!(status, 401, "{headers:?}: {body}");
-        assert!(
-            head.to_ascii_lowercase()
-                .contains("www-authenticate: bearer"),
-            "{head}"
-        );
+        assert!(head.to_ascii_lowercase().contains("www-authenticate: bearer"), "{head}");
         assert!(!body.contains(TOKEN));
     }
     assert!(alive(child), "refused requests must not touch the child");
@@ -217,10 +197,7 @@ fn readiness_turns_503_at_once_and_delete_forces() {
     let (_, _, status_body) = http(&addr, "GET", &format!("{PREFIX}/status"), &[]);
     let state = json(&status_body);
     assert_eq!(state["state"], "stopping", "{status_body}");
-    let phases = state["shutdown"]["phases"]
-        .as_array()
-        .expect("phases")
-        .clone();
+    let phases = state["shutdown"]["phases"].as_array().expect("phases").clone();
     let names: Vec<&str> = phases.iter().filter_map(|p| p["name"].as_str()).collect();
     assert_eq!(
         names,
@@ -246,10 +223,7 @@ fn readiness_turns_503_at_once_and_delete_forces() {
     );
     assert_eq!(state["shutdown"]["reason"], "http POST /shutdown");
     let (status, _, body) = http(&addr, "POST", &shutdown, &auth);
-    assert_eq!(
-        (status, json(&body)["status"].clone()),
-        (202, "in_progress".into())
-    );
+    assert_eq!((status, json(&body)["status"].clone()), (202, "in_progress".into()));
     assert!(alive(gsup.pid()), "a repeat POST never forces");
     let forced = Instant::now();
     let (status, _, body) = http(&addr, "DELETE", &shutdown, &auth);
@@ -262,10 +236,7 @@ fn readiness_turns_503_at_once_and_delete_forces() {
 /// each value with its source and `***` for secrets.
 #[test]
 fn secrets_are_never_served() {
-    let config = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp");
+    let config = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp");
     std::fs::write(
         config.path(),
         "[process]\nenv = { DB_PASSWORD = \"hunter2-secret\", DATABASE_URL = \"postgres://app:pa55word@db/app\", MODE = \"prod\" }\n",
@@ -303,10 +274,7 @@ fn secrets_are_never_served() {
             .is_some_and(|u| u.contains("app:***@")),
         "{config_body}"
     );
-    assert_eq!(
-        config_body["config"]["shutdown"]["timeout"]["source"],
-        "default"
-    );
+    assert_eq!(config_body["config"]["shutdown"]["timeout"]["source"], "default");
 }
 
 /// 200 clients that send half a request head and stall: `/alive` still answers at once,
@@ -461,14 +429,9 @@ fn counters_follow_what_happened() {
 /// burner shows CPU once two samples exist.
 #[test]
 fn process_shows_the_tree_with_rss_and_cpu() {
-    let config = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp");
+    let config = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp");
     std::fs::write(config.path(), "[monitor]\ninterval = \"200ms\"\n").expect("write");
-    let script = format!(
-        "{CHILD} echo a forever & {CHILD} echo b forever & {CHILD} burn 0 echo c forever & wait"
-    );
+    let script = format!("{CHILD} echo a forever & {CHILD} echo b forever & {CHILD} burn 0 echo c forever & wait");
     let mut gsup = gsup_run(
         &[
             "--config",
@@ -490,20 +453,13 @@ fn process_shows_the_tree_with_rss_and_cpu() {
     let burning = wait_until(PATIENCE, || {
         last = json(&http(&addr, "GET", &format!("{PREFIX}/process"), &[]).2);
         let tree = last["tree"].as_array().cloned().unwrap_or_default();
-        tree.len() == 4
-            && tree
-                .iter()
-                .any(|p| p["cpu_percent"].as_f64().is_some_and(|c| c > 20.0))
+        tree.len() == 4 && tree.iter().any(|p| p["cpu_percent"].as_f64().is_some_and(|c| c > 20.0))
     });
     assert!(burning, "4 processes, one burning a core: {last:#}");
     let tree = last["tree"].as_array().expect("tree");
     let shell = &tree[0];
     assert_eq!(shell["ppid"], gsup.pid());
-    assert_eq!(
-        shell["children"].as_array().map(Vec::len),
-        Some(3),
-        "{shell}"
-    );
+    assert_eq!(shell["children"].as_array().map(Vec::len), Some(3), "{shell}");
     assert!(
         shell["children"]
             .as_array()
@@ -513,21 +469,13 @@ fn process_shows_the_tree_with_rss_and_cpu() {
         "children are pids"
     );
     for entry in tree {
+        assert!(entry["rss_bytes"].as_u64().is_some_and(|rss| rss > 100_000), "{entry}");
         assert!(
-            entry["rss_bytes"].as_u64().is_some_and(|rss| rss > 100_000),
-            "{entry}"
-        );
-        assert!(
-            entry["threads"].as_u64().is_some_and(|t| t >= 1)
-                && entry["fds"].as_u64().is_some_and(|f| f >= 3),
+            entry["threads"].as_u64().is_some_and(|t| t >= 1) && entry["fds"].as_u64().is_some_and(|f| f >= 3),
             "{entry}"
         );
         assert_eq!(entry["pgid"], shell["pid"], "one group: {entry}");
-        assert!(
-            entry["started_at"]
-                .as_str()
-                .is_some_and(|s| s.ends_with('Z'))
-        );
+        assert!(entry["started_at"].as_str().is_some_and(|s| s.ends_with('Z')));
     }
     assert_eq!(last["gsup"]["pid"], gsup.pid());
     let metrics = http(&addr, "GET", "/metrics", &[]).2;

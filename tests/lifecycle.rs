@@ -11,12 +11,7 @@ use common::*;
 fn exit_codes_pass_through() {
     for code in [0, 1, 42, 255] {
         let mut gsup = gsup_run(&["--", CHILD, "exit", &code.to_string()], &[]);
-        assert_eq!(
-            gsup.wait_code(PATIENCE),
-            code,
-            "child exit {code}\n{}",
-            gsup.stderr()
-        );
+        assert_eq!(gsup.wait_code(PATIENCE), code, "child exit {code}\n{}", gsup.stderr());
     }
 }
 
@@ -49,8 +44,7 @@ fn missing_program_is_127_and_not_executable_is_126() {
     let mut gsup = gsup_run(&["--", "/nonexistent/program"], &[]);
     assert_eq!(gsup.wait_code(PATIENCE), 127);
     assert!(
-        gsup.stderr()
-            .contains("program not found: /nonexistent/program"),
+        gsup.stderr().contains("program not found: /nonexistent/program"),
         "{}",
         gsup.stderr()
     );
@@ -61,22 +55,14 @@ fn missing_program_is_127_and_not_executable_is_126() {
     let path = script.to_str().expect("utf-8 path");
     let mut gsup = gsup_run(&["--", path], &[]);
     assert_eq!(gsup.wait_code(PATIENCE), 126);
-    assert!(
-        gsup.stderr().contains("not executable"),
-        "{}",
-        gsup.stderr()
-    );
+    assert!(gsup.stderr().contains("not executable"), "{}", gsup.stderr());
 }
 
 #[test]
 fn no_program_is_a_usage_error() {
     let mut gsup = gsup_run(&[], &[]);
     assert_eq!(gsup.wait_code(PATIENCE), 2);
-    assert!(
-        gsup.stderr().contains("no program to run"),
-        "{}",
-        gsup.stderr()
-    );
+    assert!(gsup.stderr().contains("no program to run"), "{}", gsup.stderr());
 }
 
 #[test]
@@ -159,15 +145,11 @@ fn child_dies_with_gsup() {
 /// and reaped by it; none stays a zombie.
 #[test]
 fn subreaper_reaps_orphans_of_the_child() {
-    let mut gsup = gsup_run(
-        &["--", CHILD, "orphans", "50", "echo", "done", "forever"],
-        &[],
-    );
+    let mut gsup = gsup_run(&["--", CHILD, "orphans", "50", "echo", "done", "forever"], &[]);
     gsup.expect_line("done");
     let gsup_pid = gsup.pid();
     assert!(
-        wait_until(PATIENCE, || gsup.stderr().matches("orphan reaped").count()
-            >= 50),
+        wait_until(PATIENCE, || gsup.stderr().matches("orphan reaped").count() >= 50),
         "gsup reaped {} of 50 orphans (without the subreaper they go to init)\n{}",
         gsup.stderr().matches("orphan reaped").count(),
         gsup.stderr()
@@ -187,18 +169,12 @@ fn child_inherits_ignored_signals_not_handlers() {
     let ignored = shell.expect_line("ignored ");
     let caught = shell.expect_line("caught ");
     assert_eq!(shell.wait_code(PATIENCE), 0, "{}", shell.stderr());
-    assert!(
-        ignored.contains("SIGHUP") && ignored.contains("SIGUSR1"),
-        "{ignored}"
-    );
+    assert!(ignored.contains("SIGHUP") && ignored.contains("SIGUSR1"), "{ignored}");
     assert!(
         !ignored.contains("SIGTERM") && !ignored.contains("SIGINT"),
         "gsup's handlers must not show as ignored: {ignored}"
     );
-    assert!(
-        !caught.contains("SIGTERM") && !caught.contains("SIGUSR2"),
-        "{caught}"
-    );
+    assert!(!caught.contains("SIGTERM") && !caught.contains("SIGUSR2"), "{caught}");
 }
 
 /// Negative control for the test above: without the inherited SIG_IGN, HUP is not ignored.

@@ -7,10 +7,7 @@ use common::*;
 
 /// Whether this machine lets us make a pid namespace (root, unshare present).
 fn can_unshare() -> bool {
-    let mut probe = start(
-        cmd("unshare", &["--pid", "--fork", "--mount-proc", "true"]),
-        &[],
-    );
+    let mut probe = start(cmd("unshare", &["--pid", "--fork", "--mount-proc", "true"]), &[]);
     shell_code(probe.wait_exit(PATIENCE)) == 0
 }
 
@@ -111,9 +108,7 @@ fn pid1_forwards_sigterm_and_exits_with_the_childs_code() {
         eprintln!("SKIPPED: cannot create a pid namespace here (needs root and unshare)");
         return;
     }
-    let mut ns = in_new_pid_namespace(&[
-        CHILD, "exit-on", "TERM", "0", "pid", "echo", "ready", "forever",
-    ]);
+    let mut ns = in_new_pid_namespace(&[CHILD, "exit-on", "TERM", "0", "pid", "echo", "ready", "forever"]);
     let pid_line = ns.expect_line("pid ");
     assert_eq!(field(&pid_line, "ppid"), 1, "child of PID 1: {pid_line}");
     ns.expect_line("ready");

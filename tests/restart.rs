@@ -29,10 +29,7 @@ fn run_with(policy: &str, max_restarts: u32, child: &[&str]) -> (i32, usize) {
     let mut gsup = gsup_run(&args, &[]);
     let code = gsup.wait_code(PATIENCE);
     let lines = gsup.drain_lines(Duration::from_secs(1));
-    (
-        code,
-        lines.iter().filter(|l| l.as_str() == "started").count(),
-    )
+    (code, lines.iter().filter(|l| l.as_str() == "started").count())
 }
 
 #[test]
@@ -118,17 +115,10 @@ fn backoff_grows_and_a_shutdown_during_backoff_exits_at_once() {
     )
     .expect("write");
     let path = file.path().to_str().expect("utf-8 path");
-    let mut gsup = gsup_run(
-        &[
-            "--config", path, "--", CHILD, "echo", "started", "exit", "6",
-        ],
-        &[],
-    );
+    let mut gsup = gsup_run(&["--config", path, "--", CHILD, "echo", "started", "exit", "6"], &[]);
     gsup.expect_line("started");
     assert!(
-        wait_until(PATIENCE, || gsup
-            .stderr()
-            .contains("child will be restarted")),
+        wait_until(PATIENCE, || gsup.stderr().contains("child will be restarted")),
         "{}",
         gsup.stderr()
     );

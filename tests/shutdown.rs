@@ -19,12 +19,7 @@ impl Setup {
     }
 
     fn path(&self, name: &str) -> String {
-        self.dir
-            .path()
-            .join(name)
-            .to_str()
-            .expect("utf-8")
-            .to_string()
+        self.dir.path().join(name).to_str().expect("utf-8").to_string()
     }
 
     /// Writes `supervisor.toml` with `text` and a `[shutdown] log` in the same dir.
@@ -57,8 +52,7 @@ impl Setup {
     }
 
     fn report(&self) -> serde_json::Value {
-        let text =
-            std::fs::read_to_string(self.path("shutdown.log")).expect("shutdown.log written");
+        let text = std::fs::read_to_string(self.path("shutdown.log")).expect("shutdown.log written");
         let line = text.lines().last().expect("one line per shutdown");
         serde_json::from_str(line).expect("the report is JSON")
     }
@@ -146,10 +140,7 @@ fn phases_run_in_order_with_drain_and_hooks() {
     );
     assert!(events[0].1 < term_at, "pre_stop before the child's TERM");
     assert!(events[1].1 > term_at, "post-stop after the child's exit");
-    assert!(
-        events.windows(2).all(|w| w[0].1 <= w[1].1),
-        "in order: {events:?}"
-    );
+    assert!(events.windows(2).all(|w| w[0].1 <= w[1].1), "in order: {events:?}");
 
     let report = setup.report();
     let order: Vec<&str> = report["phases"]
@@ -243,11 +234,7 @@ fn a_hanging_hook_is_killed_at_its_timeout_and_counts_as_failure() {
         0,
         "a failed hook does not change the exit code"
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     let report = setup.report();
     assert_eq!(phase(&report, "database")["outcome"], "timeout", "{report}");
     assert_eq!(
@@ -279,10 +266,7 @@ fn db_shutdown_timeout_bounds_the_database_phase_and_toggles_skip_hooks() {
         &[
             "--config", &config, "--", CHILD, "exit-on", "TERM", "0", "echo", "ready", "forever",
         ],
-        &[
-            ("DB_SHUTDOWN_TIMEOUT_MS", "400"),
-            ("PAYMENT_GATEWAY_CLOSE", "false"),
-        ],
+        &[("DB_SHUTDOWN_TIMEOUT_MS", "400"), ("PAYMENT_GATEWAY_CLOSE", "false")],
     );
     gsup.expect_line("ready");
     gsup.signal(libc::SIGTERM);
@@ -292,10 +276,7 @@ fn db_shutdown_timeout_bounds_the_database_phase_and_toggles_skip_hooks() {
     assert_eq!(database["outcome"], "timeout", "{report}");
     assert_eq!(database["timeout_seconds"], 0.4);
     let took = database["duration_seconds"].as_f64().expect("duration");
-    assert!(
-        (0.35..3.0).contains(&took),
-        "bounded by DB_SHUTDOWN_TIMEOUT_MS: {took}"
-    );
+    assert!((0.35..3.0).contains(&took), "bounded by DB_SHUTDOWN_TIMEOUT_MS: {took}");
     let names: Vec<String> = setup.events().into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
@@ -336,11 +317,7 @@ fn the_worst_case_ends_within_the_budget() {
     let report = setup.report();
     assert_eq!(report["outcome"], "failure");
     assert_eq!(phase(&report, "pre_stop")["outcome"], "killed", "{report}");
-    assert_eq!(
-        phase(&report, "wait_exit")["outcome"],
-        "skipped",
-        "{report}"
-    );
+    assert_eq!(phase(&report, "wait_exit")["outcome"], "skipped", "{report}");
     assert_eq!(phase(&report, "force")["outcome"], "ok", "{report}");
     assert_eq!(phase(&report, "database")["outcome"], "killed", "{report}");
     // No hook outlives gsup.
@@ -363,11 +340,7 @@ fn http_hooks_check_the_status() {
             let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
             let mut line = String::new();
             let _ = reader.read_line(&mut line);
-            let status = if line.contains("/drain") {
-                "200 OK"
-            } else {
-                "500 Oops"
-            };
+            let status = if line.contains("/drain") { "200 OK" } else { "500 Oops" };
             if let Ok(mut log) = log.lock() {
                 log.push(line.trim().to_string());
             }

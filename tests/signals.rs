@@ -48,10 +48,7 @@ fn every_forwardable_signal_reaches_the_child() {
         let name = signal_name(signal);
         gsup.expect_line(&format!("got {name}"));
     }
-    assert!(
-        alive(gsup.pid()),
-        "gsup must survive every forwarded signal"
-    );
+    assert!(alive(gsup.pid()), "gsup must survive every forwarded signal");
     gsup.signal(libc::SIGKILL);
 }
 
@@ -64,9 +61,9 @@ fn signal_name(signal: i32) -> String {
         return format!("SIGRTMIN+{}", signal - rtmin);
     }
     let names = [
-        "", "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV",
-        "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU",
-        "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+        "", "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM",
+        "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF",
+        "WINCH", "IO", "PWR", "SYS",
     ];
     format!("SIG{}", names[signal as usize])
 }
@@ -94,9 +91,7 @@ fn rewrite_maps_and_drops_signals() {
     gsup.expect_line("got SIGUSR2");
     gsup.signal(libc::SIGHUP);
     assert!(
-        wait_until(PATIENCE, || gsup
-            .stderr()
-            .contains("dropped by the rewrite map")),
+        wait_until(PATIENCE, || gsup.stderr().contains("dropped by the rewrite map")),
         "gsup should log the dropped HUP\n{}",
         gsup.stderr()
     );
@@ -124,10 +119,7 @@ fn shell_with_workers(forward_to: &str) -> Vec<String> {
          {CHILD} handle USR1,USR2 pid echo b-ready forever & \
          while :; do wait; done"
     );
-    let mut gsup = gsup_run(
-        &["--forward-to", forward_to, "--", "sh", "-c", &script],
-        &[],
-    );
+    let mut gsup = gsup_run(&["--forward-to", forward_to, "--", "sh", "-c", &script], &[]);
     gsup.expect_line("a-ready");
     gsup.expect_line("b-ready");
     let workers: Vec<i32> = gsup
@@ -149,17 +141,9 @@ fn shell_with_workers(forward_to: &str) -> Vec<String> {
     }
     gsup.expect_count("got SIGUSR2", 2);
     gsup.signal(libc::SIGTERM);
-    assert_eq!(
-        gsup.wait_code(PATIENCE),
-        128 + libc::SIGTERM,
-        "{}",
-        gsup.stderr()
-    );
+    assert_eq!(gsup.wait_code(PATIENCE), 128 + libc::SIGTERM, "{}", gsup.stderr());
     for worker in workers {
-        assert!(
-            wait_until(PATIENCE, || !alive(worker)),
-            "worker {worker} outlived gsup"
-        );
+        assert!(wait_until(PATIENCE, || !alive(worker)), "worker {worker} outlived gsup");
     }
     gsup.seen.clone()
 }
@@ -241,9 +225,7 @@ fn a_second_shutdown_signal_forces_the_kill() {
     let started = Instant::now();
     gsup.signal(libc::SIGTERM);
     assert!(
-        wait_until(PATIENCE, || gsup
-            .stderr()
-            .contains("graceful shutdown started")),
+        wait_until(PATIENCE, || gsup.stderr().contains("graceful shutdown started")),
         "{}",
         gsup.stderr()
     );
@@ -258,12 +240,7 @@ fn a_second_shutdown_signal_forces_the_kill() {
 
 #[test]
 fn sigterm_reaches_a_cooperative_child_which_exits_with_its_own_code() {
-    let mut gsup = gsup_run(
-        &[
-            "--", CHILD, "exit-on", "TERM", "7", "echo", "ready", "forever",
-        ],
-        &[],
-    );
+    let mut gsup = gsup_run(&["--", CHILD, "exit-on", "TERM", "7", "echo", "ready", "forever"], &[]);
     gsup.expect_line("ready");
     gsup.signal(libc::SIGTERM);
     gsup.expect_line("got SIGTERM");

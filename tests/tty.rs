@@ -7,24 +7,16 @@ use common::*;
 
 fn scenario(name: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tty/job_control.py");
-    let mut probe = start(
-        cmd("sh", &["-c", "command -v python3 && command -v bash"]),
-        &[],
-    );
+    let mut probe = start(cmd("sh", &["-c", "command -v python3 && command -v bash"]), &[]);
     if probe.wait_code(PATIENCE) != 0 {
         eprintln!("SKIPPED: python3 and bash are needed to drive a pty");
         return;
     }
     let mut driver = start(cmd("python3", &[script, GSUP, CHILD, name]), &[]);
     let code = driver.wait_code(std::time::Duration::from_secs(120));
-    let output = driver
-        .drain_lines(std::time::Duration::from_secs(1))
-        .join("\n");
+    let output = driver.drain_lines(std::time::Duration::from_secs(1)).join("\n");
     assert_eq!(code, 0, "{output}\n{}", driver.stderr());
-    assert!(
-        output.contains("ok: "),
-        "the driver checked nothing: {output}"
-    );
+    assert!(output.contains("ok: "), "the driver checked nothing: {output}");
 }
 
 /// `gsup run -- cat` (and the fixture) under an interactive bash: Ctrl+Z stops the job,

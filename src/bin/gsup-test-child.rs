@@ -101,11 +101,7 @@ const NAMES: &[(&str, c_int)] = &[
     ("SYS", libc::SIGSYS),
 ];
 
-const ALIASES: &[(&str, c_int)] = &[
-    ("IOT", libc::SIGABRT),
-    ("POLL", libc::SIGIO),
-    ("CLD", libc::SIGCHLD),
-];
+const ALIASES: &[(&str, c_int)] = &[("IOT", libc::SIGABRT), ("POLL", libc::SIGIO), ("CLD", libc::SIGCHLD)];
 
 /// Synchronous fault signals: `all` leaves them at their default, as gsup does.
 const FAULTS: &[c_int] = &[
@@ -167,9 +163,7 @@ fn signal_name(signal: c_int) -> String {
 fn all_signals() -> Vec<c_int> {
     (1..=31)
         .chain(rt_min()..=rt_max())
-        .filter(|s| {
-            ![libc::SIGKILL, libc::SIGSTOP, libc::SIGCHLD].contains(s) && !FAULTS.contains(s)
-        })
+        .filter(|s| ![libc::SIGKILL, libc::SIGSTOP, libc::SIGCHLD].contains(s) && !FAULTS.contains(s))
         .collect()
 }
 
@@ -241,18 +235,12 @@ fn parse_actions(words: &[String]) -> Result<Vec<Action>, ParseError> {
 
 /// Parses actions up to the end, or, inside `grandchild`, up to its lone `;` (returned
 /// rest starts after it). Nested `grandchild … ;` blocks pair up like parentheses.
-fn parse_until(
-    mut words: &[String],
-    inside_grandchild: bool,
-) -> Result<(Vec<Action>, &[String]), ParseError> {
+fn parse_until(mut words: &[String], inside_grandchild: bool) -> Result<(Vec<Action>, &[String]), ParseError> {
     let mut actions = Vec::new();
     loop {
         let Some((word, rest)) = words.split_first() else {
             if inside_grandchild {
-                return Err(ParseError::Bad(
-                    "grandchild".into(),
-                    "missing the closing `;`".into(),
-                ));
+                return Err(ParseError::Bad("grandchild".into(), "missing the closing `;`".into()));
             }
             return Ok((actions, words));
         };
@@ -271,15 +259,12 @@ fn parse_until(
                 words = after;
                 continue;
             }
-            "echo" | "handle" | "ignore" | "stamp-on" | "sleep" | "exit" | "die" | "orphans"
-            | "zombies" | "ready-file" | "alloc" | "burn" | "listen" => 1,
+            "echo" | "handle" | "ignore" | "stamp-on" | "sleep" | "exit" | "die" | "orphans" | "zombies"
+            | "ready-file" | "alloc" | "burn" | "listen" => 1,
             _ => return Err(ParseError::Unknown(name.to_string())),
         };
         if words.len() < arity {
-            return Err(ParseError::Bad(
-                name.into(),
-                format!("needs {arity} argument(s)"),
-            ));
+            return Err(ParseError::Bad(name.into(), format!("needs {arity} argument(s)")));
         }
         let (args, rest) = words.split_at(arity);
         words = rest;
@@ -289,8 +274,7 @@ fn parse_until(
 
 fn action_from(name: &str, args: &[String]) -> Result<Action, ParseError> {
     let bad = |what: String| ParseError::Bad(name.to_string(), what);
-    let signal =
-        |text: &str| parse_signal(text).ok_or_else(|| bad(format!("unknown signal `{text}`")));
+    let signal = |text: &str| parse_signal(text).ok_or_else(|| bad(format!("unknown signal `{text}`")));
     let signals = |text: &str| -> Result<Vec<c_int>, ParseError> {
         if text.eq_ignore_ascii_case("all") {
             return Ok(all_signals());
@@ -302,12 +286,8 @@ fn action_from(name: &str, args: &[String]) -> Result<Action, ParseError> {
             .map(i32::from)
             .map_err(|_| bad(format!("`{text}` is not an exit code 0-255")))
     };
-    fn number<T: std::str::FromStr>(
-        text: &str,
-        bad: impl Fn(String) -> ParseError,
-    ) -> Result<T, ParseError> {
-        text.parse::<T>()
-            .map_err(|_| bad(format!("`{text}` is not a number")))
+    fn number<T: std::str::FromStr>(text: &str, bad: impl Fn(String) -> ParseError) -> Result<T, ParseError> {
+        text.parse::<T>().map_err(|_| bad(format!("`{text}` is not a number")))
     }
     let arg = |i: usize| args[i].as_str();
     Ok(match name {
@@ -354,9 +334,7 @@ fn fail(action: &str, what: impl std::fmt::Display) -> ! {
 
 /// Poisoning only means another thread panicked; the data is still fine for a fixture.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -379,8 +357,7 @@ extern "C" fn record_dispositions_at_exec() {
         // SAFETY: a query-only sigaction into a zeroed struct we own.
         let was_ignored = unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(*signal, std::ptr::null(), &mut old) == 0
-                && old.sa_sigaction == libc::SIG_IGN
+            libc::sigaction(*signal, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
         };
         ignored.store(was_ignored, Ordering::Relaxed);
     }
@@ -432,10 +409,7 @@ struct Reporter {
 static STAMPS: [AtomicU64; 65] = [const { AtomicU64::new(0) }; 65];
 
 fn realtime_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into our timespec; it is async-signal-safe.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
     (now.tv_sec as u64)
@@ -451,11 +425,10 @@ fn reporter(action: &str) -> Arc<Reporter> {
     if let Some(reporter) = REPORTER.get() {
         return Arc::clone(reporter);
     }
-    let mut signals =
-        match SignalsInfo::with_exfiltrator(Vec::<c_int>::new(), WithOrigin::default()) {
-            Ok(signals) => signals,
-            Err(err) => fail(action, format!("cannot create the signal pipe: {err}")),
-        };
+    let mut signals = match SignalsInfo::with_exfiltrator(Vec::<c_int>::new(), WithOrigin::default()) {
+        Ok(signals) => signals,
+        Err(err) => fail(action, format!("cannot create the signal pipe: {err}")),
+    };
     let reporter = Arc::new(Reporter {
         reactions: Mutex::new(BTreeMap::new()),
         registered: Mutex::new(BTreeSet::new()),
@@ -463,13 +436,11 @@ fn reporter(action: &str) -> Arc<Reporter> {
         show_origin: AtomicBool::new(false),
     });
     let shared = Arc::clone(&reporter);
-    let spawned = thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for origin in signals.forever() {
-                report(&shared, &origin);
-            }
-        });
+    let spawned = thread::Builder::new().name("signals".into()).spawn(move || {
+        for origin in signals.forever() {
+            report(&shared, &origin);
+        }
+    });
     if let Err(err) = spawned {
         fail(action, format!("cannot start the signal thread: {err}"));
     }
@@ -494,9 +465,7 @@ fn report(reporter: &Reporter, origin: &signal_hook::low_level::siginfo::Origin)
     }
     if reaction.print || reaction.exit.is_some() {
         if reporter.show_origin.load(Ordering::Relaxed) {
-            let from = origin
-                .process
-                .map_or("kernel".to_string(), |p| p.pid.to_string());
+            let from = origin.process.map_or("kernel".to_string(), |p| p.pid.to_string());
             say(&format!("got {name} from {from}"));
         } else {
             say(&format!("got {name}"));
@@ -517,10 +486,7 @@ fn react(action: &str, signals: &[c_int], change: impl Fn(&mut Reaction)) {
         change(lock(&reporter.reactions).entry(signal).or_default());
         if lock(&reporter.registered).insert(signal) {
             if let Err(err) = reporter.handle.add_signal(signal) {
-                fail(
-                    action,
-                    format!("cannot handle {}: {err}", signal_name(signal)),
-                );
+                fail(action, format!("cannot handle {}: {err}", signal_name(signal)));
             }
         }
     }
@@ -530,23 +496,15 @@ fn react(action: &str, signals: &[c_int], change: impl Fn(&mut Reaction)) {
 /// signal's actions in registration order, so the stamp is stored before the reporting
 /// thread can wake. If the signal was already reported, the thread stamps itself.
 fn stamp_on(signal: c_int) {
-    let already = REPORTER
-        .get()
-        .is_some_and(|r| lock(&r.registered).contains(&signal));
+    let already = REPORTER.get().is_some_and(|r| lock(&r.registered).contains(&signal));
     if !already && !signal_hook::consts::FORBIDDEN.contains(&signal) {
         let slot = &STAMPS[signal as usize];
         // SAFETY: the action only calls clock_gettime and stores an atomic, both
         // async-signal-safe.
-        let registered = unsafe {
-            signal_hook::low_level::register(signal, move || {
-                slot.store(realtime_ns(), Ordering::Release)
-            })
-        };
+        let registered =
+            unsafe { signal_hook::low_level::register(signal, move || slot.store(realtime_ns(), Ordering::Release)) };
         if let Err(err) = registered {
-            fail(
-                "stamp-on",
-                format!("cannot handle {}: {err}", signal_name(signal)),
-            );
+            fail("stamp-on", format!("cannot handle {}: {err}", signal_name(signal)));
         }
     }
     react("stamp-on", &[signal], |r| r.stamp = true);
@@ -578,9 +536,7 @@ fn run(action: &Action) {
         Action::Dispositions => dispositions(),
         Action::ExitOn(signal, code) => react("exit-on", &[*signal], |r| r.exit = Some(*code)),
         Action::StampOn(signal) => stamp_on(*signal),
-        Action::ShowOrigin => reporter("show-origin")
-            .show_origin
-            .store(true, Ordering::Relaxed),
+        Action::ShowOrigin => reporter("show-origin").show_origin.store(true, Ordering::Relaxed),
         Action::Sleep(ms) => thread::sleep(Duration::from_millis(*ms)),
         Action::Forever => loop {
             thread::sleep(Duration::from_secs(3600));
@@ -611,11 +567,7 @@ fn dispositions() {
         Ok(status) => status,
         Err(err) => fail("dispositions", format!("/proc/self/status: {err}")),
     };
-    for (key, label) in [
-        ("SigIgn:", "ignored"),
-        ("SigBlk:", "blocked"),
-        ("SigCgt:", "caught"),
-    ] {
+    for (key, label) in [("SigIgn:", "ignored"), ("SigBlk:", "blocked"), ("SigCgt:", "caught")] {
         let decoded = status
             .lines()
             .find_map(|line| line.strip_prefix(key))
@@ -642,10 +594,7 @@ fn die(signal: c_int) -> ! {
     }
     // Still here: the default action ignores it (CHLD, WINCH, URG, CONT), or it stopped us
     // and someone sent CONT.
-    fail(
-        "die",
-        format!("{} did not kill the process", signal_name(signal)),
-    );
+    fail("die", format!("{} did not kill the process", signal_name(signal)));
 }
 
 /// Forks a child that re-executes this binary with `__grandchild WORDS…` (why: module doc).
@@ -709,13 +658,8 @@ fn orphans(n: u32) {
     loop {
         match waitpid(intermediate, None) {
             Ok(WaitStatus::Exited(_, 0)) => break,
-            Ok(WaitStatus::Exited(_, _)) => {
-                fail("orphans", "fork failed in the intermediate process")
-            }
-            Ok(other) => fail(
-                "orphans",
-                format!("intermediate process ended as {other:?}"),
-            ),
+            Ok(WaitStatus::Exited(_, _)) => fail("orphans", "fork failed in the intermediate process"),
+            Ok(other) => fail("orphans", format!("intermediate process ended as {other:?}")),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(err) => fail("orphans", format!("waitpid: {err}")),
         }
@@ -772,10 +716,7 @@ fn burn(ms: u64) {
 fn listen(addr: &str) {
     let mut inherited = None;
     if let Ok(count) = std::env::var("LISTEN_FDS") {
-        let pid_ok = std::env::var("LISTEN_PID")
-            .ok()
-            .and_then(|p| p.parse::<i32>().ok())
-            == Some(getpid().as_raw());
+        let pid_ok = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<i32>().ok()) == Some(getpid().as_raw());
         say(&format!("listen-fds {count} pid-ok {pid_ok}"));
         if pid_ok && count.parse::<u32>().is_ok_and(|n| n >= 1) {
             // Our own children must not inherit it.
@@ -804,9 +745,7 @@ fn listen(addr: &str) {
             match stream {
                 // One thread per connection: tests hold slow and idle connections open.
                 Ok(stream) => {
-                    let _ = thread::Builder::new()
-                        .name("conn".into())
-                        .spawn(move || serve(stream));
+                    let _ = thread::Builder::new().name("conn".into()).spawn(move || serve(stream));
                 }
                 // EMFILE and friends: back off instead of spinning.
                 Err(_) => thread::sleep(Duration::from_millis(10)),
@@ -925,18 +864,13 @@ mod tests {
                 Action::Forever,
             ])
         );
-        assert!(
-            matches!(parse("grandchild echo x"), Err(ParseError::Bad(a, _)) if a == "grandchild")
-        );
+        assert!(matches!(parse("grandchild echo x"), Err(ParseError::Bad(a, _)) if a == "grandchild"));
         assert!(matches!(parse("grandchild bogus ;"), Err(ParseError::Unknown(a)) if a == "bogus"));
     }
 
     #[test]
     fn unknown_actions_and_bad_arguments_are_told_apart() {
-        assert_eq!(
-            parse("frobnicate"),
-            Err(ParseError::Unknown("frobnicate".into()))
-        );
+        assert_eq!(parse("frobnicate"), Err(ParseError::Unknown("frobnicate".into())));
         for (line, action) in [
             ("exit", "exit"),
             ("exit 256", "exit"),
@@ -984,13 +918,7 @@ mod tests {
         ] {
             assert!(!all.contains(&excluded), "{}", signal_name(excluded));
         }
-        for included in [
-            libc::SIGHUP,
-            libc::SIGPIPE,
-            libc::SIGWINCH,
-            rt_min(),
-            rt_max(),
-        ] {
+        for included in [libc::SIGHUP, libc::SIGPIPE, libc::SIGWINCH, rt_min(), rt_max()] {
             assert!(all.contains(&included), "{}", signal_name(included));
         }
     }
@@ -998,10 +926,7 @@ mod tests {
     #[test]
     fn masks_decode_to_names() {
         assert_eq!(decode_mask("0000000000000000").as_deref(), Some("-"));
-        assert_eq!(
-            decode_mask("0000000000001001").as_deref(),
-            Some("SIGHUP,SIGPIPE")
-        );
+        assert_eq!(decode_mask("0000000000001001").as_deref(), Some("SIGHUP,SIGPIPE"));
         assert_eq!(
             decode_mask("0000000180000000").as_deref(),
             Some("-"),

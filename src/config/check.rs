@@ -126,11 +126,7 @@ mod tests {
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = check_to(&args, &|_| None, dir, &mut out, &mut err);
-        (
-            code,
-            String::from_utf8(out).unwrap(),
-            String::from_utf8(err).unwrap(),
-        )
+        (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
     }
 
     #[test]
@@ -138,17 +134,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (code, out, _) = run(dir.path(), None, Some("35s"));
         assert_eq!(code, 0);
-        assert!(
-            out.contains("timeout + force_timeout = 30s + 5s = 35s"),
-            "{out}"
-        );
+        assert!(out.contains("timeout + force_timeout = 30s + 5s = 35s"), "{out}");
         assert!(out.contains("fits within 35s"));
         let (code, out, _) = run(dir.path(), None, Some("30s"));
         assert_eq!(code, 1);
-        assert!(
-            out.contains("does not fit within 30s: 35s > 30s by 5s"),
-            "{out}"
-        );
+        assert!(out.contains("does not fit within 30s: 35s > 30s by 5s"), "{out}");
         toml::from_str::<toml::Table>(&out).unwrap();
     }
 
@@ -180,9 +170,7 @@ mod tests {
         assert_eq!(code, 2);
         assert!(out.is_empty());
         assert!(
-            err.contains(
-                "unknown key `timeot` in supervisor.toml, line 2: did you mean `timeout`?"
-            ),
+            err.contains("unknown key `timeot` in supervisor.toml, line 2: did you mean `timeout`?"),
             "{err}"
         );
         assert!(err.contains("write \"5s\""), "{err}");
@@ -201,9 +189,6 @@ mod tests {
         .unwrap();
         let (code, _, err) = run(dir.path(), None, None);
         assert_eq!(code, 0);
-        assert!(
-            err.contains("warning: `shutdown.connection_draining` is on"),
-            "{err}"
-        );
+        assert!(err.contains("warning: `shutdown.connection_draining` is on"), "{err}");
     }
 }

@@ -38,12 +38,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: "FORCE_SHUTDOWN_TIMEOUT_MS",
         key: "shutdown.force_timeout",
-        apply: |c, v, _| {
-            set!(
-                c.shutdown.force_timeout,
-                values::duration_ms(v, Zero::Refused)?
-            )
-        },
+        apply: |c, v, _| set!(c.shutdown.force_timeout, values::duration_ms(v, Zero::Refused)?),
     },
     EnvVar {
         name: "ENABLE_CONNECTION_DRAINING",
@@ -53,12 +48,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: "MAX_CONNECTION_DRAIN_TIME",
         key: "shutdown.max_drain_time",
-        apply: |c, v, _| {
-            set!(
-                c.shutdown.max_drain_time,
-                values::duration_ms(v, Zero::Allowed)?
-            )
-        },
+        apply: |c, v, _| set!(c.shutdown.max_drain_time, values::duration_ms(v, Zero::Allowed)?),
     },
     EnvVar {
         name: "HEALTH_CHECK_INTERVAL",
@@ -99,12 +89,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: "DB_SHUTDOWN_TIMEOUT_MS",
         key: "phases.database.timeout",
-        apply: |c, v, _| {
-            set!(
-                c.phases.database.timeout,
-                values::duration_ms(v, Zero::Refused)?
-            )
-        },
+        apply: |c, v, _| set!(c.phases.database.timeout, values::duration_ms(v, Zero::Refused)?),
     },
     EnvVar {
         name: "DB_FORCE_CLOSE",
@@ -114,12 +99,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: "REDIS_SHUTDOWN_TIMEOUT_MS",
         key: "phases.redis.timeout",
-        apply: |c, v, _| {
-            set!(
-                c.phases.redis.timeout,
-                values::duration_ms(v, Zero::Refused)?
-            )
-        },
+        apply: |c, v, _| set!(c.phases.redis.timeout, values::duration_ms(v, Zero::Refused)?),
     },
     EnvVar {
         name: "REDIS_GRACEFUL_CLOSE",
@@ -129,12 +109,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: "EXTERNAL_SERVICES_TIMEOUT_MS",
         key: "phases.external.timeout",
-        apply: |c, v, _| {
-            set!(
-                c.phases.external.timeout,
-                values::duration_ms(v, Zero::Refused)?
-            )
-        },
+        apply: |c, v, _| set!(c.phases.external.timeout, values::duration_ms(v, Zero::Refused)?),
     },
     EnvVar {
         name: "PAYMENT_GATEWAY_CLOSE",
@@ -157,9 +132,7 @@ pub const ENV_VARS: &[EnvVar] = &[
         apply: |c, v, _| {
             // DEBUG is the `debug` npm package's list of namespaces, shared with other
             // libraries: only the original design's namespace means anything to gsup.
-            let ours = v
-                .split([',', ' '])
-                .any(|ns| ns == "graceful-shutdown:*" || ns == "*");
+            let ours = v.split([',', ' ']).any(|ns| ns == "graceful-shutdown:*" || ns == "*");
             if ours {
                 c.log.level = Some("debug".into());
             }

@@ -6,10 +6,7 @@ use std::fmt;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path} is not valid TOML: {message}")]
     Parse { path: String, message: String },
     #[error("unknown key `{key}` in {file}, line {line}: {hint}")]

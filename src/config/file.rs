@@ -111,24 +111,14 @@ fn describe_parse_error(text: &str, err: &toml::de::Error) -> String {
 }
 
 fn line_index(text: &str) -> BTreeMap<String, usize> {
-    fn walk(
-        text: &str,
-        table: &toml::de::DeTable<'_>,
-        prefix: &str,
-        out: &mut BTreeMap<String, usize>,
-    ) {
+    fn walk(text: &str, table: &toml::de::DeTable<'_>, prefix: &str, out: &mut BTreeMap<String, usize>) {
         for (key, value) in table.iter() {
             let path = join(prefix, key.get_ref());
             out.insert(path.clone(), line_of(text, key.span().start));
             walk_value(text, value.get_ref(), &path, out);
         }
     }
-    fn walk_value(
-        text: &str,
-        value: &toml::de::DeValue<'_>,
-        path: &str,
-        out: &mut BTreeMap<String, usize>,
-    ) {
+    fn walk_value(text: &str, value: &toml::de::DeValue<'_>, path: &str, out: &mut BTreeMap<String, usize>) {
         match value {
             toml::de::DeValue::Table(table) => walk(text, table, path, out),
             toml::de::DeValue::Array(items) => {
@@ -218,10 +208,7 @@ impl<'a> Section<'a> {
         match self.raw(key)? {
             Value::Table(table) => Some(Section::new(self.file, table, self.full(key))),
             other => {
-                b.error(
-                    self.at(key),
-                    format!("expected a table, found {}", other.type_str()),
-                );
+                b.error(self.at(key), format!("expected a table, found {}", other.type_str()));
                 None
             }
         }
@@ -235,10 +222,7 @@ impl<'a> Section<'a> {
         let Value::Array(items) = value else {
             b.error(
                 self.at(key),
-                format!(
-                    "expected an array of tables ([[{key}]]), found {}",
-                    value.type_str()
-                ),
+                format!("expected an array of tables ([[{key}]]), found {}", value.type_str()),
             );
             return Vec::new();
         };
@@ -261,10 +245,7 @@ impl<'a> Section<'a> {
         match self.raw(key)? {
             Value::Table(table) => Some((table, self.full(key))),
             other => {
-                b.error(
-                    self.at(key),
-                    format!("expected a table, found {}", other.type_str()),
-                );
+                b.error(self.at(key), format!("expected a table, found {}", other.type_str()));
                 None
             }
         }
@@ -318,10 +299,7 @@ fn duration(zero: Zero) -> impl Fn(&Value) -> Result<Duration, String> {
         Value::Integer(n) => Err(format!(
             "a bare number is not a duration; write \"{n}s\" (or \"{n}ms\")"
         )),
-        other => Err(format!(
-            "expected a duration such as \"30s\", {}",
-            found(other)
-        )),
+        other => Err(format!("expected a duration such as \"30s\", {}", found(other))),
     }
 }
 
@@ -352,8 +330,7 @@ fn path(dir: &Path) -> impl Fn(&Value) -> Result<PathBuf, String> + '_ {
 
 /// A command: a non-empty array of strings.
 fn argv(value: &Value) -> Result<Vec<String>, String> {
-    let expected =
-        || "expected a non-empty array of strings such as [\"./api\", \"--port\", \"3000\"]";
+    let expected = || "expected a non-empty array of strings such as [\"./api\", \"--port\", \"3000\"]";
     let Value::Array(items) = value else {
         return Err(format!("{}, {}", expected(), found(value)));
     };
@@ -373,10 +350,7 @@ fn signal(value: &Value) -> Result<c_int, String> {
     match value {
         Value::String(s) => values::signal(s),
         Value::Integer(n) => values::signal(&n.to_string()),
-        other => Err(format!(
-            "expected a signal such as \"TERM\", {}",
-            found(other)
-        )),
+        other => Err(format!("expected a signal such as \"TERM\", {}", found(other))),
     }
 }
 
@@ -432,10 +406,7 @@ fn process(b: &mut Builder, doc: &mut Section) {
                 }
                 other => b.error(
                     s.file.at(&full),
-                    format!(
-                        "expected a string (quote numbers and booleans), {}",
-                        found(other)
-                    ),
+                    format!("expected a string (quote numbers and booleans), {}", found(other)),
                 ),
             }
         }
@@ -656,10 +627,7 @@ fn hooks(b: &mut Builder, doc: &mut Section) {
             _ => None,
         };
         if service.is_some() && phase.is_some_and(|p| p != HookPhase::External) {
-            b.error(
-                s.at("service"),
-                "only hooks of phase = \"external\" can name a service",
-            );
+            b.error(s.at("service"), "only hooks of phase = \"external\" can name a service");
         }
         s.finish(b);
         if b.errors.len() > errors_before {
@@ -737,12 +705,9 @@ fn http(b: &mut Builder, doc: &mut Section) {
 }
 
 fn http_prefix(text: &str) -> Result<String, String> {
-    let ok = text.starts_with('/')
-        && !text.contains(|c: char| c.is_whitespace() || c == '?' || c == '#');
+    let ok = text.starts_with('/') && !text.contains(|c: char| c.is_whitespace() || c == '?' || c == '#');
     if !ok {
-        return Err(format!(
-            "`{text}` is not a path such as \"/api/v1/shutdown\""
-        ));
+        return Err(format!("`{text}` is not a path such as \"/api/v1/shutdown\""));
     }
     // "/" and "/x/" mean the same routes as "" and "/x"; routing strips the prefix.
     Ok(text.trim_end_matches('/').to_string())
@@ -766,8 +731,7 @@ fn readiness(b: &mut Builder, doc: &mut Section) {
     if let Some(mut p) = s.table(b, "probe") {
         let forms = [
             p.take(b, "http", with(values::http_url)).map(Probe::Http),
-            p.take(b, "tcp", with(values::connect_address))
-                .map(Probe::Tcp),
+            p.take(b, "tcp", with(values::connect_address)).map(Probe::Tcp),
             p.take(b, "exec", argv).map(Probe::Exec),
             p.take(b, "notify", |v| match v {
                 Value::Boolean(true) => Ok(Probe::Notify),
@@ -807,8 +771,7 @@ fn dependencies(b: &mut Builder, doc: &mut Section) {
             s.take(b, "tcp", with(values::connect_address))
                 .map(DependencyCheck::Tcp),
             s.take(b, "exec", argv).map(DependencyCheck::Exec),
-            s.take(b, "http", with(values::http_url))
-                .map(DependencyCheck::Http),
+            s.take(b, "http", with(values::http_url)).map(DependencyCheck::Http),
         ];
         let given = ["tcp", "exec", "http"]
             .iter()
@@ -822,10 +785,7 @@ fn dependencies(b: &mut Builder, doc: &mut Section) {
                 "missing required key `tcp` (or `exec = [\"…\"]`, `http = \"…\"`)",
             ),
             1 => {}
-            _ => b.error(
-                s.file.at(&s.path),
-                "give one of `tcp`, `exec`, `http`, not several",
-            ),
+            _ => b.error(s.file.at(&s.path), "give one of `tcp`, `exec`, `http`, not several"),
         }
         s.finish(b);
         if b.errors.len() > errors_before {
@@ -906,10 +866,7 @@ fn listen(b: &mut Builder, doc: &mut Section) {
         }
         let name = name.unwrap_or_else(|| format!("listen{index}"));
         if b.config.listen.iter().any(|l| l.name == name) {
-            b.error(
-                s.file.at(&s.path),
-                format!("a second `[[listen]]` named `{name}`"),
-            );
+            b.error(s.file.at(&s.path), format!("a second `[[listen]]` named `{name}`"));
         }
         let mode_at = s.at("mode");
         s.finish(b);
@@ -918,9 +875,8 @@ fn listen(b: &mut Builder, doc: &mut Section) {
         }
         let Some(address) = address else { continue };
         if mode.is_some() && matches!(address, ListenAddress::Tcp(_)) {
-            b.warnings.push(format!(
-                "{mode_at}: `mode` applies to unix: sockets only; ignored"
-            ));
+            b.warnings
+                .push(format!("{mode_at}: `mode` applies to unix: sockets only; ignored"));
         }
         b.config.listen.push(ListenConfig {
             name,

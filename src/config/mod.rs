@@ -106,11 +106,7 @@ impl Builder {
 /// Builds the effective config from the defaults, the config file, the environment (as
 /// seen through `env`) and the flags. `cwd` resolves relative paths on the command line
 /// and in the environment, and is where `./supervisor.toml` is looked for.
-pub fn load(
-    flags: &ConfigFlags,
-    env: &dyn Fn(&str) -> Option<String>,
-    cwd: &Path,
-) -> Result<Loaded, ConfigErrors> {
+pub fn load(flags: &ConfigFlags, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<Loaded, ConfigErrors> {
     let mut builder = Builder {
         config: Config::default(),
         sources: BTreeMap::new(),
@@ -163,16 +159,11 @@ impl FoundFile {
 }
 
 /// `--config F`, else `$GSUP_CONFIG`, else `./supervisor.toml` if present (DESIGN §2).
-fn find_file(
-    flags: &ConfigFlags,
-    env: &dyn Fn(&str) -> Option<String>,
-    cwd: &Path,
-) -> Option<FoundFile> {
-    let named = flags.config.clone().or_else(|| {
-        env("GSUP_CONFIG")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    });
+fn find_file(flags: &ConfigFlags, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Option<FoundFile> {
+    let named = flags
+        .config
+        .clone()
+        .or_else(|| env("GSUP_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from));
     match named {
         Some(display) => Some(FoundFile {
             path: cwd.join(&display),
@@ -213,9 +204,7 @@ fn apply_flags(b: &mut Builder, flags: &ConfigFlags, cwd: &Path) {
         b.config.http.listen = v;
         b.set_source("http.listen", flag("http"));
     }
-    if let Some(v) = parsed(b, "timeout", &flags.timeout, |t| {
-        values::duration(t, Zero::Refused)
-    }) {
+    if let Some(v) = parsed(b, "timeout", &flags.timeout, |t| values::duration(t, Zero::Refused)) {
         b.config.shutdown.timeout = v;
         b.set_source("shutdown.timeout", flag("timeout"));
     }
@@ -236,8 +225,8 @@ fn apply_flags(b: &mut Builder, flags: &ConfigFlags, cwd: &Path) {
         b.set_source("signals.forward_to", flag("forward-to"));
     }
     for entry in &flags.rewrite {
-        let result = values::pair(entry)
-            .and_then(|(from, to)| Ok((values::signal(from)?, values::rewrite_target(to)?)));
+        let result =
+            values::pair(entry).and_then(|(from, to)| Ok((values::signal(from)?, values::rewrite_target(to)?)));
         match result {
             Ok((from, to)) => {
                 b.config.signals.rewrite.insert(from, to);
@@ -260,8 +249,7 @@ fn apply_flags(b: &mut Builder, flags: &ConfigFlags, cwd: &Path) {
         b.set_source("readiness.probe", flag("ready-tcp"));
     }
     for entry in &flags.listen {
-        let result = values::pair(entry)
-            .and_then(|(name, address)| Ok((name, values::listen_address(address, cwd)?)));
+        let result = values::pair(entry).and_then(|(name, address)| Ok((name, values::listen_address(address, cwd)?)));
         match result {
             Ok((name, address)) => add_flag_listener(b, name, address),
             Err(message) => b.error(format!("--listen {entry}"), message),
@@ -276,8 +264,7 @@ fn apply_flags(b: &mut Builder, flags: &ConfigFlags, cwd: &Path) {
         b.set_source("control.socket", flag("control-socket"));
     }
     for entry in &flags.exit_map {
-        let result = values::pair(entry)
-            .and_then(|(from, to)| Ok((values::exit_code(from)?, values::exit_code(to)?)));
+        let result = values::pair(entry).and_then(|(from, to)| Ok((values::exit_code(from)?, values::exit_code(to)?)));
         match result {
             Ok((from, to)) => {
                 b.config.shutdown.exit_code_map.insert(from, to);
@@ -349,9 +336,7 @@ fn cross_check(b: &mut Builder) {
         );
     }
     let config = &b.config;
-    if !config.listen.is_empty()
-        && matches!(config.readiness.probe, Some(Probe::Http(_) | Probe::Tcp(_)))
-    {
+    if !config.listen.is_empty() && matches!(config.readiness.probe, Some(Probe::Http(_) | Probe::Tcp(_))) {
         b.warnings.push(
             "`readiness.probe` is http/tcp while `[[listen]]` sockets are shared between generations: during a reload either child may answer it; prefer { notify = true }, exec, or a per-child address (DESIGN §8)".into(),
         );
@@ -406,18 +391,11 @@ fn resolve_token(b: &mut Builder) {
         }
         Ok(content) => {
             b.config.http.token = Some(content.trim().to_string());
-            let source = b
-                .sources
-                .get("http.token_file")
-                .cloned()
-                .unwrap_or(Source::Default);
+            let source = b.sources.get("http.token_file").cloned().unwrap_or(Source::Default);
             b.set_source("http.token", source);
             warn_if_readable(b, &path);
         }
-        Err(err) => b.error(
-            at,
-            format!("cannot read token file {}: {err}", path.display()),
-        ),
+        Err(err) => b.error(at, format!("cannot read token file {}: {err}", path.display())),
     }
 }
 

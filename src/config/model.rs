@@ -114,11 +114,7 @@ pub enum HookPhase {
 #[derive(Debug, Clone, PartialEq)]
 pub enum HookAction {
     Exec(Vec<String>),
-    Http {
-        url: String,
-        method: String,
-        expect: u16,
-    },
+    Http { url: String, method: String, expect: u16 },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -416,9 +412,7 @@ impl Default for Config {
                 watchdog_signal: libc::SIGABRT,
             },
             listen: Vec::new(),
-            reload: ReloadConfig {
-                signal: libc::SIGHUP,
-            },
+            reload: ReloadConfig { signal: libc::SIGHUP },
             log: LogConfig {
                 format: LogFormat::Auto,
                 level: None,
@@ -447,10 +441,6 @@ impl Config {
 
     /// The exit code gsup reports for `code`, after `exit_code_map`.
     pub fn map_exit_code(&self, code: i32) -> i32 {
-        self.shutdown
-            .exit_code_map
-            .get(&code)
-            .copied()
-            .unwrap_or(code)
+        self.shutdown.exit_code_map.get(&code).copied().unwrap_or(code)
     }
 }

@@ -171,11 +171,7 @@ fn document(config: &Config) -> Vec<Table> {
             .put("name", s(hook.name.as_str()));
         match &hook.action {
             HookAction::Exec(argv) => t.put("exec", list(argv)),
-            HookAction::Http {
-                url,
-                method,
-                expect,
-            } => t.put(
+            HookAction::Http { url, method, expect } => t.put(
                 "http",
                 Val::Inline(vec![
                     ("url".into(), s(url.as_str())),
@@ -201,16 +197,13 @@ fn document(config: &Config) -> Vec<Table> {
 
     let h = &config.http;
     let mut t = Table::new("http");
-    t.put(
-        "listen",
-        s(h.listen.map_or("off".to_string(), |a| a.to_string())),
-    )
-    .put("prefix", s(h.prefix.as_str()))
-    .put("token_file", path(&h.token_file))
-    .put("readiness", Val::Bool(h.readiness))
-    .put("liveness", Val::Bool(h.liveness))
-    .put("prestop", Val::Bool(h.prestop))
-    .put("token", opt_s(h.token.as_ref().map(|_| REDACTED)));
+    t.put("listen", s(h.listen.map_or("off".to_string(), |a| a.to_string())))
+        .put("prefix", s(h.prefix.as_str()))
+        .put("token_file", path(&h.token_file))
+        .put("readiness", Val::Bool(h.readiness))
+        .put("liveness", Val::Bool(h.liveness))
+        .put("prestop", Val::Bool(h.prestop))
+        .put("token", opt_s(h.token.as_ref().map(|_| REDACTED)));
     if let Some(token) = t.entries.last_mut() {
         token.in_file = false;
     }
@@ -326,10 +319,7 @@ fn source_of<'a>(loaded: &'a Loaded, key: &str) -> &'a Source {
 pub fn render_check(loaded: &Loaded) -> String {
     let mut out = String::new();
     if let Some(file) = &loaded.file {
-        out.push_str(&format!(
-            "# gsup effective config (file {})\n",
-            file.display()
-        ));
+        out.push_str(&format!("# gsup effective config (file {})\n", file.display()));
     } else {
         out.push_str("# gsup effective config (no config file)\n");
     }
@@ -343,9 +333,7 @@ pub fn render_check(loaded: &Loaded) -> String {
             let source = source_of(loaded, &entry.source_key);
             let key = toml_key(&entry.key);
             match toml_value(&entry.value) {
-                Some(value) if entry.in_file => {
-                    out.push_str(&format!("{key} = {value}  # {source}\n"))
-                }
+                Some(value) if entry.in_file => out.push_str(&format!("{key} = {value}  # {source}\n")),
                 Some(value) => out.push_str(&format!("# {key} = {value}  # {source}\n")),
                 None => out.push_str(&format!("# {key} is unset  # {source}\n")),
             }
@@ -375,9 +363,7 @@ pub fn render_json(loaded: &Loaded) -> Json {
             node = object_at(node, part);
         }
         if table.array {
-            let slot = node
-                .entry(last.to_string())
-                .or_insert_with(|| Json::Array(Vec::new()));
+            let slot = node.entry(last.to_string()).or_insert_with(|| Json::Array(Vec::new()));
             if let Json::Array(items) = slot {
                 items.push(Json::Object(leaves));
             }
@@ -387,17 +373,14 @@ pub fn render_json(loaded: &Loaded) -> Json {
     }
     // Arrays of tables with no entries still show, as empty lists.
     for key in ["hooks", "dependencies", "listen"] {
-        root.entry(key.to_string())
-            .or_insert_with(|| Json::Array(Vec::new()));
+        root.entry(key.to_string()).or_insert_with(|| Json::Array(Vec::new()));
     }
     Json::Object(root)
 }
 
 #[allow(dead_code)] // part of render_json
 fn object_at<'a>(node: &'a mut Map<String, Json>, key: &str) -> &'a mut Map<String, Json> {
-    let slot = node
-        .entry(key.to_string())
-        .or_insert_with(|| Json::Object(Map::new()));
+    let slot = node.entry(key.to_string()).or_insert_with(|| Json::Object(Map::new()));
     if !slot.is_object() {
         *slot = Json::Object(Map::new());
     }
@@ -408,10 +391,7 @@ fn object_at<'a>(node: &'a mut Map<String, Json>, key: &str) -> &'a mut Map<Stri
 }
 
 fn toml_key(key: &str) -> String {
-    let bare = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let bare = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if bare {
         key.to_string()
     } else {
@@ -450,12 +430,7 @@ fn json_value(value: &Val) -> Json {
         Val::Bool(b) => json!(b),
         Val::Dur(d) => json!(d.as_secs_f64()),
         Val::List(items) => Json::Array(items.iter().map(json_value).collect()),
-        Val::Inline(fields) => Json::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), json_value(v)))
-                .collect(),
-        ),
+        Val::Inline(fields) => Json::Object(fields.iter().map(|(k, v)| (k.clone(), json_value(v))).collect()),
         Val::Unset => Json::Null,
     }
 }

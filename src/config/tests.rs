@@ -6,10 +6,7 @@ use super::*;
 use crate::cli::ConfigFlags;
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     move |name| map.get(name).cloned()
 }
 
@@ -80,11 +77,7 @@ fn assert_one_error_containing(errors: &[String], needle: &str) {
 }
 
 fn example_text() -> String {
-    std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/supervisor.example.toml"
-    ))
-    .unwrap()
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/supervisor.example.toml")).unwrap()
 }
 
 fn load_example() -> Loaded {
@@ -111,35 +104,20 @@ fn example_file_sets_every_key() {
     let loaded = load_example();
     assert!(loaded.file.is_some());
     let c = &loaded.config;
-    let dir = loaded
-        .file
-        .as_ref()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let dir = loaded.file.as_ref().unwrap().parent().unwrap().to_path_buf();
 
     assert_eq!(
         c.process.command.as_deref(),
         Some(&["./api".to_string(), "--port".into(), "3000".into()][..])
     );
     assert_eq!(c.process.workdir, Some(PathBuf::from("/srv/api")));
-    assert_eq!(
-        c.process.env.get("NODE_ENV").map(String::as_str),
-        Some("production")
-    );
+    assert_eq!(c.process.env.get("NODE_ENV").map(String::as_str), Some("production"));
     assert_eq!(c.process.user.as_deref(), Some("nodejs"));
     assert_eq!(c.process.group.as_deref(), Some("nodejs"));
 
     assert_eq!(c.signals.forward_to, ForwardTo::Group);
-    assert_eq!(
-        c.signals.rewrite.get(&libc::SIGTERM),
-        Some(&Some(libc::SIGQUIT))
-    );
-    assert_eq!(
-        c.signals.shutdown_on,
-        [libc::SIGTERM, libc::SIGINT, libc::SIGUSR2]
-    );
+    assert_eq!(c.signals.rewrite.get(&libc::SIGTERM), Some(&Some(libc::SIGQUIT)));
+    assert_eq!(c.signals.shutdown_on, [libc::SIGTERM, libc::SIGINT, libc::SIGUSR2]);
     assert!(c.signals.repeat_forces);
 
     assert_eq!(c.shutdown.stop_signal, libc::SIGTERM);
@@ -197,10 +175,7 @@ fn example_file_sets_every_key() {
 
     assert_eq!(c.http.listen, Some("127.0.0.1:9090".parse().unwrap()));
     assert_eq!(c.http.prefix, "/api/v1/shutdown");
-    assert_eq!(
-        c.http.token_file,
-        Some(PathBuf::from("/run/secrets/gsup-token"))
-    );
+    assert_eq!(c.http.token_file, Some(PathBuf::from("/run/secrets/gsup-token")));
     assert_eq!(c.http.token.as_deref(), Some("example-token"));
     assert!(c.http.readiness && c.http.liveness && !c.http.prestop);
 
@@ -251,17 +226,9 @@ fn example_file_sets_every_key() {
 
     assert_eq!(loaded.source("shutdown.timeout"), &file_source());
     assert_eq!(loaded.source("signals.rewrite.TERM"), &file_source());
-    assert_eq!(
-        loaded.source("http.token"),
-        &Source::Env("GSUP_CONTROL_TOKEN".into())
-    );
+    assert_eq!(loaded.source("http.token"), &Source::Env("GSUP_CONTROL_TOKEN".into()));
     // The example's http/tcp probe next to [[listen]] is what §8 warns about.
-    assert!(
-        loaded
-            .warnings
-            .iter()
-            .any(|w| w.contains("readiness.probe"))
-    );
+    assert!(loaded.warnings.iter().any(|w| w.contains("readiness.probe")));
 }
 
 #[test]
@@ -308,13 +275,8 @@ fn every_design_key_appears_in_the_example() {
 
 #[test]
 fn precedence_flag_over_env_over_file_over_default() {
-    let case = Case::with_file(
-        "[shutdown]\ntimeout = \"10s\"\nforce_timeout = \"7s\"\ndrain_delay = \"3s\"\n",
-    );
-    let env = [
-        ("SHUTDOWN_TIMEOUT_MS", "20000"),
-        ("FORCE_SHUTDOWN_TIMEOUT_MS", "8000"),
-    ];
+    let case = Case::with_file("[shutdown]\ntimeout = \"10s\"\nforce_timeout = \"7s\"\ndrain_delay = \"3s\"\n");
+    let env = [("SHUTDOWN_TIMEOUT_MS", "20000"), ("FORCE_SHUTDOWN_TIMEOUT_MS", "8000")];
     let flags = ConfigFlags {
         timeout: Some("40s".into()),
         ..no_flags()
@@ -325,10 +287,7 @@ fn precedence_flag_over_env_over_file_over_default() {
     assert_eq!(s.force_timeout, secs(8));
     assert_eq!(s.drain_delay, secs(3));
     assert_eq!(s.max_drain_time, secs(20));
-    assert_eq!(
-        loaded.source("shutdown.timeout"),
-        &Source::Flag("timeout".into())
-    );
+    assert_eq!(loaded.source("shutdown.timeout"), &Source::Flag("timeout".into()));
     assert_eq!(
         loaded.source("shutdown.force_timeout"),
         &Source::Env("FORCE_SHUTDOWN_TIMEOUT_MS".into())
@@ -337,10 +296,7 @@ fn precedence_flag_over_env_over_file_over_default() {
     assert_eq!(loaded.source("shutdown.max_drain_time"), &Source::Default);
 
     let text = render_check(&loaded);
-    assert!(
-        text.contains("timeout = \"40s\"  # flag --timeout"),
-        "{text}"
-    );
+    assert!(text.contains("timeout = \"40s\"  # flag --timeout"), "{text}");
     assert!(text.contains("force_timeout = \"8s\"  # env FORCE_SHUTDOWN_TIMEOUT_MS"));
     assert!(text.contains("drain_delay = \"3s\"  # file supervisor.toml"));
     assert!(text.contains("max_drain_time = \"20s\"  # default"));
@@ -359,9 +315,7 @@ fn source_display() {
 
 #[test]
 fn every_env_var_applies() {
-    let case = Case::with_file(
-        "[[dependencies]]\ntcp = \"db:5432\"\n[[dependencies]]\nexec = [\"true\"]\n",
-    );
+    let case = Case::with_file("[[dependencies]]\ntcp = \"db:5432\"\n[[dependencies]]\nexec = [\"true\"]\n");
     let env = [
         ("SHUTDOWN_TIMEOUT_MS", "1000"),
         ("FORCE_SHUTDOWN_TIMEOUT_MS", "2000"),
@@ -413,11 +367,7 @@ fn every_env_var_applies() {
     // Every variable of the table was given above.
     for var in ENV_VARS {
         if var.name != "GSUP_LOG" {
-            assert!(
-                env.iter().any(|(name, _)| *name == var.name),
-                "{}",
-                var.name
-            );
+            assert!(env.iter().any(|(name, _)| *name == var.name), "{}", var.name);
         }
     }
 }
@@ -432,18 +382,12 @@ fn gsup_log_wins_over_debug_and_foreign_debug_is_ignored() {
         ],
         &no_flags(),
     );
-    assert_eq!(
-        loaded.config.log.level.as_deref(),
-        Some("warn,gsup::monitor=trace")
-    );
+    assert_eq!(loaded.config.log.level.as_deref(), Some("warn,gsup::monitor=trace"));
     assert_eq!(loaded.source("log.level"), &Source::Env("GSUP_LOG".into()));
     let loaded = case.ok(&[("DEBUG", "express:*")], &no_flags());
     assert_eq!(loaded.config.log.level, None);
     assert_eq!(loaded.source("log.level"), &Source::Default);
-    assert_one_error_containing(
-        &case.errors(&[("GSUP_LOG", "loud")], &no_flags()),
-        "GSUP_LOG=loud",
-    );
+    assert_one_error_containing(&case.errors(&[("GSUP_LOG", "loud")], &no_flags()), "GSUP_LOG=loud");
 }
 
 #[test]
@@ -467,11 +411,7 @@ fn bad_env_values_name_the_variable() {
     ] {
         let errors = case.errors(&[(name, value)], &no_flags());
         assert_eq!(errors.len(), 1, "{name}={value}: {errors:?}");
-        assert!(
-            errors[0].starts_with(&format!("{name}={value}: ")),
-            "{}",
-            errors[0]
-        );
+        assert!(errors[0].starts_with(&format!("{name}={value}: ")), "{}", errors[0]);
     }
     let errors = case.errors(&[("SHUTDOWN_TIMEOUT_MS", "0")], &no_flags());
     assert!(errors[0].contains("longer than zero"), "{}", errors[0]);
@@ -479,33 +419,21 @@ fn bad_env_values_name_the_variable() {
     case.ok(&[("MAX_CONNECTION_DRAIN_TIME", "0")], &no_flags());
     // The token never shows in an error.
     let errors = case.errors(&[("GSUP_CONTROL_TOKEN", "  ")], &no_flags());
-    assert!(
-        errors[0].starts_with("GSUP_CONTROL_TOKEN=***"),
-        "{}",
-        errors[0]
-    );
+    assert!(errors[0].starts_with("GSUP_CONTROL_TOKEN=***"), "{}", errors[0]);
 }
 
 #[test]
 fn all_errors_are_collected() {
     let case = Case::with_file("[shutdown]\ntimeout = 30\n");
     let errors = case.errors(
-        &[
-            ("SHUTDOWN_TIMEOUT_MS", "abc"),
-            ("ENABLE_CONNECTION_DRAINING", "maybe"),
-        ],
+        &[("SHUTDOWN_TIMEOUT_MS", "abc"), ("ENABLE_CONNECTION_DRAINING", "maybe")],
         &ConfigFlags {
             force_timeout: Some("0s".into()),
             ..no_flags()
         },
     );
     assert_eq!(errors.len(), 4, "{errors:?}");
-    let display = ConfigErrors(
-        case.load(&[("SHUTDOWN_TIMEOUT_MS", "abc")], &no_flags())
-            .unwrap_err()
-            .0,
-    )
-    .to_string();
+    let display = ConfigErrors(case.load(&[("SHUTDOWN_TIMEOUT_MS", "abc")], &no_flags()).unwrap_err().0).to_string();
     assert_eq!(display.lines().count(), 2, "{display}");
 }
 
@@ -583,11 +511,7 @@ fn zero_is_refused_per_key_in_the_file() {
         let case = Case::with_file(&format!("[{table}]\n{key} = \"0s\"\n"));
         let errors = case.errors(&[], &no_flags());
         assert_eq!(errors.len(), 1, "{table}.{key}: {errors:?}");
-        assert!(
-            errors[0].contains(&format!("`{table}.{key}`")),
-            "{}",
-            errors[0]
-        );
+        assert!(errors[0].contains(&format!("`{table}.{key}`")), "{}", errors[0]);
         assert!(errors[0].contains("longer than zero"), "{}", errors[0]);
     }
     for text in [
@@ -646,14 +570,11 @@ fn zero_is_allowed_for_the_four_keys() {
 
 #[test]
 fn signals_are_validated() {
-    let errors =
-        Case::with_file("[shutdown]\nstop_signal = \"SIGBOGUS\"\n").errors(&[], &no_flags());
+    let errors = Case::with_file("[shutdown]\nstop_signal = \"SIGBOGUS\"\n").errors(&[], &no_flags());
     assert_one_error_containing(&errors, "unknown signal `SIGBOGUS`");
     assert_one_error_containing(&errors, "line 2");
-    let errors = Case::with_file(
-        "[signals]\nrewrite = { NOPE = \"QUIT\" }\nshutdown_on = [\"TERM\", \"WHAT\"]\n",
-    )
-    .errors(&[], &no_flags());
+    let errors = Case::with_file("[signals]\nrewrite = { NOPE = \"QUIT\" }\nshutdown_on = [\"TERM\", \"WHAT\"]\n")
+        .errors(&[], &no_flags());
     assert_eq!(errors.len(), 2, "{errors:?}");
     let errors = Case::new().errors(
         &[],
@@ -683,24 +604,17 @@ fn signals_are_validated() {
 
 #[test]
 fn rewrite_that_drops_the_stop_signal_is_an_error() {
-    let errors =
-        Case::with_file("[signals]\nrewrite = { TERM = \"none\" }\n").errors(&[], &no_flags());
+    let errors = Case::with_file("[signals]\nrewrite = { TERM = \"none\" }\n").errors(&[], &no_flags());
     assert_eq!(errors.len(), 1);
     assert!(
         errors[0].contains("`signals.rewrite.TERM` (file supervisor.toml)"),
         "{}",
         errors[0]
     );
-    assert!(
-        errors[0].contains("drops the stop signal SIGTERM"),
-        "{}",
-        errors[0]
-    );
+    assert!(errors[0].contains("drops the stop signal SIGTERM"), "{}", errors[0]);
     // Dropping TERM is fine when the stop signal is another one.
-    Case::with_file(
-        "[signals]\nrewrite = { TERM = \"none\" }\n[shutdown]\nstop_signal = \"QUIT\"\n",
-    )
-    .ok(&[], &no_flags());
+    Case::with_file("[signals]\nrewrite = { TERM = \"none\" }\n[shutdown]\nstop_signal = \"QUIT\"\n")
+        .ok(&[], &no_flags());
     let errors = Case::new().errors(
         &[],
         &ConfigFlags {
@@ -731,16 +645,10 @@ fn flags_merge_with_the_file() {
     };
     let loaded = case.ok(&[], &flags);
     let c = &loaded.config;
-    assert_eq!(
-        c.signals.rewrite.get(&libc::SIGTERM),
-        Some(&Some(libc::SIGQUIT))
-    );
+    assert_eq!(c.signals.rewrite.get(&libc::SIGTERM), Some(&Some(libc::SIGQUIT)));
     assert_eq!(c.signals.rewrite.get(&libc::SIGHUP), Some(&None));
     assert_eq!(loaded.source("signals.rewrite.TERM"), &file_source());
-    assert_eq!(
-        loaded.source("signals.rewrite.HUP"),
-        &Source::Flag("rewrite".into())
-    );
+    assert_eq!(loaded.source("signals.rewrite.HUP"), &Source::Flag("rewrite".into()));
     assert_eq!(c.map_exit_code(143), 0);
     assert_eq!(c.map_exit_code(1), 0);
     assert_eq!(c.listen.len(), 2);
@@ -749,14 +657,8 @@ fn flags_merge_with_the_file() {
         ListenAddress::Tcp("127.0.0.1:4000".parse().unwrap())
     );
     assert_eq!(c.listen[0].backlog, 10);
-    assert_eq!(
-        c.listen[1].address,
-        ListenAddress::Unix(case.cwd().join("admin.sock"))
-    );
-    assert_eq!(
-        loaded.source("listen[1].address"),
-        &Source::Flag("listen".into())
-    );
+    assert_eq!(c.listen[1].address, ListenAddress::Unix(case.cwd().join("admin.sock")));
+    assert_eq!(loaded.source("listen[1].address"), &Source::Flag("listen".into()));
     assert_eq!(c.http.listen, None);
     assert_eq!(c.signals.forward_to, ForwardTo::Child);
     assert_eq!(c.restart.policy, RestartPolicy::OnFailure);
@@ -797,11 +699,7 @@ fn missing_named_config_file_is_an_error() {
         errors[0]
     );
     let errors = case.errors(&[("GSUP_CONFIG", "/nonexistent/gsup.toml")], &no_flags());
-    assert!(
-        errors[0].contains("/nonexistent/gsup.toml"),
-        "{}",
-        errors[0]
-    );
+    assert!(errors[0].contains("/nonexistent/gsup.toml"), "{}", errors[0]);
 }
 
 #[test]
@@ -849,10 +747,7 @@ fn relative_paths_follow_the_file() {
     let etc = case.cwd().join("etc");
     assert_eq!(loaded.config.process.workdir, Some(etc.join("app")));
     assert_eq!(loaded.config.http.token_file, Some(etc.join("token")));
-    assert_eq!(
-        loaded.config.shutdown.log,
-        Some(PathBuf::from("/var/log/s.log"))
-    );
+    assert_eq!(loaded.config.shutdown.log, Some(PathBuf::from("/var/log/s.log")));
     assert_eq!(loaded.config.http.token.as_deref(), Some("tok"));
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
@@ -888,10 +783,7 @@ fn hooks_need_their_required_keys() {
     assert_one_error_containing(&errors, "line 5: `hooks[1]`: missing required key `exec`");
     assert_one_error_containing(&errors, "`hooks[2].http`: missing required key `url`");
     assert_one_error_containing(&errors, "`later` is not one of pre_stop");
-    assert_one_error_containing(
-        &errors,
-        "only hooks of phase = \"external\" can name a service",
-    );
+    assert_one_error_containing(&errors, "only hooks of phase = \"external\" can name a service");
     assert_one_error_containing(&errors, "not both");
 }
 
@@ -915,10 +807,7 @@ fn hook_timeouts_are_cut_to_their_phase() {
 #[test]
 fn probes_dependencies_and_listeners_are_validated() {
     for (text, expected) in [
-        (
-            "[readiness]\nprobe = { notify = true }\n",
-            Some(Probe::Notify),
-        ),
+        ("[readiness]\nprobe = { notify = true }\n", Some(Probe::Notify)),
         (
             "[readiness]\nprobe = { exec = [\"./check\"] }\n",
             Some(Probe::Exec(vec!["./check".into()])),
@@ -929,11 +818,7 @@ fn probes_dependencies_and_listeners_are_validated() {
         ),
     ] {
         assert_eq!(
-            Case::with_file(text)
-                .ok(&[], &no_flags())
-                .config
-                .readiness
-                .probe,
+            Case::with_file(text).ok(&[], &no_flags()).config.readiness.probe,
             expected
         );
     }
@@ -966,8 +851,7 @@ fn probes_dependencies_and_listeners_are_validated() {
         let errors = Case::with_file(text).errors(&[], &no_flags());
         assert_eq!(errors.len(), 1, "{text}: {errors:?}");
         assert!(
-            errors[0].starts_with("supervisor.toml, line ")
-                || errors[0].contains("(file supervisor.toml)"),
+            errors[0].starts_with("supervisor.toml, line ") || errors[0].contains("(file supervisor.toml)"),
             "{}",
             errors[0]
         );
@@ -979,12 +863,7 @@ fn probes_dependencies_and_listeners_are_validated() {
     assert_eq!(loaded.config.dependencies[0].name, "dependency0");
     assert!(!loaded.config.dependencies[0].critical);
     assert_eq!(loaded.config.listen[0].name, "listen0");
-    assert!(
-        loaded
-            .warnings
-            .iter()
-            .any(|w| w.contains("`mode` applies to unix"))
-    );
+    assert!(loaded.warnings.iter().any(|w| w.contains("`mode` applies to unix")));
 }
 
 #[test]
@@ -1026,14 +905,8 @@ fn render_check_round_trips() {
     let loaded = load_example();
     let text = render_check(&loaded);
     toml::from_str::<toml::Table>(&text).unwrap();
-    assert!(
-        text.contains("timeout = \"30s\"  # file supervisor.toml"),
-        "{text}"
-    );
-    assert!(
-        text.contains("# token = \"***\"  # env GSUP_CONTROL_TOKEN"),
-        "{text}"
-    );
+    assert!(text.contains("timeout = \"30s\"  # file supervisor.toml"), "{text}");
+    assert!(text.contains("# token = \"***\"  # env GSUP_CONTROL_TOKEN"), "{text}");
     assert!(!text.contains("example-token"));
     assert!(
         text.contains("method = \"POST\", expect = 200 }  # file supervisor.toml"),
@@ -1057,10 +930,7 @@ fn render_json_shape_and_redaction() {
         "[process]\nenv = { NODE_ENV = \"production\", DB_PASSWORD = \"hunter2\", api_key = \"k\", DATABASE_URL = \"postgres://u:pw@db:5432/app\" }\n[readiness]\nprobe = { http = \"http://admin:pw@127.0.0.1:3000/healthz\" }\n[[dependencies]]\ntcp = \"db:5432\"\n",
     );
     let loaded = case.ok(
-        &[
-            ("GSUP_CONTROL_TOKEN", "t0ken"),
-            ("SHUTDOWN_TIMEOUT_MS", "1500"),
-        ],
+        &[("GSUP_CONTROL_TOKEN", "t0ken"), ("SHUTDOWN_TIMEOUT_MS", "1500")],
         &no_flags(),
     );
     let json = render_json(&loaded);
@@ -1077,10 +947,7 @@ fn render_json_shape_and_redaction() {
     assert_eq!(json["http"]["token"]["value"], "***");
     assert_eq!(json["http"]["token"]["source"], "env GSUP_CONTROL_TOKEN");
     assert_eq!(json["shutdown"]["timeout"]["value"], 1.5);
-    assert_eq!(
-        json["shutdown"]["timeout"]["source"],
-        "env SHUTDOWN_TIMEOUT_MS"
-    );
+    assert_eq!(json["shutdown"]["timeout"]["source"], "env SHUTDOWN_TIMEOUT_MS");
     assert_eq!(json["shutdown"]["force_timeout"]["value"], 5.0);
     assert_eq!(json["shutdown"]["force_timeout"]["source"], "default");
     assert_eq!(json["shutdown"]["log"]["value"], serde_json::Value::Null);

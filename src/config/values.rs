@@ -22,13 +22,10 @@ pub enum Zero {
 pub fn duration(text: &str, zero: Zero) -> Result<Duration, String> {
     let trimmed = text.trim();
     if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "`{trimmed}` has no unit; write {trimmed}s (or {trimmed}ms)"
-        ));
+        return Err(format!("`{trimmed}` has no unit; write {trimmed}s (or {trimmed}ms)"));
     }
-    let value = humantime::parse_duration(trimmed).map_err(|err| {
-        format!("`{text}` is not a duration such as \"30s\" or \"250ms\" ({err})")
-    })?;
+    let value = humantime::parse_duration(trimmed)
+        .map_err(|err| format!("`{text}` is not a duration such as \"30s\" or \"250ms\" ({err})"))?;
     check_zero(value, zero)
 }
 
@@ -43,9 +40,7 @@ pub fn duration_ms(text: &str, zero: Zero) -> Result<Duration, String> {
 
 fn check_zero(value: Duration, zero: Zero) -> Result<Duration, String> {
     if value.is_zero() && zero == Zero::Refused {
-        return Err(
-            "must be longer than zero (to turn the feature off use its enabled/off switch)".into(),
-        );
+        return Err("must be longer than zero (to turn the feature off use its enabled/off switch)".into());
     }
     Ok(value)
 }
@@ -55,9 +50,7 @@ pub fn boolean(text: &str) -> Result<bool, String> {
     match text.trim() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => Err(format!(
-            "`{text}` is not a boolean (expected true, false, 1 or 0)"
-        )),
+        _ => Err(format!("`{text}` is not a boolean (expected true, false, 1 or 0)")),
     }
 }
 
@@ -167,11 +160,9 @@ pub fn http_listen(text: &str) -> Result<Option<SocketAddr>, String> {
     if text == "off" {
         return Ok(None);
     }
-    text.parse::<SocketAddr>().map(Some).map_err(|_| {
-        format!(
-            "`{text}` is not \"off\" or an address such as \"127.0.0.1:9090\" or \"[::1]:9090\""
-        )
-    })
+    text.parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|_| format!("`{text}` is not \"off\" or an address such as \"127.0.0.1:9090\" or \"[::1]:9090\""))
 }
 
 /// A `[[listen]]` address: `HOST:PORT` (an IP), `[::1]:PORT` or `unix:/path`. A relative
@@ -184,9 +175,7 @@ pub fn listen_address(text: &str, base: &Path) -> Result<ListenAddress, String> 
         return Ok(ListenAddress::Unix(base.join(path)));
     }
     text.parse::<SocketAddr>().map(ListenAddress::Tcp).map_err(|_| {
-        format!(
-            "`{text}` is not an address such as \"0.0.0.0:3000\", \"[::1]:3000\" or \"unix:/run/api.sock\""
-        )
+        format!("`{text}` is not an address such as \"0.0.0.0:3000\", \"[::1]:3000\" or \"unix:/run/api.sock\"")
     })
 }
 
@@ -216,9 +205,7 @@ pub fn octal_mode(text: &str) -> Result<u32, String> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
     match u32::from_str_radix(digits, 8) {
         Ok(mode) if mode <= 0o7777 && !digits.is_empty() => Ok(mode),
-        _ => Err(format!(
-            "`{text}` is not an octal file mode such as \"0660\""
-        )),
+        _ => Err(format!("`{text}` is not an octal file mode such as \"0660\"")),
     }
 }
 
@@ -253,30 +240,13 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(duration("30s", Zero::Refused), Ok(Duration::from_secs(30)));
-        assert_eq!(
-            duration("250ms", Zero::Refused),
-            Ok(Duration::from_millis(250))
-        );
-        assert_eq!(
-            duration("1h 30m", Zero::Refused),
-            Ok(Duration::from_secs(5400))
-        );
-        assert!(
-            duration("30", Zero::Refused)
-                .unwrap_err()
-                .contains("write 30s")
-        );
-        assert!(
-            duration("0s", Zero::Refused)
-                .unwrap_err()
-                .contains("longer than zero")
-        );
+        assert_eq!(duration("250ms", Zero::Refused), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("1h 30m", Zero::Refused), Ok(Duration::from_secs(5400)));
+        assert!(duration("30", Zero::Refused).unwrap_err().contains("write 30s"));
+        assert!(duration("0s", Zero::Refused).unwrap_err().contains("longer than zero"));
         assert_eq!(duration("0s", Zero::Allowed), Ok(Duration::ZERO));
         assert!(duration("5 parsecs", Zero::Refused).is_err());
-        assert_eq!(
-            duration_ms("1500", Zero::Refused),
-            Ok(Duration::from_millis(1500))
-        );
+        assert_eq!(duration_ms("1500", Zero::Refused), Ok(Duration::from_millis(1500)));
         assert!(duration_ms("abc", Zero::Refused).is_err());
         assert!(duration_ms("-5", Zero::Refused).is_err());
         assert!(duration_ms("0", Zero::Refused).is_err());
@@ -326,10 +296,7 @@ mod tests {
             listen_address("unix:api.sock", base),
             Ok(ListenAddress::Unix("/etc/gsup/api.sock".into()))
         );
-        assert!(matches!(
-            listen_address("[::1]:3000", base),
-            Ok(ListenAddress::Tcp(_))
-        ));
+        assert!(matches!(listen_address("[::1]:3000", base), Ok(ListenAddress::Tcp(_))));
         assert!(listen_address("unix:", base).is_err());
         assert!(listen_address("api:3000", base).is_err());
         assert_eq!(pair("TERM=QUIT"), Ok(("TERM", "QUIT")));

@@ -22,25 +22,19 @@ pub enum Target<'a> {
 }
 
 /// Sends `method path` and waits for the whole answer, at most `timeout` in all.
-pub fn request(
-    target: &Target<'_>,
-    method: &str,
-    path: &str,
-    timeout: Duration,
-) -> io::Result<Answer> {
+pub fn request(target: &Target<'_>, method: &str, path: &str, timeout: Duration) -> io::Result<Answer> {
     let deadline = Instant::now() + timeout;
     let host = match target {
         Target::Tcp { host, port } => format!("{host}:{port}"),
         Target::Unix(_) => "localhost".to_string(),
     };
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    );
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     let raw = match target {
         Target::Tcp { host, port } => {
-            let addr = (*host, *port).to_socket_addrs()?.next().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("cannot resolve {host}"))
-            })?;
+            let addr = (*host, *port)
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("cannot resolve {host}")))?;
             let mut stream = TcpStream::connect_timeout(&addr, left(deadline)?)?;
             exchange(
                 &mut stream,
@@ -90,12 +84,7 @@ fn exchange<S: Read + Write>(
             Ok(0) => return Ok(raw),
             Ok(n) => raw.extend_from_slice(&buffer[..n]),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "timed out waiting for the answer",
@@ -108,16 +97,9 @@ fn exchange<S: Read + Write>(
 
 /// Status line and body of a `Connection: close` answer (chunked bodies are decoded).
 fn parse(raw: &[u8]) -> io::Result<Answer> {
-    let bad = |what: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("malformed HTTP answer: {what}"),
-        )
-    };
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("malformed HTTP answer: {what}"));
     let text = String::from_utf8_lossy(raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| bad("no end of head"))?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| bad("no end of head"))?;
     let status_line = head.lines().next().ok_or_else(|| bad("empty"))?;
     let status = status_line
         .split_whitespace()
@@ -125,14 +107,9 @@ fn parse(raw: &[u8]) -> io::Result<Answer> {
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| bad("no status code"))?;
     let chunked = head.lines().any(|line| {
-        line.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && line.to_ascii_lowercase().contains("chunked")
+        line.to_ascii_lowercase().starts_with("transfer-encoding:") && line.to_ascii_lowercase().contains("chunked")
     });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
+    let body = if chunked { dechunk(body) } else { body.to_string() };
     Ok(Answer { status, body })
 }
 
@@ -157,8 +134,7 @@ mod tests {
 
     #[test]
     fn parses_plain_and_chunked_answers() {
-        let plain =
-            parse(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 2\r\n\r\n{}").unwrap();
+        let plain = parse(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 2\r\n\r\n{}").unwrap();
         assert_eq!(
             plain,
             Answer {
@@ -166,7 +142,8 @@ mod tests {
                 body: "{}".into()
             }
         );
-        let chunked = parse(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
+        let chunked =
+            parse(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
         assert_eq!(chunked.body, "abcde");
         assert!(parse(b"garbage").is_err());
     }

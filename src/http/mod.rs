@@ -44,10 +44,7 @@ pub enum Control {
         reply: oneshot::Sender<bool>,
     },
     /// Forced shutdown.
-    Kill {
-        reason: String,
-        reply: oneshot::Sender<()>,
-    },
+    Kill { reason: String, reply: oneshot::Sender<()> },
     /// Readiness off until exit; the reply is when the preStop began (the first one).
     Prestop { reply: oneshot::Sender<Instant> },
 }
@@ -72,8 +69,7 @@ pub enum BindError {
 
 /// Binds `[http] listen` before the child starts: a port in use is a start-up error.
 pub fn bind_http(addr: SocketAddr) -> Result<std::net::TcpListener, BindError> {
-    let listener =
-        std::net::TcpListener::bind(addr).map_err(|source| BindError::Http { addr, source })?;
+    let listener = std::net::TcpListener::bind(addr).map_err(|source| BindError::Http { addr, source })?;
     listener
         .set_nonblocking(true)
         .map_err(|source| BindError::Http { addr, source })?;

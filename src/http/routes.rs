@@ -36,10 +36,7 @@ enum Route {
 
 impl Route {
     fn mutating(self) -> bool {
-        matches!(
-            self,
-            Route::Shutdown | Route::Kill | Route::Prestop | Route::Reload
-        )
+        matches!(self, Route::Shutdown | Route::Kill | Route::Prestop | Route::Reload)
     }
 }
 
@@ -95,21 +92,11 @@ pub async fn handle(
             &format!("no route for {} {path}", parts.method),
         ));
     };
-    if let Some(refused) = authorize(
-        &api,
-        route,
-        caller,
-        parts.headers.get(header::AUTHORIZATION),
-    ) {
+    if let Some(refused) = authorize(&api, route, caller, parts.headers.get(header::AUTHORIZATION)) {
         return Ok(refused);
     }
     // Bodies are not used by any route, but a client may send one: read it, bounded.
-    match tokio::time::timeout(
-        super::HEADER_READ_TIMEOUT,
-        Limited::new(body, MAX_BODY_BYTES).collect(),
-    )
-    .await
-    {
+    match tokio::time::timeout(super::HEADER_READ_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
         Ok(Ok(_)) => {}
         Ok(Err(_)) => {
             return Ok(error(
@@ -130,13 +117,7 @@ pub async fn handle(
         Caller::Network => format!("http {} {}", parts.method, short(&path)),
         Caller::ControlSocket => format!("ctl {}", ctl_name(route)),
     };
-    Ok(answer(
-        &api,
-        route,
-        reason_suffix,
-        parts.headers.get(header::ACCEPT),
-    )
-    .await)
+    Ok(answer(&api, route, reason_suffix, parts.headers.get(header::ACCEPT)).await)
 }
 
 /// `/api/v1/shutdown/shutdown` → `/shutdown`, for shutdown reasons.
@@ -155,12 +136,7 @@ fn ctl_name(route: Route) -> &'static str {
 }
 
 /// 401/403 for mutating routes reached over the network (DESIGN §5 Security).
-fn authorize(
-    api: &Api,
-    route: Route,
-    caller: Caller,
-    given: Option<&HeaderValue>,
-) -> Option<Response<Full<Bytes>>> {
+fn authorize(api: &Api, route: Route, caller: Caller, given: Option<&HeaderValue>) -> Option<Response<Full<Bytes>>> {
     if !route.mutating() || caller == Caller::ControlSocket {
         return None;
     }
@@ -200,12 +176,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn answer(
-    api: &Api,
-    route: Route,
-    reason: String,
-    accept: Option<&HeaderValue>,
-) -> Response<Full<Bytes>> {
+async fn answer(api: &Api, route: Route, reason: String, accept: Option<&HeaderValue>) -> Response<Full<Bytes>> {
     let snapshot = Arc::clone(&api.snapshot.borrow());
     let now = Instant::now();
     match route {
@@ -219,10 +190,7 @@ async fn answer(
             } else {
                 let reason = snapshot.not_ready.unwrap_or("not ready");
                 let body = json!({"status": "not_ready", "reason": reason});
-                json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    with_timestamp(body, &snapshot, now),
-                )
+                json_response(StatusCode::SERVICE_UNAVAILABLE, with_timestamp(body, &snapshot, now))
             }
         }
         Route::Alive => {
@@ -240,10 +208,7 @@ async fn answer(
             let (status, body) = health(&snapshot);
             json_response(status, with_timestamp(body, &snapshot, now))
         }
-        Route::Process => json_response(
-            StatusCode::OK,
-            with_timestamp(process(&snapshot), &snapshot, now),
-        ),
+        Route::Process => json_response(StatusCode::OK, with_timestamp(process(&snapshot), &snapshot, now)),
         Route::Metrics => {
             let wants_json = accept
                 .and_then(|v| v.to_str().ok())
@@ -263,10 +228,7 @@ async fn answer(
             let body = json!({"config": crate::config::render_json(&api.loaded)});
             json_response(StatusCode::OK, with_timestamp(body, &snapshot, now))
         }
-        Route::Overview => json_response(
-            StatusCode::OK,
-            with_timestamp(overview(&snapshot, now), &snapshot, now),
-        ),
+        Route::Overview => json_response(StatusCode::OK, with_timestamp(overview(&snapshot, now), &snapshot, now)),
         Route::Shutdown => {
             let (reply, started) = oneshot::channel();
             let sent = api.control.send(Control::Shutdown {
@@ -274,11 +236,7 @@ async fn answer(
                 reply,
             });
             match (sent, started.await) {
-                (Ok(()), Ok(true)) => accepted(
-                    json!({"status": "shutdown_started", "reason": reason}),
-                    &snapshot,
-                    now,
-                ),
+                (Ok(()), Ok(true)) => accepted(json!({"status": "shutdown_started", "reason": reason}), &snapshot, now),
                 (Ok(()), Ok(false)) => accepted(json!({"status": "in_progress"}), &snapshot, now),
                 _ => gone(),
             }
@@ -311,10 +269,7 @@ async fn answer(
             let wait = prestop_remaining(since, drain_delay, Instant::now());
             tokio::time::sleep(wait).await;
             let body = json!({"status": "prestop_done", "drain_delay_seconds": seconds(drain_delay), "waited_seconds": seconds(wait)});
-            json_response(
-                StatusCode::OK,
-                with_timestamp(body, &snapshot, Instant::now()),
-            )
+            json_response(StatusCode::OK, with_timestamp(body, &snapshot, Instant::now()))
         }
         Route::Reload => error(
             StatusCode::CONFLICT,
@@ -327,12 +282,8 @@ async fn answer(
 fn health(snapshot: &Snapshot) -> (StatusCode, Value) {
     let (child, status) = match (&snapshot.child, snapshot.state) {
         (Some(child), _) => (json!({"status": "up", "pid": child.pid}), "healthy"),
-        (None, crate::supervisor::state::Lifecycle::Restarting) => {
-            (json!({"status": "restarting"}), "degraded")
-        }
-        (None, crate::supervisor::state::Lifecycle::Starting) => {
-            (json!({"status": "starting"}), "degraded")
-        }
+        (None, crate::supervisor::state::Lifecycle::Restarting) => (json!({"status": "restarting"}), "degraded"),
+        (None, crate::supervisor::state::Lifecycle::Starting) => (json!({"status": "starting"}), "degraded"),
         (None, _) => (json!({"status": "down"}), "unhealthy"),
     };
     let code = if status == "unhealthy" {
@@ -381,11 +332,7 @@ fn accepted(body: Value, snapshot: &Snapshot, now: Instant) -> Response<Full<Byt
 
 /// The event loop is gone: gsup is exiting.
 fn gone() -> Response<Full<Bytes>> {
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "exiting",
-        "gsup is exiting",
-    )
+    error(StatusCode::SERVICE_UNAVAILABLE, "exiting", "gsup is exiting")
 }
 
 fn error(status: StatusCode, error: &str, message: &str) -> Response<Full<Bytes>> {
@@ -398,10 +345,9 @@ fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     text.push('\n');
     let mut response = Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 

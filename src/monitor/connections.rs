@@ -33,16 +33,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_sock_diag::SockDiagMessage;
-use netlink_packet_sock_diag::constants::{
-    AF_INET, AF_INET6, IPPROTO_TCP, TCP_ESTABLISHED, TCP_LISTEN,
-};
-use netlink_packet_sock_diag::inet::{
-    ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, nlas::Nla,
-};
+use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP, TCP_ESTABLISHED, TCP_LISTEN};
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, nlas::Nla};
 use netlink_sys::{Socket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG};
 
 use super::procfs::Pid;
@@ -119,9 +113,7 @@ pub fn in_flight(recv_queue: u32, send_queue: u32, tcp: Option<TcpTimes>) -> boo
     if recv_queue > 0 || send_queue > 0 {
         return true;
     }
-    tcp.is_some_and(|t| {
-        t.data_segs_in > 0 && (t.data_segs_out == 0 || t.last_data_recv_ms < t.last_data_sent_ms)
-    })
+    tcp.is_some_and(|t| t.data_segs_in > 0 && (t.data_segs_out == 0 || t.last_data_recv_ms < t.last_data_sent_ms))
 }
 
 /// One inbound connection of a sample, for debugging and tests.
@@ -362,10 +354,8 @@ fn dump(
         }
         let mut offset = 0;
         while offset < n {
-            let message =
-                NetlinkMessage::<SockDiagMessage>::deserialize(&buf[offset..n]).map_err(|err| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("sock_diag: {err}"))
-                })?;
+            let message = NetlinkMessage::<SockDiagMessage>::deserialize(&buf[offset..n])
+                .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, format!("sock_diag: {err}")))?;
             let len = message.header.length as usize;
             if len == 0 {
                 return Err(io::Error::new(
@@ -382,9 +372,7 @@ fn dump(
             match message.payload {
                 NetlinkPayload::Done(_) => return Ok(interrupted),
                 NetlinkPayload::Error(err) if err.code.is_some() => return Err(err.to_io()),
-                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
-                    visit(&response)
-                }
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => visit(&response),
                 // An ACK (an error message with code 0), NOOP, or anything else.
                 _ => {}
             }

@@ -243,10 +243,7 @@ impl Sampler {
                 let Some(stat) = self.reader.stat(pid) else {
                     continue; // exited since its parent listed it
                 };
-                let known = self
-                    .previous
-                    .remove(&pid)
-                    .filter(|k| k.starttime == stat.starttime);
+                let known = self.previous.remove(&pid).filter(|k| k.starttime == stat.starttime);
                 let (command, from_argv) = match &known {
                     Some(k)
                         if k.from_argv
@@ -280,8 +277,7 @@ impl Sampler {
                     ppid: stat.ppid,
                     pgid: stat.pgid,
                     command: command.clone(),
-                    started_at: self.boot_time
-                        + Duration::from_secs_f64(stat.starttime as f64 / self.clk_tck),
+                    started_at: self.boot_time + Duration::from_secs_f64(stat.starttime as f64 / self.clk_tck),
                     rss_bytes: stat.rss_pages.saturating_mul(self.page_size),
                     cpu_seconds: own_ticks as f64 / self.clk_tck,
                     cpu_percent,
@@ -376,12 +372,7 @@ impl Sampler {
         self.reader.begin_pass();
         self.children.clear();
         self.reader.children(pid, false, &mut self.children);
-        let mut children: Vec<Pid> = self
-            .children
-            .iter()
-            .copied()
-            .filter(|c| !exclude.contains(c))
-            .collect();
+        let mut children: Vec<Pid> = self.children.iter().copied().filter(|c| !exclude.contains(c)).collect();
         children.sort_unstable();
         children.dedup();
         Some(ProcessInfo {
@@ -389,8 +380,7 @@ impl Sampler {
             ppid: stat.ppid,
             pgid: stat.pgid,
             command: self.reader.command(pid, &stat).0,
-            started_at: self.boot_time
-                + Duration::from_secs_f64(stat.starttime as f64 / self.clk_tck),
+            started_at: self.boot_time + Duration::from_secs_f64(stat.starttime as f64 / self.clk_tck),
             rss_bytes: stat.rss_pages.saturating_mul(self.page_size),
             cpu_seconds: own_ticks as f64 / self.clk_tck,
             cpu_percent,
@@ -416,11 +406,7 @@ impl Sampler {
 /// Fills each process's `children` from the others' `ppid`, so the lists hold exactly the
 /// processes of this sample.
 fn link_children(processes: &mut [ProcessInfo]) {
-    let index: HashMap<Pid, usize> = processes
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.pid, i))
-        .collect();
+    let index: HashMap<Pid, usize> = processes.iter().enumerate().map(|(i, p)| (p.pid, i)).collect();
     for i in 0..processes.len() {
         if let Some(&parent) = index.get(&processes[i].ppid) {
             let pid = processes[i].pid;
@@ -483,11 +469,8 @@ fn parse_stat(line: &[u8]) -> Option<Stat> {
     let close = line.iter().rposition(|&b| b == b')')?;
     let comm = String::from_utf8_lossy(line.get(open + 1..close)?).into_owned();
     // fields[0] is field 3 (state).
-    let mut fields = line[close + 1..]
-        .split(|&b| b == b' ')
-        .filter(|f| !f.is_empty());
-    let number =
-        |field: Option<&[u8]>| -> Option<i64> { std::str::from_utf8(field?).ok()?.parse().ok() };
+    let mut fields = line[close + 1..].split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let number = |field: Option<&[u8]>| -> Option<i64> { std::str::from_utf8(field?).ok()?.parse().ok() };
     // Never negative in practice; a garbled value must not wrap to a huge count.
     let unsigned = |field: Option<&[u8]>| -> Option<u64> { number(field).map(|n| n.max(0) as u64) };
     let state = *fields.next()?.first()?; // field 3
@@ -567,10 +550,7 @@ impl Reader {
         match self.read(format_args!("/proc/{pid}/cmdline")) {
             Ok(argv) if argv.iter().any(|&b| b != 0) => {
                 let end = argv.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-                let joined: Vec<u8> = argv[..end]
-                    .iter()
-                    .map(|&b| if b == 0 { b' ' } else { b })
-                    .collect();
+                let joined: Vec<u8> = argv[..end].iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
                 (String::from_utf8_lossy(&joined).into_owned(), true)
             }
             _ => (format!("[{}]", stat.comm), false),

@@ -9,7 +9,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::os::fd::OwnedFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
@@ -21,6 +21,7 @@ use super::state::{ExitStatus, Pid};
 use crate::config::{Config, HookAction, HookConfig, HookPhase};
 use crate::http::client::{self, Target};
 use crate::os::{self, ChildSetup};
+use crate::signals::Sig;
 
 /// The hooks of `phase` that run, in order: the external ones tagged with a service only
 /// when that service's toggle is on; none of redis's with `REDIS_GRACEFUL_CLOSE=false`.
@@ -49,13 +50,24 @@ pub struct PhaseResult {
     pub detail: String,
 }
 
-/// An `http` hook's answer, sent back from its thread.
+/// News from a hook's helper task: an `http` hook's answer, or the end of an exec hook's
+/// output pipe.
 #[derive(Debug)]
-pub struct HttpDone {
-    run: u64,
-    index: usize,
-    result: Result<u16, String>,
+pub enum HookReport {
+    Http {
+        run: u64,
+        index: usize,
+        result: Result<u16, String>,
+    },
+    OutputClosed {
+        run: u64,
+        index: usize,
+    },
 }
+
+/// How long an exited hook's output may take to arrive (a grandchild may keep the pipe
+/// open): the phase waits no longer than this for the last lines.
+const OUTPUT_GRACE: Duration = Duration::from_millis(200);
 
 struct Run {
     id: u64,
@@ -73,6 +85,10 @@ enum Current {
         pid: Pid,
         deadline: Instant,
         timed_out: bool,
+        /// Its stdout and stderr still open: the hook is done when both closed (or
+        /// `OUTPUT_GRACE` after its exit), so its last lines reach the log first.
+        open_pipes: u8,
+        exited: Option<(ExitStatus, Instant)>,
     },
     Http {
         index: usize,
@@ -89,15 +105,11 @@ pub struct HookRunner {
     runs: u64,
     /// Exec hooks killed when their phase was cut: reaped quietly.
     abandoned: HashSet<Pid>,
-    reports: mpsc::UnboundedSender<HttpDone>,
+    reports: mpsc::UnboundedSender<HookReport>,
 }
 
 impl HookRunner {
-    pub fn new(
-        config: Config,
-        base: ChildSpec,
-        setup: ChildSetup,
-    ) -> (Self, mpsc::UnboundedReceiver<HttpDone>) {
+    pub fn new(config: Config, base: ChildSpec, setup: ChildSetup) -> (Self, mpsc::UnboundedReceiver<HookReport>) {
         let (reports, incoming) = mpsc::unbounded_channel();
         let runner = HookRunner {
             config,
@@ -112,13 +124,8 @@ impl HookRunner {
     }
 
     /// Starts `phase`'s hooks; they must finish by `deadline`. The result comes from
-    /// `on_exit`, `on_http` or `on_tick` (or at once, when nothing could start).
-    pub fn start(
-        &mut self,
-        phase: HookPhase,
-        deadline: Instant,
-        now: Instant,
-    ) -> Option<PhaseResult> {
+    /// `on_exit`, `on_report` or `on_tick` (or at once, when nothing could start).
+    pub fn start(&mut self, phase: HookPhase, deadline: Instant, now: Instant) -> Option<PhaseResult> {
         self.runs += 1;
         let queue: VecDeque<usize> = runnable(&self.config, phase).into();
         info!(phase = phase.as_str(), hooks = queue.len(), "running hooks");
@@ -134,36 +141,23 @@ impl HookRunner {
         self.advance(now)
     }
 
-    /// A reaped pid: `Some(result)` when it ended a hook and with it the phase.
+    /// A reaped pid of a running exec hook: `Some(result)` when that ended the phase.
     pub fn on_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant) -> Option<PhaseResult> {
         let run = self.run.as_mut()?;
         let Some(Current::Exec {
-            index,
             pid: running,
-            timed_out,
+            open_pipes,
+            exited,
             ..
-        }) = &run.current
+        }) = &mut run.current
         else {
             return None;
         };
         if *running != pid {
             return None;
         }
-        let (index, timed_out) = (*index, *timed_out);
-        let name = self.config.hooks[index].name.clone();
-        let outcome = match (timed_out, status) {
-            (true, _) => Outcome::Timeout,
-            (false, ExitStatus::Code(0)) => Outcome::Ok,
-            (false, _) => Outcome::Failed,
-        };
-        let detail = match (timed_out, status) {
-            (true, _) => format!("{name}: killed at its timeout"),
-            (false, ExitStatus::Code(code)) => format!("{name}: exit {code}"),
-            (false, ExitStatus::Signal(signal)) => {
-                format!("{name}: killed by {}", crate::signals::Sig(signal))
-            }
-        };
-        self.finish_hook(outcome, detail, now)
+        *exited = Some((status, now));
+        if *open_pipes == 0 { self.exec_done(now) } else { None }
     }
 
     /// Whether `pid` is a hook's (running, or abandoned and not yet reaped); forgets an
@@ -175,37 +169,48 @@ impl HookRunner {
         matches!(&self.run, Some(Run { current: Some(Current::Exec { pid: running, .. }), .. }) if *running == pid)
     }
 
-    pub fn on_http(&mut self, done: HttpDone, now: Instant) -> Option<PhaseResult> {
-        let run = self.run.as_mut()?;
-        let matches = run.id == done.run
-            && matches!(run.current, Some(Current::Http { index, .. }) if index == done.index);
-        if !matches {
-            return None;
+    pub fn on_report(&mut self, report: HookReport, now: Instant) -> Option<PhaseResult> {
+        match report {
+            HookReport::Http { run, index, result } => self.on_http(run, index, result, now),
+            HookReport::OutputClosed { run: id, index: closed } => {
+                let run = self.run.as_mut()?;
+                let Some(Current::Exec {
+                    index,
+                    open_pipes,
+                    exited,
+                    ..
+                }) = &mut run.current
+                else {
+                    return None;
+                };
+                if run.id != id || *index != closed {
+                    return None;
+                }
+                *open_pipes = open_pipes.saturating_sub(1);
+                if *open_pipes == 0 && exited.is_some() {
+                    self.exec_done(now)
+                } else {
+                    None
+                }
+            }
         }
-        let hook = &self.config.hooks[done.index];
-        let HookAction::Http { expect, .. } = &hook.action else {
-            return None;
-        };
-        let (outcome, detail) = match done.result {
-            Ok(status) if status == *expect => (Outcome::Ok, format!("{}: {status}", hook.name)),
-            Ok(status) => (
-                Outcome::Failed,
-                format!("{}: {status}, expected {expect}", hook.name),
-            ),
-            Err(error) => (Outcome::Failed, format!("{}: {error}", hook.name)),
-        };
-        self.finish_hook(outcome, detail, now)
     }
 
-    /// Kills a hook past its deadline; an http one ends here, an exec one when reaped.
+    /// Kills a hook past its deadline (an http one ends here, an exec one when reaped),
+    /// and ends an exited hook whose output did not close within `OUTPUT_GRACE`.
     pub fn on_tick(&mut self, now: Instant) -> Option<PhaseResult> {
         let run = self.run.as_mut()?;
         match &mut run.current {
+            Some(Current::Exec {
+                exited: Some((_, at)), ..
+            }) if *at + OUTPUT_GRACE <= now => self.exec_done(now),
             Some(Current::Exec {
                 pid,
                 deadline,
                 timed_out,
                 index,
+                exited: None,
+                ..
             }) if *deadline <= now && !*timed_out => {
                 warn!(hook = %self.config.hooks[*index].name, pid = *pid, "hook timed out: SIGKILL to its group");
                 *timed_out = true;
@@ -213,12 +218,9 @@ impl HookRunner {
                 None
             }
             Some(Current::Http { deadline, index }) if *deadline <= now => {
-                let detail = format!(
-                    "{}: no answer by its timeout",
-                    self.config.hooks[*index].name
-                );
-                warn!(hook = %self.config.hooks[*index].name, "http hook timed out");
-                self.finish_hook(Outcome::Timeout, detail, now)
+                let name = self.config.hooks[*index].name.clone();
+                warn!(hook = %name, "http hook timed out");
+                self.finish_hook(Outcome::Timeout, format!("{name}: no answer by its timeout"), now)
             }
             _ => None,
         }
@@ -228,9 +230,11 @@ impl HookRunner {
     /// running hook's group and forget the phase.
     pub fn kill(&mut self) {
         let Some(run) = self.run.take() else { return };
-        if let Some(Current::Exec { pid, .. }) = run.current {
+        if let Some(Current::Exec { pid, exited, .. }) = run.current {
             let _ = os::killpg(pid, libc::SIGKILL);
-            self.abandoned.insert(pid);
+            if exited.is_none() {
+                self.abandoned.insert(pid);
+            }
         }
         warn!(phase = run.phase.as_str(), "hooks cut short: killed");
     }
@@ -238,6 +242,9 @@ impl HookRunner {
     /// When `on_tick` has something to do next.
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.run.as_ref()?.current {
+            Some(Current::Exec {
+                exited: Some((_, at)), ..
+            }) => Some(*at + OUTPUT_GRACE),
             Some(
                 Current::Exec {
                     deadline,
@@ -263,12 +270,47 @@ impl HookRunner {
         pids
     }
 
-    fn finish_hook(
-        &mut self,
-        outcome: Outcome,
-        detail: String,
-        now: Instant,
-    ) -> Option<PhaseResult> {
+    fn on_http(&mut self, id: u64, done: usize, result: Result<u16, String>, now: Instant) -> Option<PhaseResult> {
+        let run = self.run.as_mut()?;
+        if run.id != id || !matches!(run.current, Some(Current::Http { index, .. }) if index == done) {
+            return None;
+        }
+        let hook = &self.config.hooks[done];
+        let HookAction::Http { expect, .. } = &hook.action else {
+            return None;
+        };
+        let (outcome, detail) = match result {
+            Ok(status) if status == *expect => (Outcome::Ok, format!("{}: {status}", hook.name)),
+            Ok(status) => (Outcome::Failed, format!("{}: {status}, expected {expect}", hook.name)),
+            Err(error) => (Outcome::Failed, format!("{}: {error}", hook.name)),
+        };
+        self.finish_hook(outcome, detail, now)
+    }
+
+    /// The exec hook exited and its output is in: its outcome, then the next hook.
+    fn exec_done(&mut self, now: Instant) -> Option<PhaseResult> {
+        let run = self.run.as_mut()?;
+        let Some(Current::Exec {
+            index,
+            timed_out,
+            exited: Some((status, _)),
+            ..
+        }) = &run.current
+        else {
+            return None;
+        };
+        let (index, timed_out, status) = (*index, *timed_out, *status);
+        let name = &self.config.hooks[index].name;
+        let (outcome, detail) = match (timed_out, status) {
+            (true, _) => (Outcome::Timeout, format!("{name}: killed at its timeout")),
+            (false, ExitStatus::Code(0)) => (Outcome::Ok, format!("{name}: exit 0")),
+            (false, ExitStatus::Code(code)) => (Outcome::Failed, format!("{name}: exit {code}")),
+            (false, ExitStatus::Signal(signal)) => (Outcome::Failed, format!("{name}: killed by {}", Sig(signal))),
+        };
+        self.finish_hook(outcome, detail, now)
+    }
+
+    fn finish_hook(&mut self, outcome: Outcome, detail: String, now: Instant) -> Option<PhaseResult> {
         let run = self.run.as_mut()?;
         run.current = None;
         info!(phase = run.phase.as_str(), outcome = outcome.as_str(), %detail, "hook finished");
@@ -301,8 +343,7 @@ impl HookRunner {
                 let left = run.queue.len() + 1;
                 run.queue.clear();
                 run.outcome = worse(run.outcome, Outcome::Timeout);
-                run.details
-                    .push(format!("phase bound reached: {left} hook(s) not run"));
+                run.details.push(format!("phase bound reached: {left} hook(s) not run"));
                 continue;
             }
             let hook = self.config.hooks[index].clone();
@@ -341,16 +382,24 @@ impl HookRunner {
                     argv: argv.clone(),
                     ..self.base.clone()
                 };
-                let (pid, stdout, stderr) = spawn::spawn_piped(&spec, self.setup)
-                    .map_err(|error| format!("{}: {error}", hook.name))?;
+                let (pid, stdout, stderr) =
+                    spawn::spawn_piped(&spec, self.setup).map_err(|error| format!("{}: {error}", hook.name))?;
                 info!(hook = %hook.name, pid, "hook started");
-                log_lines(&hook.name, "stdout", OwnedFd::from(stdout));
-                log_lines(&hook.name, "stderr", OwnedFd::from(stderr));
+                let mut open_pipes = 0;
+                for (stream, fd) in [("stdout", OwnedFd::from(stdout)), ("stderr", OwnedFd::from(stderr))] {
+                    let reports = self.reports.clone();
+                    let closed = move || {
+                        let _ = reports.send(HookReport::OutputClosed { run, index });
+                    };
+                    open_pipes += u8::from(log_lines(&hook.name, stream, fd, closed));
+                }
                 Ok(Current::Exec {
                     index,
                     pid,
                     deadline,
                     timed_out: false,
+                    open_pipes,
+                    exited: None,
                 })
             }
             HookAction::Http { url, method, .. } => {
@@ -362,7 +411,7 @@ impl HookRunner {
                 // and gsup forks nothing from that thread.
                 tokio::task::spawn_blocking(move || {
                     let result = request(&method, &url, timeout);
-                    let _ = reports.send(HttpDone { run, index, result });
+                    let _ = reports.send(HookReport::Http { run, index, result });
                 });
                 Ok(Current::Http { index, deadline })
             }
@@ -370,18 +419,15 @@ impl HookRunner {
     }
 }
 
-fn request(method: &str, url: &str, timeout: std::time::Duration) -> Result<u16, String> {
+fn request(method: &str, url: &str, timeout: Duration) -> Result<u16, String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("{url}: only http:// URLs"))?;
-    let (authority, path) = rest
-        .find('/')
-        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
     let (host, port) = match authority.rsplit_once(':') {
         Some((host, port)) => (
             host.trim_matches(['[', ']']),
-            port.parse::<u16>()
-                .map_err(|_| format!("{url}: bad port"))?,
+            port.parse::<u16>().map_err(|_| format!("{url}: bad port"))?,
         ),
         None => (authority, 80),
     };
@@ -390,10 +436,11 @@ fn request(method: &str, url: &str, timeout: std::time::Duration) -> Result<u16,
         .map_err(|error| format!("{url}: {error}"))
 }
 
-/// Logs each line a hook writes, under its name, until the pipe closes.
-fn log_lines(hook: &str, stream: &'static str, fd: OwnedFd) {
+/// Logs each line a hook writes, under its name, until the pipe closes; then calls
+/// `closed`. Returns whether it reads (false: the pipe could not be registered).
+fn log_lines(hook: &str, stream: &'static str, fd: OwnedFd, closed: impl FnOnce() + Send + 'static) -> bool {
     let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
-        return;
+        return false;
     };
     let hook = hook.to_string();
     tokio::spawn(async move {
@@ -401,7 +448,9 @@ fn log_lines(hook: &str, stream: &'static str, fd: OwnedFd) {
         while let Ok(Some(line)) = lines.next_line().await {
             info!(hook = %hook, stream, "{line}");
         }
+        closed();
     });
+    true
 }
 
 /// The phase's outcome is its worst hook's: killed > timeout > failed > ok.

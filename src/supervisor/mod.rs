@@ -79,21 +79,14 @@ impl RunError {
             | RunError::Workdir { .. }
             | RunError::NoCommand
             | RunError::Bind(_) => 2,
-            RunError::Signals(_)
-            | RunError::Runtime(_)
-            | RunError::Serve(_)
-            | RunError::Metrics(_) => 1,
+            RunError::Signals(_) | RunError::Runtime(_) | RunError::Serve(_) | RunError::Metrics(_) => 1,
         }
     }
 }
 
 /// Supervises `argv` (already merged with `[process] command`) until gsup should exit;
 /// returns gsup's exit code. `inherited` must be captured before any signal handler exists.
-pub fn run(
-    loaded: Loaded,
-    argv: Vec<String>,
-    inherited: InheritedSignals,
-) -> Result<i32, RunError> {
+pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Result<i32, RunError> {
     let spec = child_spec(&loaded.config, argv)?;
     // Both bound before the child starts: a port in use or a live control socket is a
     // start-up error (exit 2), not a surprise later.
@@ -113,8 +106,7 @@ pub fn run(
     let loaded = Arc::new(loaded);
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new().map_err(RunError::Metrics)?);
-        let (mut supervisor, hook_reports) =
-            Supervisor::new(loaded.config.clone(), spec, inherited, metrics);
+        let (mut supervisor, hook_reports) = Supervisor::new(loaded.config.clone(), spec, inherited, metrics);
         let (control, requests) = mpsc::unbounded_channel();
         let api = Arc::new(Api {
             snapshot: supervisor.published.subscribe(),
@@ -218,7 +210,7 @@ impl Supervisor {
         spec: ChildSpec,
         inherited: InheritedSignals,
         metrics: Arc<Metrics>,
-    ) -> (Self, mpsc::UnboundedReceiver<hooks::HttpDone>) {
+    ) -> (Self, mpsc::UnboundedReceiver<hooks::HookReport>) {
         let own_pid = nix::unistd::getpid().as_raw();
         let own_pgid = nix::unistd::getpgrp().as_raw();
         let tty = interactive_tty(own_pgid);
@@ -244,8 +236,7 @@ impl Supervisor {
         let state = State::new(config, host);
         let clock = Clock::now();
         let started_at = Instant::now();
-        let (published, _) =
-            watch::channel(Arc::new(Snapshot::of(&state, clock, started_at.into_std())));
+        let (published, _) = watch::channel(Arc::new(Snapshot::of(&state, clock, started_at.into_std())));
         let supervisor = Supervisor {
             state,
             spec,
@@ -268,7 +259,9 @@ impl Supervisor {
             sample: None,
             hooks,
             connections: monitor::connections::ConnectionCounter::new()
-                .map_err(|error| warn!(%error, "cannot count connections (sock_diag): drain and connection gauges are off"))
+                .map_err(
+                    |error| warn!(%error, "cannot count connections (sock_diag): drain and connection gauges are off"),
+                )
                 .ok(),
         };
         (supervisor, hook_reports)
@@ -277,7 +270,7 @@ impl Supervisor {
     async fn run(
         &mut self,
         mut requests: mpsc::UnboundedReceiver<Control>,
-        mut hook_reports: mpsc::UnboundedReceiver<hooks::HttpDone>,
+        mut hook_reports: mpsc::UnboundedReceiver<hooks::HookReport>,
     ) -> Result<i32, RunError> {
         let mut watched = signals::forwardable();
         watched.push(libc::SIGCHLD);
@@ -326,9 +319,9 @@ impl Supervisor {
                 }
                 // A request from the HTTP side or the control socket.
                 Some(request) = requests.recv() => self.on_control(request),
-                // An http hook answered (or failed).
-                Some(done) = hook_reports.recv() => {
-                    if let Some(result) = self.hooks.on_http(done, Instant::now().into_std()) {
+                // An http hook answered (or failed), or a hook's output ended.
+                Some(report) = hook_reports.recv() => {
+                    if let Some(result) = self.hooks.on_report(report, Instant::now().into_std()) {
                         self.queue.push_back(Event::HooksDone(result));
                     }
                 }
@@ -381,14 +374,12 @@ impl Supervisor {
         match request {
             Control::Shutdown { reason, reply } => {
                 let starts = self.state.shutdown().is_none();
-                self.queue
-                    .push_back(Event::Command(Command::Shutdown { reason }));
+                self.queue.push_back(Event::Command(Command::Shutdown { reason }));
                 let _ = self.process_queue_now();
                 let _ = reply.send(starts);
             }
             Control::Kill { reason, reply } => {
-                self.queue
-                    .push_back(Event::Command(Command::Kill { reason }));
+                self.queue.push_back(Event::Command(Command::Kill { reason }));
                 let _ = self.process_queue_now();
                 let _ = reply.send(());
             }
@@ -512,9 +503,7 @@ impl Supervisor {
                 .create(true)
                 .append(true)
                 .open(path)
-                .and_then(|mut file| {
-                    std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
-                });
+                .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()));
             if let Err(error) = written {
                 warn!(path = %path.display(), %error, "cannot append the shutdown report to [shutdown] log");
             }
@@ -542,10 +531,8 @@ impl Supervisor {
         let rows = self.state.phases();
         for row in rows {
             if let (Some(start), Some(end)) = (row.started_at, row.ended_at) {
-                self.metrics.set_phase_duration(
-                    row.name.as_str(),
-                    end.saturating_duration_since(start).as_secs_f64(),
-                );
+                self.metrics
+                    .set_phase_duration(row.name.as_str(), end.saturating_duration_since(start).as_secs_f64());
             }
         }
         if !self.shutdown_duration_observed {
@@ -584,12 +571,8 @@ impl Supervisor {
         let tree = sampler.sample(&roots(self.state.child().map(|c| c.pid)), &hook_pids);
         let gsup = sampler.sample_self(&hook_pids);
         let totals = &tree.totals;
-        self.metrics.set_tree(
-            totals.rss_bytes,
-            totals.threads,
-            totals.fds,
-            totals.processes,
-        );
+        self.metrics
+            .set_tree(totals.rss_bytes, totals.threads, totals.fds, totals.processes);
         self.metrics.raise_child_cpu_seconds(tree.cpu_seconds_total);
         self.sample = Some(Arc::new(Sample {
             gsup,
@@ -607,7 +590,10 @@ impl Supervisor {
         match counter.count(&tree) {
             Ok(counts) => {
                 self.metrics.set_connections(counts.active, counts.inflight);
-                self.queue.push_back(Event::Connections { active: counts.active, inflight: counts.inflight });
+                self.queue.push_back(Event::Connections {
+                    active: counts.active,
+                    inflight: counts.inflight,
+                });
             }
             Err(error) => debug!(%error, "cannot count connections"),
         }
@@ -657,10 +643,7 @@ impl Supervisor {
     }
 
     fn tree_empty(&self) -> bool {
-        let group_gone = self
-            .state
-            .last_pgid()
-            .is_none_or(|pgid| os::killpg(pgid, 0).is_err());
+        let group_gone = self.state.last_pgid().is_none_or(|pgid| os::killpg(pgid, 0).is_err());
         group_gone && tree::descendants(self.own_pid, &self.hooks.pids()).is_empty()
     }
 
@@ -675,8 +658,7 @@ impl Supervisor {
                     self.queue.push_back(Event::ChildStopped { pid, signal });
                 }
                 Reaped::Exited { pid, status } if self.hooks.owns(pid) => {
-                    if let Some(result) = self.hooks.on_exit(pid, status, Instant::now().into_std())
-                    {
+                    if let Some(result) = self.hooks.on_exit(pid, status, Instant::now().into_std()) {
                         self.queue.push_back(Event::HooksDone(result));
                     }
                 }

@@ -106,12 +106,8 @@ pub fn plan(config: &Config) -> Vec<PhaseRow> {
         .iter()
         .map(|&name| {
             let timeout = match name {
-                PhaseName::StopAccepting | PhaseName::CloseServer | PhaseName::Exit => {
-                    Duration::ZERO
-                }
-                PhaseName::Drain if shutdown.connection_draining => {
-                    shutdown.drain_delay + shutdown.max_drain_time
-                }
+                PhaseName::StopAccepting | PhaseName::CloseServer | PhaseName::Exit => Duration::ZERO,
+                PhaseName::Drain if shutdown.connection_draining => shutdown.drain_delay + shutdown.max_drain_time,
                 PhaseName::Drain => shutdown.drain_delay,
                 PhaseName::PreStop | PhaseName::WaitExit => shutdown.timeout,
                 PhaseName::Force => shutdown.force_timeout,
@@ -155,13 +151,7 @@ pub trait Rows {
     fn record(&mut self, name: PhaseName, outcome: Outcome, detail: &str, now: Instant);
     /// Ends every phase before `until` that has not ended: a running one with
     /// `running_outcome`, one never started as `skipped` with `detail`.
-    fn close_before(
-        &mut self,
-        until: PhaseName,
-        running_outcome: Outcome,
-        detail: &str,
-        now: Instant,
-    );
+    fn close_before(&mut self, until: PhaseName, running_outcome: Outcome, detail: &str, now: Instant);
     fn current(&self) -> Option<PhaseName>;
 }
 
@@ -194,20 +184,10 @@ impl Rows for Vec<PhaseRow> {
         self.finish(name, outcome, detail, now);
     }
 
-    fn close_before(
-        &mut self,
-        until: PhaseName,
-        running_outcome: Outcome,
-        detail: &str,
-        now: Instant,
-    ) {
+    fn close_before(&mut self, until: PhaseName, running_outcome: Outcome, detail: &str, now: Instant) {
         for name in PhaseName::ALL.into_iter().filter(|&name| name < until) {
             let running = self[name as usize].started_at.is_some();
-            let outcome = if running {
-                running_outcome
-            } else {
-                Outcome::Skipped
-            };
+            let outcome = if running { running_outcome } else { Outcome::Skipped };
             self.finish(name, outcome, detail, now);
         }
     }

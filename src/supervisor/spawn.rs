@@ -70,10 +70,7 @@ pub fn spawn(spec: &ChildSpec, setup: ChildSetup) -> Result<Pid, SpawnError> {
 
 /// Like `spawn`, for a hook or an exec probe: its own process group, no terminal, and its
 /// stdout and stderr piped back to gsup, which logs them under the hook's name.
-pub fn spawn_piped(
-    spec: &ChildSpec,
-    setup: ChildSetup,
-) -> Result<(Pid, ChildStdout, ChildStderr), SpawnError> {
+pub fn spawn_piped(spec: &ChildSpec, setup: ChildSetup) -> Result<(Pid, ChildStdout, ChildStderr), SpawnError> {
     let (program, mut command) = build(
         spec,
         ChildSetup {
@@ -128,11 +125,7 @@ fn classify(program: String, source: io::Error) -> SpawnError {
     match source.kind() {
         io::ErrorKind::NotFound => SpawnError::NotFound { program },
         io::ErrorKind::PermissionDenied => SpawnError::NotExecutable { program, source },
-        _ if matches!(
-            source.raw_os_error(),
-            Some(libc::ENOEXEC | libc::EISDIR | libc::EACCES)
-        ) =>
-        {
+        _ if matches!(source.raw_os_error(), Some(libc::ENOEXEC | libc::EISDIR | libc::EACCES)) => {
             SpawnError::NotExecutable { program, source }
         }
         _ => SpawnError::Other { program, source },

@@ -354,9 +354,7 @@ impl State {
         }
         if self.shutdown.is_some() {
             return match self.phases.current() {
-                Some(PhaseName::StopAccepting | PhaseName::Drain | PhaseName::PreStop) => {
-                    Lifecycle::Draining
-                }
+                Some(PhaseName::StopAccepting | PhaseName::Drain | PhaseName::PreStop) => Lifecycle::Draining,
                 Some(PhaseName::CloseServer | PhaseName::WaitExit) => Lifecycle::Stopping,
                 Some(PhaseName::Force) => Lifecycle::Killing,
                 _ => Lifecycle::Cleanup,
@@ -385,8 +383,7 @@ impl State {
         self.exited.is_none()
             && self.child.is_none()
             && (self.aftermath.is_some()
-                || self.shutdown.as_ref().is_some()
-                    && self.phases[PhaseName::Force as usize].outcome.is_none())
+                || self.shutdown.as_ref().is_some() && self.phases[PhaseName::Force as usize].outcome.is_none())
             && self.last_exit.is_some()
     }
 
@@ -400,9 +397,7 @@ impl State {
             Event::Spawned { pid } => self.on_spawned(pid, now),
             Event::SpawnFailed { code } => self.exit(code, &mut actions),
             Event::Signal { signal, sender } => self.on_signal(signal, sender, now, &mut actions),
-            Event::ChildExited { pid, status } => {
-                self.on_child_exit(pid, status, now, &mut actions)
-            }
+            Event::ChildExited { pid, status } => self.on_child_exit(pid, status, now, &mut actions),
             Event::ChildStopped { pid, signal } => {
                 if self.host.tty && self.child.as_ref().is_some_and(|c| c.pid == pid) {
                     actions.push(Action::StopSelf(signal));
@@ -420,12 +415,7 @@ impl State {
             Event::Connections { active, inflight } => {
                 self.connections = Some(ConnectionCount { active, inflight });
                 if self.awaiting_inflight && inflight == 0 {
-                    self.end_drain(
-                        Outcome::Ok,
-                        "no inbound request in flight".into(),
-                        now,
-                        &mut actions,
-                    );
+                    self.end_drain(Outcome::Ok, "no inbound request in flight".into(), now, &mut actions);
                 }
             }
             Event::Command(Command::Prestop) => {
@@ -450,13 +440,7 @@ impl State {
         info!(pid, generation = self.generation, "child started");
     }
 
-    fn on_signal(
-        &mut self,
-        signal: c_int,
-        sender: Option<Pid>,
-        now: Instant,
-        actions: &mut Vec<Action>,
-    ) {
+    fn on_signal(&mut self, signal: c_int, sender: Option<Pid>, now: Instant, actions: &mut Vec<Action>) {
         if sender == Some(self.host.own_pid) {
             // e.g. SIGPIPE from writing to a closed stderr: gsup's own business (DESIGN §4).
             return;
@@ -464,8 +448,7 @@ impl State {
         let name = Sig(signal);
         // Ctrl+C / Ctrl+\ typed while gsup's own group held the terminal (the instant
         // after `fg`, before gsup hands it back): meant for the program, as without gsup.
-        let from_terminal =
-            self.host.tty && sender.is_none() && matches!(signal, libc::SIGINT | libc::SIGQUIT);
+        let from_terminal = self.host.tty && sender.is_none() && matches!(signal, libc::SIGINT | libc::SIGQUIT);
         if self.config.signals.shutdown_on.contains(&signal) && !from_terminal {
             if self.shutdown.is_none() {
                 debug!(signal = %name, sender, "shutdown signal received");
@@ -516,8 +499,7 @@ impl State {
                 .saturating_sub(now.saturating_duration_since(since)),
             None => self.config.shutdown.drain_delay,
         };
-        let draining = self.config.shutdown.connection_draining
-            && !self.config.shutdown.max_drain_time.is_zero();
+        let draining = self.config.shutdown.connection_draining && !self.config.shutdown.max_drain_time.is_zero();
         if drain_delay.is_zero() && !draining {
             self.rows()
                 .record(PhaseName::Drain, Outcome::Skipped, "drain_delay is 0", now);
@@ -527,10 +509,7 @@ impl State {
         if drain_delay.is_zero() {
             self.wait_for_inflight(now, actions);
         } else {
-            actions.push(Action::Arm(
-                Timer::DrainEnd,
-                (now + drain_delay).min(deadline),
-            ));
+            actions.push(Action::Arm(Timer::DrainEnd, (now + drain_delay).min(deadline)));
         }
     }
 
@@ -553,13 +532,7 @@ impl State {
         }
     }
 
-    fn end_drain(
-        &mut self,
-        outcome: Outcome,
-        detail: String,
-        now: Instant,
-        actions: &mut Vec<Action>,
-    ) {
+    fn end_drain(&mut self, outcome: Outcome, detail: String, now: Instant, actions: &mut Vec<Action>) {
         self.stop_awaiting_inflight(actions);
         self.rows().finish(PhaseName::Drain, outcome, &detail, now);
         self.pre_stop(now, actions);
@@ -600,12 +573,8 @@ impl State {
             // now get the shutdown's deadlines.
             actions.push(Action::Disarm(Timer::StragglerKill));
             actions.push(Action::Disarm(Timer::StragglerGiveUp));
-            self.rows().close_before(
-                PhaseName::Force,
-                Outcome::Skipped,
-                "child had already exited",
-                now,
-            );
+            self.rows()
+                .close_before(PhaseName::Force, Outcome::Skipped, "child had already exited", now);
             return false;
         }
         true
@@ -617,12 +586,8 @@ impl State {
             return;
         };
         if hooks::runnable(&self.config, HookPhase::PreStop).is_empty() || self.child.is_none() {
-            self.rows().record(
-                PhaseName::PreStop,
-                Outcome::Skipped,
-                "no pre_stop hooks",
-                now,
-            );
+            self.rows()
+                .record(PhaseName::PreStop, Outcome::Skipped, "no pre_stop hooks", now);
             return self.close_server(now, actions);
         }
         self.rows().start(PhaseName::PreStop, now);
@@ -641,13 +606,9 @@ impl State {
                     ForwardTo::Group => Target::Group(child.pgid),
                     ForwardTo::Child => Target::Child(child.pid),
                 };
-                actions.push(Action::Forward {
-                    target,
-                    signal: stop,
-                });
+                actions.push(Action::Forward { target, signal: stop });
                 let detail = format!("{} sent", Sig(stop));
-                self.rows()
-                    .record(PhaseName::CloseServer, Outcome::Ok, &detail, now);
+                self.rows().record(PhaseName::CloseServer, Outcome::Ok, &detail, now);
                 self.rows().start(PhaseName::WaitExit, now);
             }
             None => {
@@ -661,13 +622,7 @@ impl State {
         }
     }
 
-    fn on_child_exit(
-        &mut self,
-        pid: Pid,
-        status: ExitStatus,
-        now: Instant,
-        actions: &mut Vec<Action>,
-    ) {
+    fn on_child_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant, actions: &mut Vec<Action>) {
         let Some(child) = self.child.take_if(|c| c.pid == pid) else {
             return;
         };
@@ -707,10 +662,7 @@ impl State {
             }
         } else {
             self.aftermath = Some(Aftermath { killed: false });
-            actions.push(Action::Arm(
-                Timer::StragglerKill,
-                now + self.config.shutdown.timeout,
-            ));
+            actions.push(Action::Arm(Timer::StragglerKill, now + self.config.shutdown.timeout));
         }
     }
 
@@ -723,9 +675,7 @@ impl State {
         }
         if matches!(self.lifecycle(), Lifecycle::Killing) {
             // Processes forked while the last SIGKILL went out: send it again.
-            actions.push(Action::SignalTree {
-                signal: libc::SIGKILL,
-            });
+            actions.push(Action::SignalTree { signal: libc::SIGKILL });
         }
     }
 
@@ -733,11 +683,10 @@ impl State {
         match timer {
             Timer::DrainEnd => {
                 let row = &self.phases[PhaseName::Drain as usize];
-                let drain_running =
-                    self.shutdown.is_some() && row.started_at.is_some() && row.outcome.is_none();
+                let drain_running = self.shutdown.is_some() && row.started_at.is_some() && row.outcome.is_none();
                 if drain_running {
-                    let draining = self.config.shutdown.connection_draining
-                        && !self.config.shutdown.max_drain_time.is_zero();
+                    let draining =
+                        self.config.shutdown.connection_draining && !self.config.shutdown.max_drain_time.is_zero();
                     if draining {
                         self.wait_for_inflight(now, actions);
                     } else {
@@ -748,26 +697,19 @@ impl State {
             Timer::DrainMax => {
                 if self.awaiting_inflight {
                     let inflight = self.connections.map_or(0, |c| c.inflight);
-                    let detail =
-                        format!("{inflight} request(s) still in flight after max_drain_time");
+                    let detail = format!("{inflight} request(s) still in flight after max_drain_time");
                     self.end_drain(Outcome::Timeout, detail, now, actions);
                 }
             }
             Timer::GracefulDeadline => {
-                if self
-                    .shutdown
-                    .as_ref()
-                    .is_none_or(|s| s.force_deadline.is_some())
-                {
+                if self.shutdown.as_ref().is_none_or(|s| s.force_deadline.is_some()) {
                     return;
                 }
                 let detail = "graceful deadline reached";
                 if self.phases[PhaseName::Force as usize].outcome.is_some() {
                     // The tree is gone and a post-stop phase runs: its hooks get SIGKILL,
                     // the phases left share the force_timeout window (DESIGN §4 budget).
-                    warn!(
-                        "graceful deadline reached during the post-stop phases: killing the running hook"
-                    );
+                    warn!("graceful deadline reached during the post-stop phases: killing the running hook");
                     actions.push(Action::KillHooks);
                     let window_end = now + self.config.shutdown.force_timeout;
                     if let Some(shutdown) = &mut self.shutdown {
@@ -783,15 +725,10 @@ impl State {
                 self.stop_awaiting_inflight(actions);
                 // `wait_exit` cut by the deadline ends `timeout`; one that never started
                 // (a pre_stop hook ran until then) is closed below with the rest.
-                if self.phases[PhaseName::WaitExit as usize]
-                    .started_at
-                    .is_some()
-                {
-                    self.phases
-                        .finish(PhaseName::WaitExit, Outcome::Timeout, detail, now);
+                if self.phases[PhaseName::WaitExit as usize].started_at.is_some() {
+                    self.phases.finish(PhaseName::WaitExit, Outcome::Timeout, detail, now);
                 }
-                self.phases
-                    .close_before(PhaseName::Force, Outcome::Killed, detail, now);
+                self.phases.close_before(PhaseName::Force, Outcome::Killed, detail, now);
                 warn!("graceful deadline reached: killing what is left of the tree");
                 self.begin_force(now, actions);
             }
@@ -814,9 +751,7 @@ impl State {
                 if let Some(aftermath) = &mut self.aftermath {
                     warn!("processes of the exited child's tree outlived the stop signal: SIGKILL");
                     aftermath.killed = true;
-                    actions.push(Action::SignalTree {
-                        signal: libc::SIGKILL,
-                    });
+                    actions.push(Action::SignalTree { signal: libc::SIGKILL });
                     actions.push(Action::Arm(
                         Timer::StragglerGiveUp,
                         now + self.config.shutdown.force_timeout,
@@ -851,9 +786,7 @@ impl State {
         let Some(shutdown) = &self.shutdown else {
             return;
         };
-        if shutdown.force_deadline.is_some()
-            || self.phases[PhaseName::Force as usize].outcome.is_some()
-        {
+        if shutdown.force_deadline.is_some() || self.phases[PhaseName::Force as usize].outcome.is_some() {
             return;
         }
         let detail = format!("forced: {reason}");
@@ -872,9 +805,7 @@ impl State {
         };
         shutdown.force_deadline = Some(window_end);
         self.phases.start(PhaseName::Force, now);
-        actions.push(Action::SignalTree {
-            signal: libc::SIGKILL,
-        });
+        actions.push(Action::SignalTree { signal: libc::SIGKILL });
         actions.push(Action::Arm(Timer::ForceDeadline, window_end));
     }
 
@@ -884,19 +815,11 @@ impl State {
         actions.push(Action::Disarm(Timer::StragglerGiveUp));
         if self.shutdown.is_some() {
             if self.phases[PhaseName::Force as usize].started_at.is_some() {
-                self.phases.finish(
-                    PhaseName::Force,
-                    Outcome::Ok,
-                    "tree gone after SIGKILL",
-                    now,
-                );
+                self.phases
+                    .finish(PhaseName::Force, Outcome::Ok, "tree gone after SIGKILL", now);
             } else {
-                self.phases.record(
-                    PhaseName::Force,
-                    Outcome::Skipped,
-                    "nothing of the tree remained",
-                    now,
-                );
+                self.phases
+                    .record(PhaseName::Force, Outcome::Skipped, "nothing of the tree remained", now);
             }
             return self.post_stop(now, actions);
         }
@@ -943,11 +866,7 @@ impl State {
             self.restarts.consecutive = 0;
         }
         self.restarts.consecutive += 1;
-        let delay = backoff(
-            restart.backoff_initial,
-            restart.backoff_max,
-            self.restarts.consecutive,
-        );
+        let delay = backoff(restart.backoff_initial, restart.backoff_max, self.restarts.consecutive);
         let at = exit.at + delay;
         info!(delay_ms = delay.as_millis() as u64, policy = ?restart.policy, "child will be restarted");
         self.restarts.pending_at = Some(at);
@@ -960,8 +879,7 @@ impl State {
         if self.shutdown.is_none() || row.outcome.is_some() || row.started_at.is_none() {
             return; // cut short already (a deadline): its late report changes nothing
         }
-        self.phases
-            .finish(name, result.outcome, &result.detail, now);
+        self.phases.finish(name, result.outcome, &result.detail, now);
         if name == PhaseName::PreStop {
             self.close_server(now, actions);
         } else {
@@ -972,8 +890,7 @@ impl State {
     /// The post-stop phase now running, if any.
     fn running_post_phase(&self) -> Option<PhaseName> {
         POST_STOP.into_iter().find(|&name| {
-            self.phases[name as usize].started_at.is_some()
-                && self.phases[name as usize].outcome.is_none()
+            self.phases[name as usize].started_at.is_some() && self.phases[name as usize].outcome.is_none()
         })
     }
 
@@ -1003,12 +920,11 @@ impl State {
                 continue;
             }
             // DB_FORCE_CLOSE=false lets the database hooks run on to the end of the budget.
-            let own_bound =
-                if name == PhaseName::Database && !self.config.phases.database.force_close {
-                    budget_end
-                } else {
-                    now + row.timeout
-                };
+            let own_bound = if name == PhaseName::Database && !self.config.phases.database.force_close {
+                budget_end
+            } else {
+                now + row.timeout
+            };
             self.phases.start(name, now);
             actions.push(Action::RunHooks {
                 phase,
@@ -1031,18 +947,10 @@ impl State {
         };
         if let Some(shutdown) = &mut self.shutdown {
             // Anything still open was cut by the end of the force window.
-            self.phases.close_before(
-                PhaseName::Exit,
-                Outcome::Killed,
-                "force_timeout window over",
-                now,
-            );
-            self.phases.record(
-                PhaseName::Exit,
-                Outcome::Ok,
-                &format!("exit code {code}"),
-                now,
-            );
+            self.phases
+                .close_before(PhaseName::Exit, Outcome::Killed, "force_timeout window over", now);
+            self.phases
+                .record(PhaseName::Exit, Outcome::Ok, &format!("exit code {code}"), now);
             let elapsed = now.saturating_duration_since(shutdown.started_at);
             info!(reason = %shutdown.reason, code, elapsed_ms = elapsed.as_millis() as u64, "shutdown complete");
         }
@@ -1167,10 +1075,7 @@ mod tests {
         assert!(!state.ready(), "readiness turns off at once");
         assert_eq!(outcome(&state, PhaseName::StopAccepting), Some(Outcome::Ok));
         assert_eq!(outcome(&state, PhaseName::Drain), Some(Outcome::Skipped));
-        assert_eq!(
-            state.shutdown().map(|s| s.reason.as_str()),
-            Some("signal SIGTERM")
-        );
+        assert_eq!(state.shutdown().map(|s| s.reason.as_str()), Some("signal SIGTERM"));
     }
 
     #[test]
@@ -1222,9 +1127,7 @@ mod tests {
             t0 + ms(50),
         );
         assert!(
-            actions.contains(&Action::SignalTree {
-                signal: libc::SIGTERM
-            }),
+            actions.contains(&Action::SignalTree { signal: libc::SIGTERM }),
             "rest of the tree: {actions:?}"
         );
         assert!(state.awaiting_tree());
@@ -1251,9 +1154,7 @@ mod tests {
             actions,
             vec![
                 Action::KillHooks,
-                Action::SignalTree {
-                    signal: libc::SIGKILL
-                },
+                Action::SignalTree { signal: libc::SIGKILL },
                 Action::Arm(Timer::ForceDeadline, deadline + Duration::from_secs(5)),
             ]
         );
@@ -1269,9 +1170,7 @@ mod tests {
         // Something forked meanwhile: SIGKILL again on every poll until the tree is gone.
         assert_eq!(
             state.step(Event::Poll { tree_empty: false }, deadline + ms(2)),
-            vec![Action::SignalTree {
-                signal: libc::SIGKILL
-            }]
+            vec![Action::SignalTree { signal: libc::SIGKILL }]
         );
         let actions = state.step(Event::Poll { tree_empty: true }, deadline + ms(3));
         assert_eq!(actions.last(), Some(&Action::Exit(137)));
@@ -1284,10 +1183,7 @@ mod tests {
         state.step(term(), t0);
         let deadline = t0 + Duration::from_secs(30);
         state.step(Event::Timer(Timer::GracefulDeadline), deadline);
-        let actions = state.step(
-            Event::Timer(Timer::ForceDeadline),
-            deadline + Duration::from_secs(5),
-        );
+        let actions = state.step(Event::Timer(Timer::ForceDeadline), deadline + Duration::from_secs(5));
         assert_eq!(
             actions.last(),
             Some(&Action::Exit(137)),
@@ -1308,9 +1204,7 @@ mod tests {
             t0 + ms(10),
         );
         assert!(
-            actions.contains(&Action::SignalTree {
-                signal: libc::SIGKILL
-            }),
+            actions.contains(&Action::SignalTree { signal: libc::SIGKILL }),
             "{actions:?}"
         );
         assert!(actions.contains(&Action::Disarm(Timer::GracefulDeadline)));
@@ -1344,19 +1238,14 @@ mod tests {
             t0,
         );
         assert!(
-            actions.contains(&Action::SignalTree {
-                signal: libc::SIGKILL
-            }),
+            actions.contains(&Action::SignalTree { signal: libc::SIGKILL }),
             "{actions:?}"
         );
         assert!(
             !actions.iter().any(|a| matches!(a, Action::Forward { .. })),
             "no stop signal first: {actions:?}"
         );
-        assert_eq!(
-            outcome(&state, PhaseName::CloseServer),
-            Some(Outcome::Skipped)
-        );
+        assert_eq!(outcome(&state, PhaseName::CloseServer), Some(Outcome::Skipped));
     }
 
     #[test]
@@ -1457,32 +1346,16 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::SignalTree {
-                    signal: libc::SIGTERM
-                },
+                Action::SignalTree { signal: libc::SIGTERM },
                 Action::Arm(Timer::StragglerKill, t0 + Duration::from_secs(2))
             ]
         );
         assert_eq!(state.lifecycle(), Lifecycle::Stopping);
-        assert_eq!(
-            state.step(Event::Poll { tree_empty: false }, t0 + ms(10)),
-            vec![]
-        );
-        let kill = state.step(
-            Event::Timer(Timer::StragglerKill),
-            t0 + Duration::from_secs(2),
-        );
-        assert_eq!(
-            kill[0],
-            Action::SignalTree {
-                signal: libc::SIGKILL
-            }
-        );
+        assert_eq!(state.step(Event::Poll { tree_empty: false }, t0 + ms(10)), vec![]);
+        let kill = state.step(Event::Timer(Timer::StragglerKill), t0 + Duration::from_secs(2));
+        assert_eq!(kill[0], Action::SignalTree { signal: libc::SIGKILL });
         assert_eq!(state.lifecycle(), Lifecycle::Killing);
-        let actions = state.step(
-            Event::Poll { tree_empty: true },
-            t0 + Duration::from_secs(2) + ms(5),
-        );
+        let actions = state.step(Event::Poll { tree_empty: true }, t0 + Duration::from_secs(2) + ms(5));
         assert_eq!(actions.last(), Some(&Action::Exit(3)));
     }
 
@@ -1500,9 +1373,7 @@ mod tests {
             t0 + ms(1),
         );
         assert_eq!(
-            state
-                .step(Event::Poll { tree_empty: true }, t0 + ms(2))
-                .last(),
+            state.step(Event::Poll { tree_empty: true }, t0 + ms(2)).last(),
             Some(&Action::Exit(0))
         );
     }
@@ -1538,10 +1409,7 @@ mod tests {
             );
             assert_eq!(state.lifecycle(), Lifecycle::Restarting);
             now += delay;
-            assert_eq!(
-                state.step(Event::Timer(Timer::Restart), now),
-                vec![Action::Spawn]
-            );
+            assert_eq!(state.step(Event::Timer(Timer::Restart), now), vec![Action::Spawn]);
             state.step(
                 Event::Spawned {
                     pid: CHILD + expected as Pid,
@@ -1552,11 +1420,7 @@ mod tests {
         assert_eq!(state.restarts(), 3);
         assert_eq!(state.generation(), 4);
         let actions = crash(&mut state, now + ms(100), 1);
-        assert_eq!(
-            actions.last(),
-            Some(&Action::Exit(1)),
-            "limit reached: give up"
-        );
+        assert_eq!(actions.last(), Some(&Action::Exit(1)), "limit reached: give up");
     }
 
     #[test]
@@ -1582,33 +1446,21 @@ mod tests {
             c.restart.max_restarts = 100;
         });
         let first = crash(&mut state, t0 + ms(1), 0);
-        assert!(first.contains(&Action::Arm(
-            Timer::Restart,
-            t0 + ms(1) + Duration::from_secs(1)
-        )));
+        assert!(first.contains(&Action::Arm(Timer::Restart, t0 + ms(1) + Duration::from_secs(1))));
         let later = t0 + Duration::from_secs(1) + ms(1);
         state.step(Event::Timer(Timer::Restart), later);
         state.step(Event::Spawned { pid: CHILD + 1 }, later);
         let second_exit = later + ms(1);
-        assert!(crash(&mut state, second_exit, 0).contains(&Action::Arm(
-            Timer::Restart,
-            second_exit + Duration::from_secs(2)
-        )));
-        state.step(
-            Event::Timer(Timer::Restart),
-            second_exit + Duration::from_secs(2),
+        assert!(
+            crash(&mut state, second_exit, 0)
+                .contains(&Action::Arm(Timer::Restart, second_exit + Duration::from_secs(2)))
         );
-        state.step(
-            Event::Spawned { pid: CHILD + 2 },
-            second_exit + Duration::from_secs(2),
-        );
+        state.step(Event::Timer(Timer::Restart), second_exit + Duration::from_secs(2));
+        state.step(Event::Spawned { pid: CHILD + 2 }, second_exit + Duration::from_secs(2));
         let long_after = second_exit + Duration::from_secs(30);
         let reset = crash(&mut state, long_after, 0);
         assert!(
-            reset.contains(&Action::Arm(
-                Timer::Restart,
-                long_after + Duration::from_secs(1)
-            )),
+            reset.contains(&Action::Arm(Timer::Restart, long_after + Duration::from_secs(1))),
             "{reset:?}"
         );
     }
@@ -1710,43 +1562,19 @@ mod tests {
             c.shutdown.connection_draining = true;
             c.shutdown.max_drain_time = Duration::from_secs(20);
         });
-        state.step(
-            Event::Connections {
-                active: 3,
-                inflight: 2,
-            },
-            t0,
-        );
+        state.step(Event::Connections { active: 3, inflight: 2 }, t0);
         state.step(term(), t0);
         let after_delay = t0 + Duration::from_secs(1);
         let actions = state.step(Event::Timer(Timer::DrainEnd), after_delay);
         assert_eq!(
             actions,
-            vec![Action::Arm(
-                Timer::DrainMax,
-                after_delay + Duration::from_secs(20)
-            )]
+            vec![Action::Arm(Timer::DrainMax, after_delay + Duration::from_secs(20))]
         );
         assert!(state.awaiting_inflight());
         assert_eq!(state.lifecycle(), Lifecycle::Draining);
-        let still = state.step(
-            Event::Connections {
-                active: 3,
-                inflight: 1,
-            },
-            after_delay + ms(100),
-        );
-        assert!(
-            still.is_empty(),
-            "a request in flight holds the drain: {still:?}"
-        );
-        let idle = state.step(
-            Event::Connections {
-                active: 3,
-                inflight: 0,
-            },
-            after_delay + ms(200),
-        );
+        let still = state.step(Event::Connections { active: 3, inflight: 1 }, after_delay + ms(100));
+        assert!(still.is_empty(), "a request in flight holds the drain: {still:?}");
+        let idle = state.step(Event::Connections { active: 3, inflight: 0 }, after_delay + ms(200));
         assert!(
             idle.contains(&Action::Forward {
                 target: Target::Group(CHILD),
@@ -1756,19 +1584,10 @@ mod tests {
         );
         assert_eq!(outcome(&state, PhaseName::Drain), Some(Outcome::Ok));
         assert!(!state.awaiting_inflight());
-        assert_eq!(
-            state.connections(),
-            Some(ConnectionCount {
-                active: 3,
-                inflight: 0
-            })
-        );
+        assert_eq!(state.connections(), Some(ConnectionCount { active: 3, inflight: 0 }));
         assert_eq!(
             state.connections_at_trigger(),
-            Some(ConnectionCount {
-                active: 3,
-                inflight: 2
-            })
+            Some(ConnectionCount { active: 3, inflight: 2 })
         );
     }
 
@@ -1783,13 +1602,7 @@ mod tests {
             actions.contains(&Action::Arm(Timer::DrainMax, t0 + Duration::from_secs(2))),
             "drain_delay 0: wait at once"
         );
-        state.step(
-            Event::Connections {
-                active: 1,
-                inflight: 1,
-            },
-            t0 + ms(100),
-        );
+        state.step(Event::Connections { active: 1, inflight: 1 }, t0 + ms(100));
         let actions = state.step(Event::Timer(Timer::DrainMax), t0 + Duration::from_secs(2));
         assert!(actions.contains(&Action::Forward {
             target: Target::Group(CHILD),
@@ -1803,10 +1616,7 @@ mod tests {
             },
             t0 + Duration::from_secs(3),
         );
-        state.step(
-            Event::Poll { tree_empty: true },
-            t0 + Duration::from_secs(3),
-        );
+        state.step(Event::Poll { tree_empty: true }, t0 + Duration::from_secs(3));
         assert!(!phases::failed(state.phases()), "{:?}", state.phases());
     }
 
@@ -1820,8 +1630,7 @@ mod tests {
             timeout: None,
             service: None,
         };
-        let (mut state, t0) =
-            machine(|c| c.hooks = vec![hook(HookPhase::PreStop), hook(HookPhase::Cleanup)]);
+        let (mut state, t0) = machine(|c| c.hooks = vec![hook(HookPhase::PreStop), hook(HookPhase::Cleanup)]);
         let deadline = t0 + Duration::from_secs(30);
         let actions = state.step(term(), t0);
         assert!(

@@ -157,12 +157,7 @@ impl Running {
     }
 
     /// Waits for a stdout line for which `matches` holds (already seen ones count).
-    pub fn expect_where(
-        &mut self,
-        what: &str,
-        patience: Duration,
-        matches: impl Fn(&str) -> bool,
-    ) -> String {
+    pub fn expect_where(&mut self, what: &str, patience: Duration, matches: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + patience;
         if let Some(line) = self.seen.iter().find(|l| matches(l)) {
             return line.clone();
@@ -214,9 +209,7 @@ impl Running {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 // The pipe closes when the last writer is gone; nothing should outlive
                 // the process, so a short wait collects all of stderr.
-                wait_until(Duration::from_secs(5), || {
-                    self.stderr_done.load(Ordering::SeqCst)
-                });
+                wait_until(Duration::from_secs(5), || self.stderr_done.load(Ordering::SeqCst));
                 return status;
             }
             if Instant::now() >= deadline {
@@ -247,21 +240,14 @@ impl Drop for Running {
 }
 
 pub fn shell_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// `kill(pid, signal)` with a raw number (real-time signals have no `nix::Signal`).
 pub fn send_signal(pid: i32, signal: i32) {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     let result = unsafe { libc::kill(pid, signal) };
-    assert_eq!(
-        result,
-        0,
-        "kill({pid}, {signal}): {}",
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(result, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
 }
 
 /// Polls `condition` until it holds or `patience` passes.
@@ -322,20 +308,14 @@ pub fn zombie_children(parent: i32) -> usize {
                 return false;
             };
             let mut rest = stat[i + 1..].split_whitespace();
-            rest.next() == Some("Z")
-                && rest.next().and_then(|p| p.parse::<i32>().ok()) == Some(parent)
+            rest.next() == Some("Z") && rest.next().and_then(|p| p.parse::<i32>().ok()) == Some(parent)
         })
         .count()
 }
 
 /// A raw HTTP/1.1 exchange over loopback (`Connection: close`): (status, head, body).
 /// Raw on purpose: the malformed-request tests need the same socket-level control.
-pub fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, String, String) {
+pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
@@ -349,9 +329,7 @@ pub fn http(
 pub fn raw_http(addr: &str, bytes: &[u8]) -> (u16, String, String) {
     use std::io::Write;
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to gsup's HTTP port");
-    stream
-        .set_read_timeout(Some(PATIENCE))
-        .expect("read timeout");
+    stream.set_read_timeout(Some(PATIENCE)).expect("read timeout");
     let _ = stream.write_all(bytes);
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
@@ -360,11 +338,7 @@ pub fn raw_http(addr: &str, bytes: &[u8]) -> (u16, String, String) {
         return (0, text, String::new());
     };
     // gsup's answers are whole bodies with Content-Length, never chunked.
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, head.to_string(), body.to_string())
 }
 
@@ -384,11 +358,7 @@ impl Running {
                 });
             found.is_some()
         });
-        assert!(
-            seen,
-            "gsup never logged `http listening`\n{}",
-            self.stderr()
-        );
+        assert!(seen, "gsup never logged `http listening`\n{}", self.stderr());
         found.unwrap_or_default()
     }
 }

@@ -24,11 +24,7 @@ fn counter() -> ConnectionCounter {
 
 /// The sample's inbound connections on `port`.
 fn on_port(sample: &Connections, port: u16) -> Vec<&Inbound> {
-    sample
-        .connections
-        .iter()
-        .filter(|c| c.local.port() == port)
-        .collect()
+    sample.connections.iter().filter(|c| c.local.port() == port).collect()
 }
 
 /// The single inbound connection on `port`, if there is exactly one.
@@ -40,11 +36,7 @@ fn only(sample: &Connections, port: u16) -> Option<&Inbound> {
 }
 
 fn consistent(sample: &Connections) {
-    assert_eq!(
-        sample.active as usize,
-        sample.connections.len(),
-        "{sample:#?}"
-    );
+    assert_eq!(sample.active as usize, sample.connections.len(), "{sample:#?}");
     let inflight = sample.connections.iter().filter(|c| c.in_flight).count();
     assert_eq!(sample.inflight as usize, inflight, "{sample:#?}");
     assert!(sample.unreadable.is_empty(), "{sample:#?}");
@@ -112,21 +104,15 @@ fn silent_accepted_connections_are_active_not_in_flight() {
     }
     // A closed connection leaves the count (FIN: the server end turns CLOSE_WAIT).
     drop(pairs);
-    sample_until(&mut counter, &me(), "all closed", |s| {
-        on_port(s, port).is_empty()
-    });
+    sample_until(&mut counter, &me(), "all closed", |s| on_port(s, port).is_empty());
 }
 
 #[test]
 fn unaccepted_connections_are_queued_not_active() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let _clients: Vec<_> = (0..2)
-        .map(|_| TcpStream::connect(addr).expect("connect"))
-        .collect();
-    let sample = sample_until(&mut counter(), &me(), "2 in the accept queue", |s| {
-        s.queued >= 2
-    });
+    let _clients: Vec<_> = (0..2).map(|_| TcpStream::connect(addr).expect("connect")).collect();
+    let sample = sample_until(&mut counter(), &me(), "2 in the accept queue", |s| s.queued >= 2);
     assert!(on_port(&sample, addr.port()).is_empty(), "{sample:#?}");
 }
 
@@ -139,12 +125,9 @@ fn request_lifecycle(bind: &str) {
     let mut counter = counter();
     let tree = me();
 
-    sample_until(
-        &mut counter,
-        &tree,
-        "connected, silent: not in flight",
-        |s| only(s, port).is_some_and(|c| !c.in_flight),
-    );
+    sample_until(&mut counter, &tree, "connected, silent: not in flight", |s| {
+        only(s, port).is_some_and(|c| !c.in_flight)
+    });
 
     client.write_all(REQUEST).expect("request");
     let s = sample_until(&mut counter, &tree, "unread request: in flight", |s| {
@@ -153,9 +136,7 @@ fn request_lifecycle(bind: &str) {
     assert!(only(&s, port).is_some_and(|c| c.in_flight), "{s:#?}");
 
     // Read but unanswered: the queues are empty, only tcp_info tells.
-    server
-        .read_exact(&mut vec![0; REQUEST.len()])
-        .expect("read request");
+    server.read_exact(&mut vec![0; REQUEST.len()]).expect("read request");
     let s = sample_until(&mut counter, &tree, "read, unanswered", |s| {
         only(s, port).is_some_and(|c| c.recv_queue == 0)
     });
@@ -165,9 +146,7 @@ fn request_lifecycle(bind: &str) {
     assert!(tcp.data_segs_in > 0 && tcp.data_segs_out == 0, "{c:?}");
 
     server.write_all(RESPONSE).expect("response");
-    client
-        .read_exact(&mut vec![0; RESPONSE.len()])
-        .expect("read response");
+    client.read_exact(&mut vec![0; RESPONSE.len()]).expect("read response");
     // Not in flight once the client has ACKed the answer (send_queue counts unacked
     // bytes; the client may delay its ACK).
     let s = sample_until(&mut counter, &tree, "answered: idle keep-alive", |s| {
@@ -223,11 +202,7 @@ fn dual_stack_listener_counts_ipv4_clients() {
         SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped(),
         SocketAddr::V4(_) => None,
     };
-    assert_eq!(
-        peer,
-        Some(std::net::Ipv4Addr::LOCALHOST),
-        "{c:?} vs {client:?}"
-    );
+    assert_eq!(peer, Some(std::net::Ipv4Addr::LOCALHOST), "{c:?} vs {client:?}");
 }
 
 /// A listener in another process (this test binary, re-run as `listener_helper`): it
@@ -260,13 +235,7 @@ impl Helper {
             let port = BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
-                .find_map(|line| {
-                    line.split_once("helper-port ")?
-                        .1
-                        .trim()
-                        .parse::<u16>()
-                        .ok()
-                });
+                .find_map(|line| line.split_once("helper-port ")?.1.trim().parse::<u16>().ok());
             let _ = tx.send(port);
         });
         let port = match rx.recv_timeout(Duration::from_secs(30)) {
@@ -287,10 +256,7 @@ impl Helper {
 impl Drop for Helper {
     #[allow(clippy::disallowed_methods)] // a unit test owns this child; no reaper runs here
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid()),
-            nix::sys::signal::SIGKILL,
-        );
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::SIGKILL);
         let _ = self.child.wait();
     }
 }
@@ -304,10 +270,7 @@ fn listener_helper() {
         return;
     }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    println!(
-        "helper-port {}",
-        listener.local_addr().expect("addr").port()
-    );
+    println!("helper-port {}", listener.local_addr().expect("addr").port());
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for stream in listener.incoming() {
@@ -362,9 +325,7 @@ fn vanished_pids_are_skipped() {
     // Above the largest pid_max (2^22): never a process.
     let never = 0x3fff_fff0;
     let tree = [gone, never, std::process::id() as Pid];
-    let s = sample_until(&mut counter(), &tree, "own connection", |s| {
-        only(s, port).is_some()
-    });
+    let s = sample_until(&mut counter(), &tree, "own connection", |s| only(s, port).is_some());
     assert!(s.unreadable.is_empty(), "{s:#?}");
     // Only vanished pids: an empty sample, not an error.
     let empty = counter().count(&[gone, never]).expect("count");
@@ -388,41 +349,11 @@ fn in_flight_follows_design_4() {
         (7, 0, t(500, 500, 0, 0), true, "unread bytes"),
         (0, 7, t(500, 500, 1, 1), true, "unsent or unacked bytes"),
         (7, 0, None, true, "unread bytes without tcp_info"),
-        (
-            0,
-            0,
-            t(500, 3, 1, 0),
-            true,
-            "request read, nothing sent yet",
-        ),
-        (
-            0,
-            0,
-            t(500, 500, 1, 0),
-            true,
-            "request read, nothing sent, same jiffy",
-        ),
-        (
-            0,
-            0,
-            t(3, 500, 1, 1),
-            false,
-            "answer after request: idle keep-alive",
-        ),
-        (
-            0,
-            0,
-            t(40, 40, 2, 1),
-            false,
-            "same jiffy once data was sent: answered",
-        ),
-        (
-            0,
-            0,
-            t(900, 4, 2, 1),
-            true,
-            "second request after the answer",
-        ),
+        (0, 0, t(500, 3, 1, 0), true, "request read, nothing sent yet"),
+        (0, 0, t(500, 500, 1, 0), true, "request read, nothing sent, same jiffy"),
+        (0, 0, t(3, 500, 1, 1), false, "answer after request: idle keep-alive"),
+        (0, 0, t(40, 40, 2, 1), false, "same jiffy once data was sent: answered"),
+        (0, 0, t(900, 4, 2, 1), true, "second request after the answer"),
     ];
     for (rq, sq, tcp, want, why) in cases {
         assert_eq!(in_flight(rq, sq, tcp), want, "{why}");
@@ -434,22 +365,10 @@ fn tcp_info_offsets_match_linux_tcp_h() {
     #[cfg(any(target_env = "gnu", target_env = "musl"))]
     {
         use std::mem::offset_of;
-        assert_eq!(
-            offset_of!(libc::tcp_info, tcpi_last_data_sent),
-            tcpi::LAST_DATA_SENT
-        );
-        assert_eq!(
-            offset_of!(libc::tcp_info, tcpi_last_data_recv),
-            tcpi::LAST_DATA_RECV
-        );
-        assert_eq!(
-            offset_of!(libc::tcp_info, tcpi_data_segs_in),
-            tcpi::DATA_SEGS_IN
-        );
-        assert_eq!(
-            offset_of!(libc::tcp_info, tcpi_data_segs_out),
-            tcpi::DATA_SEGS_OUT
-        );
+        assert_eq!(offset_of!(libc::tcp_info, tcpi_last_data_sent), tcpi::LAST_DATA_SENT);
+        assert_eq!(offset_of!(libc::tcp_info, tcpi_last_data_recv), tcpi::LAST_DATA_RECV);
+        assert_eq!(offset_of!(libc::tcp_info, tcpi_data_segs_in), tcpi::DATA_SEGS_IN);
+        assert_eq!(offset_of!(libc::tcp_info, tcpi_data_segs_out), tcpi::DATA_SEGS_OUT);
     }
     let mut info = vec![0u8; 232];
     for (at, value) in [(44, 11u32), (52, 22), (152, 33), (156, 44)] {
@@ -464,10 +383,7 @@ fn tcp_info_offsets_match_linux_tcp_h() {
             data_segs_out: 44,
         })
     );
-    assert!(
-        TcpTimes::parse(&info[..160]).is_some(),
-        "through data_segs_out"
-    );
+    assert!(TcpTimes::parse(&info[..160]).is_some(), "through data_segs_out");
     // Linux < 4.6: no data_segs_*; the queues alone decide.
     assert_eq!(TcpTimes::parse(&info[..159]), None);
     assert_eq!(TcpTimes::parse(&info[..104]), None);
@@ -484,9 +400,7 @@ fn count_cost_20_connections() {
     let _pairs: Vec<_> = (0..20).map(|_| pair(&listener)).collect();
     let mut counter = counter();
     let tree = me();
-    let first = sample_until(&mut counter, &tree, "20 connections", |s| {
-        on_port(s, port).len() == 20
-    });
+    let first = sample_until(&mut counter, &tree, "20 connections", |s| on_port(s, port).len() == 20);
     // The count runs on this thread, the dump in its syscalls: thread CPU is the cost.
     let cpu = || {
         let usage = getrusage(UsageWho::RUSAGE_THREAD).expect("getrusage");

@@ -30,10 +30,7 @@ impl Shell {
 impl Drop for Shell {
     #[allow(clippy::disallowed_methods)] // a unit test owns this child; no reaper runs here
     fn drop(&mut self) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.pid()),
-            nix::sys::signal::SIGKILL,
-        );
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::SIGKILL);
         let _ = self.0.wait();
     }
 }
@@ -51,10 +48,7 @@ fn sample_until(
         if done(&sample) {
             return sample;
         }
-        assert!(
-            Instant::now() < deadline,
-            "gave up; last sample: {sample:#?}"
-        );
+        assert!(Instant::now() < deadline, "gave up; last sample: {sample:#?}");
         sleep(Duration::from_millis(20));
     }
 }
@@ -78,22 +72,14 @@ fn a_shell_and_its_two_sleeps() {
     let mut sampler = Sampler::new().expect("sampler");
     let sample = sample_until(&mut sampler, &[Root::tree(sh)], &none(), |s| {
         // Until both sleeps have exec'd (a forked sh is not yet `sleep 30`).
-        s.processes.len() == 3
-            && s.processes
-                .iter()
-                .all(|p| p.pid == sh || p.command == "sleep 30")
+        s.processes.len() == 3 && s.processes.iter().all(|p| p.pid == sh || p.command == "sleep 30")
     });
 
     let root = find(&sample, sh);
     assert_eq!(sample.processes[0].pid, sh, "the root comes first");
     assert_eq!(root.ppid, std::process::id() as Pid);
     assert_eq!(root.command, "sh -c sleep 30 & sleep 30 & wait");
-    let mut sleeps: Vec<Pid> = sample
-        .processes
-        .iter()
-        .filter(|p| p.pid != sh)
-        .map(|p| p.pid)
-        .collect();
+    let mut sleeps: Vec<Pid> = sample.processes.iter().filter(|p| p.pid != sh).map(|p| p.pid).collect();
     sleeps.sort_unstable();
     assert_eq!(root.children, sleeps);
 
@@ -106,9 +92,7 @@ fn a_shell_and_its_two_sleeps() {
         assert!(p.command.contains("sleep 30"), "{p:?}");
         assert_eq!(p.cpu_percent, 0.0, "first sample: {p:?}");
         // btime has whole seconds, so a start may read up to 1 s early, never late.
-        let age = now
-            .duration_since(p.started_at)
-            .expect("started in the past");
+        let age = now.duration_since(p.started_at).expect("started in the past");
         assert!(age < Duration::from_secs(60), "{p:?}");
         if p.pid != sh {
             assert_eq!(p.ppid, sh);
@@ -157,10 +141,7 @@ fn the_entry_has_exactly_the_designed_keys() {
     assert!(children[0].is_i64(), "pids, never objects");
     let started = entry["started_at"].as_str().expect("started_at");
     assert_eq!(started.len(), "2025-01-01T12:00:00.123Z".len(), "{started}");
-    assert!(
-        started.ends_with('Z') && started.as_bytes()[10] == b'T',
-        "{started}"
-    );
+    assert!(started.ends_with('Z') && started.as_bytes()[10] == b'T', "{started}");
     let uptime = entry["uptime_seconds"].as_f64().expect("uptime");
     assert!((0.0..60.0).contains(&uptime), "{uptime}");
 }
@@ -171,10 +152,7 @@ fn a_cpu_burner_shows_on_the_second_sample() {
     let roots = [Root::tree(shell.pid())];
     let mut sampler = Sampler::new().expect("sampler");
     let first = sample_until(&mut sampler, &roots, &none(), |s| s.processes.len() == 1);
-    assert_eq!(
-        first.processes[0].cpu_percent, 0.0,
-        "no previous sample yet"
-    );
+    assert_eq!(first.processes[0].cpu_percent, 0.0, "no previous sample yet");
     // Poll: on 2 shared cores the burner may be starved for a while.
     let deadline = Instant::now() + Duration::from_secs(10);
     let busy = loop {
@@ -186,10 +164,7 @@ fn a_cpu_burner_shows_on_the_second_sample() {
         assert!(Instant::now() < deadline, "never busy: {sample:#?}");
     };
     let burner = &busy.processes[0];
-    assert!(
-        burner.cpu_percent > 20.0 && burner.cpu_percent < 150.0,
-        "{burner:?}"
-    );
+    assert!(burner.cpu_percent > 20.0 && burner.cpu_percent < 150.0, "{burner:?}");
     assert!(burner.cpu_seconds > 0.0);
     assert!(busy.cpu_seconds_total >= burner.cpu_seconds);
     assert!(busy.cpu_seconds_total > first.cpu_seconds_total);
@@ -213,8 +188,7 @@ fn reaped_children_are_counted_once() {
         max_live = max_live.max(sample.cpu_seconds_live);
         // sh, its burner subshell and sleep 0.7 while burning; sh and sleep 30 after.
         saw_burner |= sample.processes.len() == 3 && sample.cpu_seconds_live > 0.05;
-        let done =
-            sample.processes.len() == 2 && sample.processes.iter().any(|p| p.command == "sleep 30");
+        let done = sample.processes.len() == 2 && sample.processes.iter().any(|p| p.command == "sleep 30");
         if saw_burner && done {
             let sh = find(&sample, shell.pid());
             assert!(
@@ -226,10 +200,7 @@ fn reaped_children_are_counted_once() {
         assert!(Instant::now() < deadline, "{sample:#?}");
         sleep(Duration::from_millis(50));
     }
-    assert!(
-        max_live > 0.05,
-        "negative control: something burned ({max_live})"
-    );
+    assert!(max_live > 0.05, "negative control: something burned ({max_live})");
     assert!(
         previous_total <= max_live + 0.1,
         "counted twice: total {previous_total} vs live {max_live}"
@@ -267,33 +238,17 @@ fn excluded_subtrees_are_skipped() {
     // Until every fork has exec'd: a forked sh shows its parent's argv for a while.
     let full = sample_until(&mut sampler, &roots, &none(), |s| {
         let has = |c: &str| s.processes.iter().any(|p| p.command == c);
-        s.processes.len() == 4
-            && has("sleep 30")
-            && has("sleep 31")
-            && s.processes.iter().any(is_inner)
+        s.processes.len() == 4 && has("sleep 30") && has("sleep 31") && s.processes.iter().any(is_inner)
     });
-    let inner = full
-        .processes
-        .iter()
-        .find(|p| is_inner(p))
-        .expect("inner sh");
+    let inner = full.processes.iter().find(|p| is_inner(p)).expect("inner sh");
     let exclude = HashSet::from([inner.pid]);
     let sample = sampler.sample(&roots, &exclude);
-    let commands: Vec<&str> = sample
-        .processes
-        .iter()
-        .map(|p| p.command.as_str())
-        .collect();
+    let commands: Vec<&str> = sample.processes.iter().map(|p| p.command.as_str()).collect();
     assert_eq!(commands.len(), 2, "{commands:?}");
     assert!(commands.contains(&"sleep 31"), "{commands:?}");
     assert!(!find(&sample, sh).children.contains(&inner.pid));
     // Negative control: excluding the root leaves nothing.
-    assert!(
-        sampler
-            .sample(&roots, &HashSet::from([sh]))
-            .processes
-            .is_empty()
-    );
+    assert!(sampler.sample(&roots, &HashSet::from([sh])).processes.is_empty());
 }
 
 #[test]
@@ -328,9 +283,7 @@ fn the_own_entry() {
     assert_eq!(me.ppid, nix::unistd::getppid().as_raw());
     assert!(me.threads >= 1 && me.fds >= 3 && me.rss_bytes > 0, "{me:?}");
     assert!(me.children.contains(&shell.pid()), "{me:?}");
-    let excluded = sampler
-        .sample_self(&HashSet::from([shell.pid()]))
-        .expect("own entry");
+    let excluded = sampler.sample_self(&HashSet::from([shell.pid()])).expect("own entry");
     assert!(!excluded.children.contains(&shell.pid()));
 }
 
@@ -343,10 +296,7 @@ fn the_full_scan_finds_the_same_children() {
     });
     let mut from_files = Vec::new();
     let mut reader = Reader::new();
-    assert!(
-        reader.children_files,
-        "this kernel has CONFIG_PROC_CHILDREN"
-    );
+    assert!(reader.children_files, "this kernel has CONFIG_PROC_CHILDREN");
     reader.children(shell.pid(), true, &mut from_files);
     let mut from_scan = Vec::new();
     reader.children_files = false;
@@ -411,11 +361,7 @@ fn btime_and_cgroup_paths() {
         cgroup_dir("0::/\n", mountinfo).as_deref(),
         Some("/sys/fs/cgroup/unified")
     );
-    assert_eq!(
-        cgroup_dir("4:memory:/x\n", mountinfo),
-        None,
-        "cgroup v1 only"
-    );
+    assert_eq!(cgroup_dir("4:memory:/x\n", mountinfo), None, "cgroup v1 only");
     // Whatever this host has, it must not fail loudly; a usage is never zero.
     if let Some((_, current)) = cgroup_memory() {
         assert!(current > 0);
@@ -430,10 +376,7 @@ fn btime_and_cgroup_paths() {
 fn sample_cost_50_processes() {
     use nix::sys::resource::{UsageWho, getrusage};
     let shell = Shell::spawn("for i in $(seq 49); do sleep 120 & done; wait");
-    let roots = [
-        Root::tree(shell.pid()),
-        Root::below(std::process::id() as Pid),
-    ];
+    let roots = [Root::tree(shell.pid()), Root::below(std::process::id() as Pid)];
     let mut sampler = Sampler::new().expect("sampler");
     sample_until(&mut sampler, &roots, &none(), |s| s.processes.len() == 50);
     let cpu = || {
