@@ -123,6 +123,8 @@ def main():
     parser.add_argument("--server", default="target/release/examples/drain_server")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    # The supervisors run in a scratch directory: make the paths absolute first.
+    args.gsup, args.server = os.path.abspath(args.gsup), os.path.abspath(args.server)
     cases = [
         ("graceful", "gsup drain_delay=1s", [args.gsup, "run"], {}, '[shutdown]\ndrain_delay = "1s"\n'),
         ("die", "gsup connection_draining", [args.gsup, "run"], {"DIE_ON_TERM": "1"},

@@ -390,17 +390,22 @@ fn tcp_info_offsets_match_linux_tcp_h() {
 }
 
 /// CPU per `count()` (DEPS §11 measured the dump alone at 0.29 ms); run by
-/// bench/connections_cost.sh in release.
+/// bench/connections_cost.sh in release. `GSUP_BENCH_CONNECTIONS` accepted connections
+/// (default 20; both ends live in this process, so 2 sockets each).
 #[test]
 #[ignore = "benchmark: bench/connections_cost.sh"]
-fn count_cost_20_connections() {
+fn count_cost() {
     use nix::sys::resource::{UsageWho, getrusage};
+    let n: usize = std::env::var("GSUP_BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let _pairs: Vec<_> = (0..20).map(|_| pair(&listener)).collect();
+    let _pairs: Vec<_> = (0..n).map(|_| pair(&listener)).collect();
     let mut counter = counter();
     let tree = me();
-    let first = sample_until(&mut counter, &tree, "20 connections", |s| on_port(s, port).len() == 20);
+    let first = sample_until(&mut counter, &tree, "the connections", |s| on_port(s, port).len() == n);
     // The count runs on this thread, the dump in its syscalls: thread CPU is the cost.
     let cpu = || {
         let usage = getrusage(UsageWho::RUSAGE_THREAD).expect("getrusage");
@@ -414,7 +419,7 @@ fn count_cost_20_connections() {
         seen += on_port(&counter.count(&tree).expect("count"), port).len();
     }
     let (per_count, wall) = ((cpu() - start) / rounds as f64, wall.elapsed() / rounds);
-    assert_eq!(seen, 20 * rounds as usize, "the connections stayed");
+    assert_eq!(seen, n * rounds as usize, "the connections stayed");
     // The /proc/<pid>/fd walk alone, to split the figure.
     let start = cpu();
     let mut inodes = HashSet::new();
@@ -424,7 +429,7 @@ fn count_cost_20_connections() {
     }
     let walk = (cpu() - start) / rounds as f64;
     println!(
-        "connections_cost: {per_count:.0} us CPU per count of 20 inbound connections \
+        "connections_cost: {per_count:.0} us CPU per count of {n} inbound connections \
          ({} socket fds in the tree, their fd walk {walk:.0} us; wall {wall:?}); kernel {}",
         first.sockets,
         fs::read_to_string("/proc/sys/kernel/osrelease")
