@@ -223,3 +223,30 @@ fn child_environment_is_inherited_minus_gsups_own() {
     assert_eq!(gsup.wait_code(PATIENCE), 0);
     assert_eq!(line, "keep=yes token=unset notify=unset");
 }
+
+/// gsup started with SIGUSR1 blocked: the child starts with it blocked too (as if gsup
+/// were not there), and a USR1 sent to gsup is still forwarded (it waits, pending, in the
+/// child until the child unblocks it).
+#[test]
+fn child_inherits_the_signal_mask() {
+    let script = format!(
+        "import os, signal; signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}}); \
+         os.execv('{GSUP}', ['gsup', 'run', '--http', 'off', '--', '{CHILD}', 'dispositions', 'echo', 'ready', 'forever'])"
+    );
+    let mut gsup = start(cmd("python3", &["-c", &script]), &[("GSUP_LOG", "debug")]);
+    let blocked = gsup.expect_line("blocked ");
+    assert!(blocked.contains("SIGUSR1"), "{blocked}");
+    gsup.expect_line("ready");
+    gsup.signal(libc::SIGUSR1);
+    assert!(
+        wait_until(PATIENCE, || gsup.stderr().contains("\"signal\":\"SIGUSR1\"")
+            && gsup.stderr().contains("signal forwarded")),
+        "gsup forwards a signal its parent had blocked\n{}",
+        gsup.stderr()
+    );
+    assert!(
+        alive(gsup.pid()),
+        "the blocked USR1 does not kill the child: it stays pending"
+    );
+    gsup.signal(libc::SIGKILL);
+}
