@@ -280,18 +280,44 @@ async fn answer(api: &Api, route: Route, reason: String, accept: Option<&HeaderV
 }
 
 fn health(snapshot: &Snapshot) -> (StatusCode, Value) {
-    let (child, status) = match (&snapshot.child, snapshot.state) {
+    use crate::supervisor::state::{Lifecycle, Resource};
+    let (child, mut status) = match (&snapshot.child, snapshot.state) {
         (Some(child), _) => (json!({"status": "up", "pid": child.pid}), "healthy"),
-        (None, crate::supervisor::state::Lifecycle::Restarting) => (json!({"status": "restarting"}), "degraded"),
-        (None, crate::supervisor::state::Lifecycle::Starting) => (json!({"status": "starting"}), "degraded"),
+        (None, Lifecycle::Restarting) => (json!({"status": "restarting"}), "degraded"),
+        (None, Lifecycle::Starting) => (json!({"status": "starting"}), "degraded"),
         (None, _) => (json!({"status": "down"}), "unhealthy"),
     };
+    let mut checks = serde_json::Map::new();
+    checks.insert("child".into(), child);
+    if snapshot.monitoring {
+        for (resource, threshold) in snapshot.thresholds {
+            let state = if threshold.breached {
+                "breached"
+            } else if threshold.over_since.is_some() {
+                "over"
+            } else {
+                "ok"
+            };
+            // A breach (action "warn", or one being acted on) degrades health.
+            if threshold.breached && status == "healthy" {
+                status = "degraded";
+            }
+            let (value_key, limit_key) = match resource {
+                Resource::Memory => ("rss_mb", "threshold_mb"),
+                Resource::Cpu => ("cpu_percent", "threshold_percent"),
+            };
+            checks.insert(
+                resource.as_str().into(),
+                json!({"status": state, value_key: threshold.value, limit_key: threshold.limit}),
+            );
+        }
+    }
     let code = if status == "unhealthy" {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
-    (code, json!({"status": status, "checks": {"child": child}}))
+    (code, json!({"status": status, "checks": checks}))
 }
 
 /// `/process`: gsup itself and the child's tree, read from /proc.

@@ -189,6 +189,8 @@ struct Supervisor {
     shutdown_counted: bool,
     /// Whether its trigger-to-exit duration has.
     shutdown_duration_observed: bool,
+    /// Which shutdown (by its start) the two flags above are about.
+    counted_for: Option<std::time::Instant>,
     /// An exit decided while answering a control request, returned by the next round.
     pending_exit: Option<i32>,
     /// The process-tree sampler (DESIGN §7); `None` when monitoring is off or /proc
@@ -252,6 +254,7 @@ impl Supervisor {
             started_at,
             shutdown_counted: false,
             shutdown_duration_observed: false,
+            counted_for: None,
             pending_exit: None,
             sampler,
             monitor_interval,
@@ -464,9 +467,23 @@ impl Supervisor {
             }
             Action::KillHooks => self.hooks.kill(),
             Action::Exit(code) => {
-                self.count_shutdown(true);
-                self.report_shutdown(code);
+                if let Some(shutdown) = self.state.shutdown().cloned() {
+                    self.count_shutdown(&shutdown, true);
+                    self.report_shutdown(&shutdown, Some(code));
+                }
                 return Some(code);
+            }
+            Action::ShutdownDone(shutdown) => {
+                self.count_shutdown(&shutdown, true);
+                self.report_shutdown(&shutdown, None);
+            }
+            Action::Breached {
+                resource,
+                value,
+                threshold,
+            } => {
+                warn!(resource = resource.as_str(), value, threshold, "threshold breached");
+                self.metrics.threshold_breached(resource.as_str());
             }
         }
         None
@@ -475,10 +492,7 @@ impl Supervisor {
     /// The shutdown report (DESIGN §4): one JSON line with the reason, every phase's
     /// timings, the exit code and the connection counts, to the log and to
     /// `[shutdown] log` when set.
-    fn report_shutdown(&self, code: i32) {
-        let Some(shutdown) = self.state.shutdown() else {
-            return;
-        };
+    fn report_shutdown(&self, shutdown: &state::Shutdown, code: Option<i32>) {
         let now = Instant::now().into_std();
         let rows = self.state.phases();
         let failed = phases::failed(rows);
@@ -490,6 +504,7 @@ impl Supervisor {
             "duration_seconds": now.saturating_duration_since(shutdown.started_at).as_secs_f64(),
             "deadline": self.clock.json(shutdown.deadline),
             "exit_code": code,
+            "restart": shutdown.restart,
             "outcome": if failed { "failure" } else { "success" },
             "active_connections": self.state.connections_at_trigger().map(|c| c.active),
             "inflight_connections": self.state.connections_at_trigger().map(|c| c.inflight),
@@ -523,11 +538,15 @@ impl Supervisor {
     /// needed SIGKILL, a hook failed or timed out, a phase was killed), while the shutdown
     /// still runs; success once it ended without one (`ended`). The duration is observed
     /// when the child's exit is known; phase durations as phases end.
-    fn count_shutdown(&mut self, ended: bool) {
-        let Some(shutdown) = self.state.shutdown() else {
-            return;
-        };
+    fn count_shutdown(&mut self, shutdown: &state::Shutdown, ended: bool) {
         let started_at = shutdown.started_at;
+        if self.counted_for != Some(started_at) {
+            // A new shutdown (a monitor restart ran one before).
+            self.counted_for = Some(started_at);
+            self.shutdown_counted = false;
+            self.shutdown_duration_observed = false;
+            self.metrics.clear_phase_durations();
+        }
         let rows = self.state.phases();
         for row in rows {
             if let (Some(start), Some(end)) = (row.started_at, row.ended_at) {
@@ -574,6 +593,10 @@ impl Supervisor {
         self.metrics
             .set_tree(totals.rss_bytes, totals.threads, totals.fds, totals.processes);
         self.metrics.raise_child_cpu_seconds(tree.cpu_seconds_total);
+        if self.state.child().is_some() {
+            let (rss_bytes, cpu_percent) = (totals.rss_bytes, totals.cpu_percent);
+            self.queue.push_back(Event::Sample { rss_bytes, cpu_percent });
+        }
         self.sample = Some(Arc::new(Sample {
             gsup,
             tree: Arc::new(tree),
@@ -601,7 +624,9 @@ impl Supervisor {
 
     /// Publishes the snapshot the HTTP side reads, and the gauges that follow the state.
     fn publish(&mut self) {
-        self.count_shutdown(false);
+        if let Some(shutdown) = self.state.shutdown().cloned() {
+            self.count_shutdown(&shutdown, false);
+        }
         self.metrics.set_ready(self.state.ready());
         let mut snapshot = Snapshot::of(&self.state, self.clock, self.started_at.into_std());
         snapshot.sample = self.sample.clone();

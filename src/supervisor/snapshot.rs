@@ -76,6 +76,10 @@ pub struct Snapshot {
     pub shutdown: Option<ShutdownView>,
     /// The latest inbound-connection sample.
     pub connections: Option<super::state::ConnectionCount>,
+    /// Memory and CPU against their thresholds, as last sampled.
+    pub thresholds: [(super::state::Resource, super::state::Threshold); 2],
+    /// `[monitor] enabled`: without samples the thresholds say nothing.
+    pub monitoring: bool,
     /// The monitor's latest sample (none with monitoring off).
     pub sample: Option<std::sync::Arc<Sample>>,
 }
@@ -130,6 +134,8 @@ impl Snapshot {
             }),
             sample: None,
             connections: state.connections(),
+            thresholds: state.thresholds(),
+            monitoring: state.config().monitor.enabled,
         }
     }
 

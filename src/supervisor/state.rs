@@ -13,7 +13,7 @@ use tracing::{debug, error, info, warn};
 
 use super::hooks::{self, PhaseResult};
 use super::phases::{self, Outcome, PhaseName, PhaseRow, Rows};
-use crate::config::{Config, ForwardTo, HookPhase, RestartPolicy};
+use crate::config::{Config, ForwardTo, HookPhase, MonitorAction, RestartPolicy};
 use crate::signals::Sig;
 
 pub type Pid = i32;
@@ -81,6 +81,11 @@ pub enum Event {
     Connections {
         active: u64,
         inflight: u64,
+    },
+    /// A monitor sample of the child's whole tree (DESIGN §7).
+    Sample {
+        rss_bytes: u64,
+        cpu_percent: f64,
     },
 }
 
@@ -152,6 +157,14 @@ pub enum Action {
     },
     /// SIGKILL the running hook (its phase was cut short) and forget the phase.
     KillHooks,
+    /// A monitor restart's stop is over: the loop counts and reports it.
+    ShutdownDone(Shutdown),
+    /// A threshold held for `sustain`: count and log it (the machine acts on it itself).
+    Breached {
+        resource: Resource,
+        value: f64,
+        threshold: f64,
+    },
     Exit(i32),
 }
 
@@ -208,6 +221,34 @@ pub struct Shutdown {
     pub deadline: Instant,
     /// Set once `force` began: the end of the `force_timeout` window.
     pub force_deadline: Option<Instant>,
+    /// A restart asked for by the monitor: the phases up to `force`, then a new child
+    /// instead of the post-stop phases and exit (DESIGN §4 Restarts).
+    pub restart: bool,
+}
+
+/// What a threshold watches (DESIGN §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    Memory,
+    Cpu,
+}
+
+impl Resource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Memory => "memory",
+            Resource::Cpu => "cpu",
+        }
+    }
+}
+
+/// One threshold's state: over it since when, and whether that held for `sustain`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Threshold {
+    pub over_since: Option<Instant>,
+    pub breached: bool,
+    pub value: f64,
+    pub limit: f64,
 }
 
 /// The child exited on its own (no shutdown): the rest of its tree is being stopped
@@ -265,6 +306,11 @@ pub struct State {
     /// The latest connection sample, and the one when the shutdown began.
     connections: Option<ConnectionCount>,
     connections_at_trigger: Option<ConnectionCount>,
+    /// [memory, cpu].
+    thresholds: [Threshold; 2],
+    /// The run ends because of a failure gsup detected (monitor shutdown, a restart
+    /// limit): the exit code is the child's if non-zero, else 1 (DESIGN §2).
+    failure_exit: bool,
     restarts: Restarts,
     exited: Option<i32>,
 }
@@ -284,6 +330,8 @@ impl State {
             awaiting_inflight: false,
             connections: None,
             connections_at_trigger: None,
+            thresholds: [Threshold::default(); 2],
+            failure_exit: false,
             restarts: Restarts::default(),
             exited: None,
             config,
@@ -327,6 +375,14 @@ impl State {
     /// The loop samples connections every 100 ms while this holds (DESIGN §7).
     pub fn awaiting_inflight(&self) -> bool {
         self.awaiting_inflight
+    }
+
+    /// Memory and CPU thresholds as last sampled (`/health` shows a breached one).
+    pub fn thresholds(&self) -> [(Resource, Threshold); 2] {
+        [
+            (Resource::Memory, self.thresholds[0]),
+            (Resource::Cpu, self.thresholds[1]),
+        ]
     }
 
     /// The latest connection sample.
@@ -412,6 +468,7 @@ impl State {
             }
             Event::Command(Command::Kill { reason }) => self.force(reason, now, &mut actions),
             Event::HooksDone(result) => self.on_hooks_done(result, now, &mut actions),
+            Event::Sample { rss_bytes, cpu_percent } => self.on_sample(rss_bytes, cpu_percent, now, &mut actions),
             Event::Connections { active, inflight } => {
                 self.connections = Some(ConnectionCount { active, inflight });
                 if self.awaiting_inflight && inflight == 0 {
@@ -553,6 +610,7 @@ impl State {
             started_at: now,
             deadline,
             force_deadline: None,
+            restart: false,
         });
 
         if self.restarts.pending_at.take().is_some() {
@@ -821,6 +879,9 @@ impl State {
                 self.phases
                     .record(PhaseName::Force, Outcome::Skipped, "nothing of the tree remained", now);
             }
+            if self.shutdown.as_ref().is_some_and(|s| s.restart) {
+                return self.restart_after_stop(now, actions);
+            }
             return self.post_stop(now, actions);
         }
         if self.aftermath.take().is_some() {
@@ -871,6 +932,111 @@ impl State {
         info!(delay_ms = delay.as_millis() as u64, policy = ?restart.policy, "child will be restarted");
         self.restarts.pending_at = Some(at);
         actions.push(Action::Arm(Timer::Restart, at));
+    }
+
+    /// DESIGN §7 thresholds: breached once over for `sustain`; cleared when back under.
+    fn on_sample(&mut self, rss_bytes: u64, cpu_percent: f64, now: Instant, actions: &mut Vec<Action>) {
+        let monitor = &self.config.monitor;
+        let readings = [
+            (
+                Resource::Memory,
+                rss_bytes as f64 / (1024.0 * 1024.0),
+                monitor.memory_threshold_mb as f64,
+            ),
+            (Resource::Cpu, cpu_percent, monitor.cpu_threshold_percent),
+        ];
+        let (sustain, action) = (monitor.sustain, monitor.action);
+        let mut breached = None;
+        for (index, (resource, value, limit)) in readings.into_iter().enumerate() {
+            let threshold = &mut self.thresholds[index];
+            threshold.value = value;
+            threshold.limit = limit;
+            if value <= limit {
+                if threshold.breached {
+                    info!(resource = resource.as_str(), value, limit, "back under the threshold");
+                }
+                *threshold = Threshold {
+                    value,
+                    limit,
+                    ..Threshold::default()
+                };
+                continue;
+            }
+            let since = *threshold.over_since.get_or_insert(now);
+            if !threshold.breached && now.saturating_duration_since(since) >= sustain {
+                threshold.breached = true;
+                actions.push(Action::Breached {
+                    resource,
+                    value,
+                    threshold: limit,
+                });
+                breached.get_or_insert(resource);
+            }
+        }
+        let Some(resource) = breached else { return };
+        if self.shutdown.is_some() || self.child.is_none() {
+            return;
+        }
+        let reason = format!("monitor {}", resource.as_str());
+        match action {
+            MonitorAction::Warn => {}
+            MonitorAction::Shutdown => {
+                self.failure_exit = true;
+                self.begin_shutdown(reason, now, actions);
+            }
+            MonitorAction::Restart => {
+                self.begin_shutdown(reason, now, actions);
+                if let Some(shutdown) = &mut self.shutdown {
+                    shutdown.restart = true;
+                }
+            }
+        }
+    }
+
+    /// A monitor restart stopped the child through the phases up to `force`: start the
+    /// next one at once (it was asked for; it counts toward `max_restarts`).
+    fn restart_after_stop(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        for name in POST_STOP {
+            self.phases.record(
+                name,
+                Outcome::Skipped,
+                "restart: post-stop phases run only at exit",
+                now,
+            );
+        }
+        self.phases
+            .record(PhaseName::Exit, Outcome::Skipped, "restart: no exit", now);
+        actions.push(Action::Disarm(Timer::GracefulDeadline));
+        actions.push(Action::Disarm(Timer::ForceDeadline));
+        if let Some(shutdown) = self.shutdown.take() {
+            actions.push(Action::ShutdownDone(shutdown));
+        }
+        self.prestop_at = None;
+        self.thresholds = [Threshold::default(); 2];
+        let window = self.config.restart.window;
+        while self
+            .restarts
+            .recent
+            .front()
+            .is_some_and(|&at| now.saturating_duration_since(at) >= window)
+        {
+            self.restarts.recent.pop_front();
+        }
+        if self.restarts.recent.len() >= self.config.restart.max_restarts as usize {
+            error!(
+                max_restarts = self.config.restart.max_restarts,
+                "restart limit reached, giving up"
+            );
+            let code = match self.last_exit.map(|e| e.status.code()) {
+                Some(0) | None => 1,
+                Some(code) => code,
+            };
+            return self.exit(code, actions);
+        }
+        self.restarts.total += 1;
+        self.restarts.recent.push_back(now);
+        info!(restart = self.restarts.total, "restarting the child (monitor)");
+        actions.push(Action::Spawn);
     }
 
     fn on_hooks_done(&mut self, result: PhaseResult, now: Instant, actions: &mut Vec<Action>) {
@@ -940,6 +1106,10 @@ impl State {
         actions.push(Action::Disarm(Timer::GracefulDeadline));
         actions.push(Action::Disarm(Timer::ForceDeadline));
         let code = match self.last_exit {
+            Some(exit) if self.failure_exit => match exit.status.code() {
+                0 => 1,
+                code => code,
+            },
             Some(exit) => self.config.map_exit_code(exit.status.code()),
             // The child was never reaped (it survived SIGKILL): report what SIGKILL gives.
             None if self.child.is_some() => 128 + libc::SIGKILL,
@@ -1678,6 +1848,92 @@ mod tests {
         let actions = state.step(done(HookPhase::Cleanup), t0 + ms(30));
         assert_eq!(actions.last(), Some(&Action::Exit(0)));
         assert_eq!(outcome(&state, PhaseName::Cleanup), Some(Outcome::Ok));
+    }
+
+    #[test]
+    fn a_threshold_breaches_only_after_sustain_and_clears_when_back_under() {
+        let (mut state, t0) = machine(|c| {
+            c.monitor.memory_threshold_mb = 100;
+            c.monitor.sustain = Duration::from_secs(2);
+            c.monitor.action = MonitorAction::Shutdown;
+        });
+        let big = 200 * 1024 * 1024;
+        assert!(
+            state
+                .step(
+                    Event::Sample {
+                        rss_bytes: big,
+                        cpu_percent: 1.0
+                    },
+                    t0
+                )
+                .is_empty()
+        );
+        assert!(
+            state
+                .step(
+                    Event::Sample {
+                        rss_bytes: big,
+                        cpu_percent: 1.0
+                    },
+                    t0 + ms(1900)
+                )
+                .is_empty()
+        );
+        // Back under resets the clock.
+        state.step(
+            Event::Sample {
+                rss_bytes: 1,
+                cpu_percent: 1.0,
+            },
+            t0 + ms(2000),
+        );
+        assert!(
+            state
+                .step(
+                    Event::Sample {
+                        rss_bytes: big,
+                        cpu_percent: 1.0
+                    },
+                    t0 + ms(2100)
+                )
+                .is_empty()
+        );
+        let actions = state.step(
+            Event::Sample {
+                rss_bytes: big,
+                cpu_percent: 1.0,
+            },
+            t0 + ms(4100),
+        );
+        assert!(
+            matches!(
+                actions[0],
+                Action::Breached {
+                    resource: Resource::Memory,
+                    ..
+                }
+            ),
+            "{actions:?}"
+        );
+        assert!(
+            actions.iter().any(|a| matches!(a, Action::Forward { .. })),
+            "shutdown begins: {actions:?}"
+        );
+        assert_eq!(state.shutdown().map(|s| s.reason.as_str()), Some("monitor memory"));
+        state.step(
+            Event::ChildExited {
+                pid: CHILD,
+                status: ExitStatus::Code(0),
+            },
+            t0 + ms(4200),
+        );
+        let exit = state.step(Event::Poll { tree_empty: true }, t0 + ms(4200));
+        assert_eq!(
+            exit.last(),
+            Some(&Action::Exit(1)),
+            "a failure gsup detected: 1 for a clean child exit"
+        );
     }
 
     #[test]
