@@ -5,6 +5,7 @@
 //! to the forking thread) — in a current-thread tokio runtime. Reaping, signals and state
 //! changes share one task, so no locks and no second waiter exist.
 
+pub mod checks;
 pub mod hooks;
 pub mod phases;
 mod reaper;
@@ -106,7 +107,8 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
     let loaded = Arc::new(loaded);
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new().map_err(RunError::Metrics)?);
-        let (mut supervisor, hook_reports) = Supervisor::new(loaded.config.clone(), spec, inherited, metrics);
+        let (mut supervisor, hook_reports, check_results) =
+            Supervisor::new(loaded.config.clone(), spec, inherited, metrics);
         let (control, requests) = mpsc::unbounded_channel();
         let api = Arc::new(Api {
             snapshot: supervisor.published.subscribe(),
@@ -121,7 +123,7 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
             http::spawn_control(socket, Arc::clone(&api)).map_err(RunError::Serve)?;
         }
         drop(api);
-        let code = supervisor.run(requests, hook_reports).await;
+        let code = supervisor.run(requests, hook_reports, check_results).await;
         // Removes the socket file; the runtime's drop then closes open connections.
         drop(control_socket);
         code
@@ -202,6 +204,8 @@ struct Supervisor {
     sample: Option<Arc<Sample>>,
     /// Runs the hooks of one shutdown phase at a time.
     hooks: hooks::HookRunner,
+    /// The readiness probe and the dependency checks.
+    checks: checks::Checks,
     /// Counts the tree's inbound connections (sock_diag); `None` if netlink is refused.
     connections: Option<monitor::connections::ConnectionCounter>,
 }
@@ -212,7 +216,11 @@ impl Supervisor {
         spec: ChildSpec,
         inherited: InheritedSignals,
         metrics: Arc<Metrics>,
-    ) -> (Self, mpsc::UnboundedReceiver<hooks::HookReport>) {
+    ) -> (
+        Self,
+        mpsc::UnboundedReceiver<hooks::HookReport>,
+        mpsc::UnboundedReceiver<checks::CheckResult>,
+    ) {
         let own_pid = nix::unistd::getpid().as_raw();
         let own_pgid = nix::unistd::getpgrp().as_raw();
         let tty = interactive_tty(own_pgid);
@@ -235,6 +243,7 @@ impl Supervisor {
             foreground_tty: tty,
         };
         let (hooks, hook_reports) = hooks::HookRunner::new(config.clone(), spec.clone(), setup);
+        let (checks, check_results) = checks::Checks::new(&config, spec.clone(), setup);
         let state = State::new(config, host);
         let clock = Clock::now();
         let started_at = Instant::now();
@@ -261,19 +270,21 @@ impl Supervisor {
             next_sample: Instant::now(),
             sample: None,
             hooks,
+            checks,
             connections: monitor::connections::ConnectionCounter::new()
                 .map_err(
                     |error| warn!(%error, "cannot count connections (sock_diag): drain and connection gauges are off"),
                 )
                 .ok(),
         };
-        (supervisor, hook_reports)
+        (supervisor, hook_reports, check_results)
     }
 
     async fn run(
         &mut self,
         mut requests: mpsc::UnboundedReceiver<Control>,
         mut hook_reports: mpsc::UnboundedReceiver<hooks::HookReport>,
+        mut check_results: mpsc::UnboundedReceiver<checks::CheckResult>,
     ) -> Result<i32, RunError> {
         let mut watched = signals::forwardable();
         watched.push(libc::SIGCHLD);
@@ -303,6 +314,10 @@ impl Supervisor {
             }
             let next_timer = self.timers.values().min().copied();
             let hook_deadline = self.hooks.next_deadline().map(Instant::from_std);
+            let check_due = self
+                .checks
+                .next_due(self.state.child().is_some())
+                .map(Instant::from_std);
             let tick = if self.state.awaiting_tree() {
                 TREE_POLL
             } else {
@@ -332,6 +347,18 @@ impl Supervisor {
                 _ = sleep_until(hook_deadline.unwrap_or_else(Instant::now)), if hook_deadline.is_some() => {
                     if let Some(result) = self.hooks.on_tick(Instant::now().into_std()) {
                         self.queue.push_back(Event::HooksDone(result));
+                    }
+                }
+                // A tcp/http check answered.
+                Some(result) = check_results.recv() => {
+                    self.checks.on_result(&result, Instant::now().into_std());
+                    self.queue.push_back(Event::Check(result));
+                }
+                // A check is due, or an exec check reached its timeout.
+                _ = sleep_until(check_due.unwrap_or_else(Instant::now)), if check_due.is_some() => {
+                    let child_running = self.state.child().is_some();
+                    for result in self.checks.tick(Instant::now().into_std(), child_running) {
+                        self.queue.push_back(Event::Check(result));
                     }
                 }
                 // The monitor's next sample of the tree and its connections.
@@ -583,10 +610,10 @@ impl Supervisor {
             self.monitor_interval
         };
         self.next_sample = Instant::now() + interval;
+        let hook_pids = self.helper_pids();
         let Some(sampler) = &mut self.sampler else {
             return;
         };
-        let hook_pids = self.hooks.pids();
         let tree = sampler.sample(&roots(self.state.child().map(|c| c.pid)), &hook_pids);
         let gsup = sampler.sample_self(&hook_pids);
         let totals = &tree.totals;
@@ -607,8 +634,8 @@ impl Supervisor {
     /// Inbound connections of the tree from the kernel (sampled whatever `[monitor]
     /// enabled` says: the drain and the gauges need them), into the state machine.
     fn sample_connections(&mut self) {
+        let mut tree = tree::descendants(self.own_pid, &self.helper_pids());
         let Some(counter) = &mut self.connections else { return };
-        let mut tree = tree::descendants(self.own_pid, &self.hooks.pids());
         tree.sort_unstable();
         match counter.count(&tree) {
             Ok(counts) => {
@@ -653,12 +680,19 @@ impl Supervisor {
         }
     }
 
+    /// Processes of gsup's own (hooks, exec checks): not part of the child's tree.
+    fn helper_pids(&self) -> HashSet<Pid> {
+        let mut pids = self.hooks.pids();
+        pids.extend(self.checks.pids());
+        pids
+    }
+
     /// The child's group and every remaining descendant of gsup.
     fn signal_tree(&mut self, signal: libc::c_int) {
         if let Some(pgid) = self.state.last_pgid() {
             let _ = os::killpg(pgid, signal);
         }
-        let rest = tree::descendants(self.own_pid, &self.hooks.pids());
+        let rest = tree::descendants(self.own_pid, &self.helper_pids());
         if !rest.is_empty() {
             info!(signal = %Sig(signal), processes = rest.len(), "signalling what is left of the tree");
         }
@@ -669,7 +703,7 @@ impl Supervisor {
 
     fn tree_empty(&self) -> bool {
         let group_gone = self.state.last_pgid().is_none_or(|pgid| os::killpg(pgid, 0).is_err());
-        group_gone && tree::descendants(self.own_pid, &self.hooks.pids()).is_empty()
+        group_gone && tree::descendants(self.own_pid, &self.helper_pids()).is_empty()
     }
 
     fn reap(&mut self) {
@@ -681,6 +715,11 @@ impl Supervisor {
                 }
                 Reaped::Stopped { pid, signal } if Some(pid) == main => {
                     self.queue.push_back(Event::ChildStopped { pid, signal });
+                }
+                Reaped::Exited { pid, status } if self.checks.owns(pid) => {
+                    if let Some(result) = self.checks.on_exit(pid, status, Instant::now().into_std()) {
+                        self.queue.push_back(Event::Check(result));
+                    }
                 }
                 Reaped::Exited { pid, status } if self.hooks.owns(pid) => {
                     if let Some(result) = self.hooks.on_exit(pid, status, Instant::now().into_std()) {

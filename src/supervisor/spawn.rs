@@ -98,6 +98,22 @@ pub fn spawn_piped(spec: &ChildSpec, setup: ChildSetup) -> Result<(Pid, ChildStd
     }
 }
 
+/// Like `spawn`, for an exec check: its own process group, no terminal, stdio `stdio`.
+pub fn spawn_quiet(spec: &ChildSpec, setup: ChildSetup, stdio: Stdio) -> Result<Pid, SpawnError> {
+    let (program, mut command) = build(
+        spec,
+        ChildSetup {
+            foreground_tty: None,
+            ..setup
+        },
+    );
+    command.stdin(Stdio::null()).stdout(stdio).stderr(Stdio::null());
+    match command.spawn() {
+        Ok(child) => Ok(child.id() as Pid),
+        Err(source) => Err(classify(program, source)),
+    }
+}
+
 fn build(spec: &ChildSpec, setup: ChildSetup) -> (String, Command) {
     let program = spec.argv.first().cloned().unwrap_or_default();
     let mut command = Command::new(&program);

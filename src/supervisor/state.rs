@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use libc::c_int;
 use tracing::{debug, error, info, warn};
 
+use super::checks::{CheckId, CheckResult};
 use super::hooks::{self, PhaseResult};
 use super::phases::{self, Outcome, PhaseName, PhaseRow, Rows};
 use crate::config::{Config, ForwardTo, HookPhase, MonitorAction, RestartPolicy};
@@ -87,6 +88,8 @@ pub enum Event {
         rss_bytes: u64,
         cpu_percent: f64,
     },
+    /// A readiness probe or dependency check ended.
+    Check(CheckResult),
 }
 
 /// Requests from the control surfaces (HTTP, control socket, monitor).
@@ -121,6 +124,11 @@ pub enum Timer {
     Restart,
     /// `max_drain_time` is over: stop waiting for in-flight requests.
     DrainMax,
+    /// `startup_timeout` after a start with a readiness probe: not ready by then is a
+    /// failed start.
+    Startup,
+    /// A failed start got the stop signal `timeout` ago: SIGKILL.
+    StartupKill,
 }
 
 /// Where a forwarded signal goes.
@@ -311,6 +319,10 @@ pub struct State {
     /// The run ends because of a failure gsup detected (monitor shutdown, a restart
     /// limit): the exit code is the child's if non-zero, else 1 (DESIGN §2).
     failure_exit: bool,
+    /// The readiness probe's latest result for this child (`None`: none yet, or no probe).
+    probe_ok: Option<bool>,
+    /// The latest result of each `[[dependencies]]` entry.
+    dependencies: Vec<Option<CheckResult>>,
     restarts: Restarts,
     exited: Option<i32>,
 }
@@ -332,6 +344,8 @@ impl State {
             connections_at_trigger: None,
             thresholds: [Threshold::default(); 2],
             failure_exit: false,
+            probe_ok: None,
+            dependencies: vec![None; config.dependencies.len()],
             restarts: Restarts::default(),
             exited: None,
             config,
@@ -363,9 +377,49 @@ impl State {
         self.last_pgid
     }
 
-    /// Ready: a child runs and no shutdown or preStop has started (probes come later).
+    /// Ready (DESIGN §5): a child runs, the readiness probe (if any) passes, no critical
+    /// dependency fails, and no shutdown or preStop has started.
     pub fn ready(&self) -> bool {
-        self.child.is_some() && self.shutdown.is_none() && self.prestop_at.is_none()
+        self.not_ready().is_none()
+    }
+
+    /// Why not ready, or `None` when ready.
+    pub fn not_ready(&self) -> Option<String> {
+        if self.shutdown.is_some() {
+            return Some("shutting down".into());
+        }
+        if self.prestop_at.is_some() {
+            return Some("prestop: readiness off until gsup exits".into());
+        }
+        if self.child.is_none() {
+            return Some(match self.lifecycle() {
+                Lifecycle::Restarting => "child restarting".into(),
+                _ => "child not running".into(),
+            });
+        }
+        if self.config.readiness.probe.is_some() && self.probe_ok != Some(true) {
+            return Some(match self.probe_ok {
+                None => "readiness probe has not passed yet".into(),
+                Some(_) => "readiness probe failing".into(),
+            });
+        }
+        let failing = self
+            .config
+            .dependencies
+            .iter()
+            .zip(&self.dependencies)
+            .find(|(dependency, result)| dependency.critical && result.as_ref().is_some_and(|r| !r.ok));
+        failing.map(|(dependency, _)| format!("critical dependency {} failing", dependency.name))
+    }
+
+    /// Each dependency with its latest result, for `/health`.
+    pub fn dependency_results(&self) -> Vec<(String, bool, Option<CheckResult>)> {
+        self.config
+            .dependencies
+            .iter()
+            .zip(&self.dependencies)
+            .map(|(dependency, result)| (dependency.name.clone(), dependency.critical, result.clone()))
+            .collect()
     }
 
     pub fn config(&self) -> &Config {
@@ -450,7 +504,7 @@ impl State {
         }
         match event {
             Event::Start => actions.push(Action::Spawn),
-            Event::Spawned { pid } => self.on_spawned(pid, now),
+            Event::Spawned { pid } => self.on_spawned(pid, now, &mut actions),
             Event::SpawnFailed { code } => self.exit(code, &mut actions),
             Event::Signal { signal, sender } => self.on_signal(signal, sender, now, &mut actions),
             Event::ChildExited { pid, status } => self.on_child_exit(pid, status, now, &mut actions),
@@ -468,6 +522,7 @@ impl State {
             }
             Event::Command(Command::Kill { reason }) => self.force(reason, now, &mut actions),
             Event::HooksDone(result) => self.on_hooks_done(result, now, &mut actions),
+            Event::Check(result) => self.on_check(result, &mut actions),
             Event::Sample { rss_bytes, cpu_percent } => self.on_sample(rss_bytes, cpu_percent, now, &mut actions),
             Event::Connections { active, inflight } => {
                 self.connections = Some(ConnectionCount { active, inflight });
@@ -485,7 +540,40 @@ impl State {
         actions
     }
 
-    fn on_spawned(&mut self, pid: Pid, now: Instant) {
+    fn on_check(&mut self, result: CheckResult, actions: &mut Vec<Action>) {
+        match result.id {
+            CheckId::Readiness => {
+                if self.child.is_none() {
+                    return;
+                }
+                if self.probe_ok != Some(result.ok) {
+                    // Logged once per change, not once per probe.
+                    info!(ok = result.ok, detail = %result.detail, "readiness probe changed");
+                }
+                if result.ok {
+                    actions.push(Action::Disarm(Timer::Startup));
+                }
+                self.probe_ok = Some(result.ok);
+            }
+            CheckId::Dependency(index) => {
+                let Some(slot) = self.dependencies.get_mut(index) else {
+                    return;
+                };
+                if slot.as_ref().is_none_or(|last| last.ok != result.ok) {
+                    let name = self
+                        .config
+                        .dependencies
+                        .get(index)
+                        .map(|d| d.name.clone())
+                        .unwrap_or_default();
+                    info!(dependency = %name, ok = result.ok, detail = %result.detail, "dependency changed");
+                }
+                *slot = Some(result);
+            }
+        }
+    }
+
+    fn on_spawned(&mut self, pid: Pid, now: Instant, actions: &mut Vec<Action>) {
         self.generation += 1;
         self.child = Some(RunningChild {
             pid,
@@ -494,7 +582,11 @@ impl State {
             started_at: now,
         });
         self.last_pgid = Some(pid);
+        self.probe_ok = None;
         info!(pid, generation = self.generation, "child started");
+        if self.config.readiness.probe.is_some() {
+            actions.push(Action::Arm(Timer::Startup, now + self.config.restart.startup_timeout));
+        }
     }
 
     fn on_signal(&mut self, signal: c_int, sender: Option<Pid>, now: Instant, actions: &mut Vec<Action>) {
@@ -750,6 +842,24 @@ impl State {
                     } else {
                         self.end_drain(Outcome::Ok, "drain_delay elapsed".into(), now, actions);
                     }
+                }
+            }
+            Timer::Startup => {
+                if self.child.is_some() && self.shutdown.is_none() && self.probe_ok != Some(true) {
+                    // A failed start: stop it; its exit then goes to the restart policy.
+                    error!(
+                        startup_timeout_ms = self.config.restart.startup_timeout.as_millis() as u64,
+                        "child not ready within startup_timeout: stopping it"
+                    );
+                    actions.push(Action::SignalTree {
+                        signal: self.config.effective_stop_signal(),
+                    });
+                    actions.push(Action::Arm(Timer::StartupKill, now + self.config.shutdown.timeout));
+                }
+            }
+            Timer::StartupKill => {
+                if self.child.is_some() && self.shutdown.is_none() {
+                    actions.push(Action::SignalTree { signal: libc::SIGKILL });
                 }
             }
             Timer::DrainMax => {
