@@ -28,9 +28,9 @@
 #![allow(dead_code)] // wired by the drain phase and the monitor
 
 use std::collections::{HashMap, HashSet};
+use std::fs;
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use netlink_packet_core::{NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
@@ -38,8 +38,6 @@ use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP, TCP_ESTABLISHED, TCP_LISTEN};
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, nlas::Nla};
 use netlink_sys::{Socket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG};
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
 
 use super::procfs::Pid;
 
@@ -224,9 +222,10 @@ pub struct ConnectionCounter {
     /// dump abandoned by an error and are skipped.
     seq: u32,
     fds: FdCache,
-    /// Scratch, kept for the allocations: the LISTEN sockets of both families (inode,
-    /// port, accept queue), the ESTABLISHED sockets on candidate ports, the bytecode.
-    listeners: Vec<(u32, u16, u32)>,
+    /// Scratch, kept for the allocations: the LISTEN sockets of both families (family,
+    /// inode, port, accept queue), the ESTABLISHED sockets on candidate ports, the
+    /// bytecode.
+    listeners: Vec<(u8, u32, u16, u32)>,
     established: Vec<Inbound>,
     bytecode: Vec<u8>,
     /// Set when the kernel refused the port filter (EINVAL): the ESTABLISHED dumps go
@@ -291,7 +290,7 @@ impl ConnectionCounter {
                         return;
                     }
                     // For a listener the kernel reports its accept-queue length here.
-                    listeners.push((h.inode, h.socket_id.source_port, h.recv_queue));
+                    listeners.push((family, h.inode, h.socket_id.source_port, h.recv_queue));
                 },
             )?;
         }
@@ -301,8 +300,8 @@ impl ConnectionCounter {
         let mut ports: Vec<u16> = self
             .listeners
             .iter()
-            .filter(|(inode, _, _)| !self.fds.foreign.contains(inode))
-            .map(|&(_, port, _)| port)
+            .filter(|(_, inode, _, _)| !self.fds.foreign.contains(inode))
+            .map(|&(_, _, port, _)| port)
             .collect();
         ports.sort_unstable();
         ports.dedup();
@@ -319,6 +318,18 @@ impl ConnectionCounter {
                 self.bytecode.clear();
             }
             for family in [AF_INET, AF_INET6] {
+                // Each ESTABLISHED dump scans the kernel's whole established hash (shared
+                // by both families: 262,144 buckets here, ~0.2 ms), so a family without a
+                // candidate listener is not dumped: its connections can only be on a
+                // listener of its own family (IPv4 clients of a dual-stack `[::]`
+                // listener are AF_INET6 sockets).
+                let wanted = self
+                    .listeners
+                    .iter()
+                    .any(|(f, inode, _, _)| *f == family && !self.fds.foreign.contains(inode));
+                if !wanted {
+                    continue;
+                }
                 self.seq = self.seq.wrapping_add(1);
                 let (established, ports) = (&mut self.established, &ports);
                 let mut visit = |r: &InetResponse| {
@@ -377,7 +388,7 @@ impl ConnectionCounter {
         self.fds.since_full += 1;
         let unplaced = |inode: &u32| !self.fds.known.contains(inode) && !self.fds.foreign.contains(inode);
         let due = self.fds.since_full >= FULL_WALK_EVERY
-            || self.listeners.iter().any(|(inode, _, _)| unplaced(inode))
+            || self.listeners.iter().any(|(_, inode, _, _)| unplaced(inode))
             || self.established.iter().any(|c| unplaced(&c.inode));
         if due {
             out.unreadable.clear();
@@ -385,14 +396,14 @@ impl ConnectionCounter {
             let relevant = self
                 .listeners
                 .iter()
-                .map(|&(inode, _, _)| inode)
+                .map(|&(_, inode, _, _)| inode)
                 .chain(self.established.iter().map(|c| c.inode));
             self.fds.classify(relevant);
         }
 
         // 5. Classify with the tree's inodes.
         let known = &self.fds.known;
-        for &(inode, port, queue) in &self.listeners {
+        for &(_, inode, port, queue) in &self.listeners {
             if known.contains(&inode) {
                 out.listening_ports.push(port);
                 out.queued += u64::from(queue);
@@ -483,30 +494,21 @@ impl FdCache {
 
 /// Adds the inodes of `pid`'s sockets (`/proc/<pid>/fd/N -> socket:[inode]`) to `out`.
 ///
-/// One directory fd per pid and `readlinkat` relative to it: the kernel resolves
-/// `N` instead of a whole `/proc/<pid>/fd/N` path per fd, and no path is formatted or
-/// allocated per fd.
+/// The kernel's work per fd (the listing and the link) is nearly all of the cost: a
+/// `readlinkat` relative to an open `/proc/<pid>/fd`, without a path or a `String` per
+/// fd, measured the same (1,154 vs 1,149 µs for 1,002 fds), so this stays plain.
 fn socket_inodes(pid: Pid, out: &mut Vec<u32>) -> io::Result<()> {
-    let fd_dir = nix::fcntl::open(
-        format!("/proc/{pid}/fd").as_str(),
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    // The listing (std's `read_dir`, which opens the directory itself) is separate from
-    // the fd that readlinkat resolves names against; an open is cheap beside 1,000 links.
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
-        let name = entry?.file_name();
-        let link = match nix::fcntl::readlinkat(&fd_dir, name.as_os_str()) {
+    for entry in fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let link = match entry.and_then(|e| fs::read_link(e.path())) {
             Ok(link) => link,
             // The fd was closed between the listing and the readlink: normal.
-            Err(nix::errno::Errno::ENOENT) => continue,
-            Err(err) => return Err(err.into()),
+            Err(err) if vanished(&err) => continue,
+            Err(err) => return Err(err),
         };
         let inode = link
-            .as_bytes()
-            .strip_prefix(b"socket:[")
-            .and_then(|l| l.strip_suffix(b"]"))
-            .and_then(|n| std::str::from_utf8(n).ok())
+            .to_str()
+            .and_then(|l| l.strip_prefix("socket:["))
+            .and_then(|l| l.strip_suffix(']'))
             .and_then(|n| n.parse().ok());
         if let Some(inode) = inode {
             out.push(inode);
