@@ -5,17 +5,22 @@
 //!
 //! One [`ConnectionCounter::count`] is one sample:
 //!
-//! 1. the tree's socket inodes, from the `socket:[N]` links in `/proc/<pid>/fd` (proc(5));
-//! 2. one sock_diag dump (sock_diag(7)) per address family of the TCP sockets in LISTEN
-//!    and ESTABLISHED, with `INET_DIAG_INFO` (the kernel's `struct tcp_info`);
-//! 3. the listening ports are the ports of the tree's LISTEN sockets; an inbound
-//!    connection is an ESTABLISHED socket of the tree whose local port is one of them, so
-//!    the child's outbound pools (databases, upstreams) never count;
+//! 1. one sock_diag dump (sock_diag(7)) per address family of the TCP LISTEN sockets;
+//! 2. the tree's socket inodes, from the `socket:[N]` links in `/proc/<pid>/fd` (proc(5)),
+//!    cached between samples (see [`ConnectionCounter`] for when they are re-read);
+//! 3. the listening ports are the ports of the tree's LISTEN sockets; one dump per family
+//!    of the ESTABLISHED sockets on those ports, with `INET_DIAG_INFO` (the kernel's
+//!    `struct tcp_info`), filtered by local port in the kernel ([`port_filter`]); an
+//!    inbound connection is an ESTABLISHED socket of the tree (its inode) whose local port
+//!    is one of them, so the child's outbound pools (databases, upstreams) never count,
+//!    nor connections another process accepted on a shared or SO_REUSEPORT port;
 //! 4. in flight per DESIGN §4 ([`in_flight`]).
 //!
-//! The kernel filters by state only; ports and inodes are matched here (DEPS §11: no
-//! bytecode filter). Netlink sees gsup's network namespace only: a child in another netns
-//! has no inbound connections as far as this module can tell.
+//! DEPS §11 said "no bytecode filter"; it is used now because it shrinks the
+//! ESTABLISHED dump (the tree's own outbound ends and the rest of the machine are not built,
+//! sent and parsed), and a kernel that refuses it (EINVAL) gets unfiltered dumps, with
+//! ports matched here as before. Netlink sees gsup's network namespace only: a child in
+//! another netns has no inbound connections as far as this module can tell.
 //!
 //! This module only reads /proc and asks the kernel; it never touches a socket or a
 //! process of the child. The supervisor owns the timer that calls it (every `interval`,
