@@ -422,18 +422,131 @@ fn count_cost() {
     assert_eq!(seen, n * rounds as usize, "the connections stayed");
     // The /proc/<pid>/fd walk alone, to split the figure.
     let start = cpu();
-    let mut inodes = HashSet::new();
+    let mut inodes = Vec::new();
     for _ in 0..rounds {
         inodes.clear();
         socket_inodes(tree[0], &mut inodes).expect("fd walk");
     }
     let walk = (cpu() - start) / rounds as f64;
+    // A sample that walks every fd (what a sample costs when a connection was accepted
+    // since the last one, and every FULL_WALK_EVERY samples).
+    let start = cpu();
+    for _ in 0..rounds {
+        counter.fds.since_full = FULL_WALK_EVERY;
+        seen += on_port(&counter.count(&tree).expect("count"), port).len();
+    }
+    let walking = (cpu() - start) / rounds as f64;
+    assert_eq!(seen, 2 * n * rounds as usize, "the connections stayed");
     println!(
         "connections_cost: {per_count:.0} us CPU per count of {n} inbound connections \
-         ({} socket fds in the tree, their fd walk {walk:.0} us; wall {wall:?}); kernel {}",
+         ({} socket fds in the tree; a count that re-walks them {walking:.0} us, the walk alone \
+         {walk:.0} us; wall {wall:?}); kernel {}",
         first.sockets,
-        fs::read_to_string("/proc/sys/kernel/osrelease")
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim()
     );
+}
+
+/// The fd cache (see `ConnectionCounter`): every change shows in the very next sample,
+/// no polling; a closed connection and an unchanged tree cost no walk.
+#[test]
+fn cached_walk_sees_changes_in_the_next_sample() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut counter = counter();
+    let tree = me();
+    assert!(on_port(&counter.count(&tree).expect("count"), port).is_empty());
+
+    // A new accepted connection: an unplaced inode on a tree port, walked at once.
+    let (client, server) = pair(&listener);
+    let s = counter.count(&tree).expect("count");
+    consistent(&s);
+    assert_eq!(on_port(&s, port).len(), 1, "{s:#?}");
+
+    // Unchanged: no walk (other tests' sockets may force one; then retry).
+    let quiet = (0..50).any(|_| {
+        let before = counter.fds.since_full;
+        let s = counter.count(&tree).expect("count");
+        before < FULL_WALK_EVERY - 1 && counter.fds.since_full == before + 1 && on_port(&s, port).len() == 1
+    });
+    assert!(quiet, "an unchanged tree kept re-walking");
+
+    // Closed: the server end leaves ESTABLISHED on close(), so the next sample drops it.
+    drop(server);
+    let s = counter.count(&tree).expect("count");
+    assert!(on_port(&s, port).is_empty(), "{s:#?}");
+    drop(client);
+
+    // A listener opened after the first samples, with a connection: both found at once.
+    let late = TcpListener::bind("[::1]:0").expect("bind late");
+    let late_port = late.local_addr().expect("addr").port();
+    let _late_pair = pair(&late);
+    let s = counter.count(&tree).expect("count");
+    consistent(&s);
+    assert!(s.listening_ports.contains(&late_port), "{s:#?}");
+    assert_eq!(on_port(&s, late_port).len(), 1, "{s:#?}");
+    assert!(!counter.no_filter, "the kernel refused the port filter");
+}
+
+#[test]
+fn a_pid_leaving_the_tree_takes_its_sockets() {
+    let helper = Helper::spawn();
+    let _to_helper = TcpStream::connect(("127.0.0.1", helper.port)).expect("connect to helper");
+    let mut counter = counter();
+    let both = [std::process::id() as Pid, helper.pid()];
+    sample_until(&mut counter, &both, "the helper's connection", |s| {
+        s.listening_ports.contains(&helper.port) && only(s, helper.port).is_some()
+    });
+    let s = counter.count(&me()).expect("count");
+    consistent(&s);
+    assert!(!s.listening_ports.contains(&helper.port), "{s:#?}");
+    assert!(on_port(&s, helper.port).is_empty(), "{s:#?}");
+    // And back: a pid joining the tree is walked in that sample.
+    let s = counter.count(&both).expect("count");
+    assert!(only(&s, helper.port).is_some(), "{s:#?}");
+}
+
+/// The bytecode of `port_filter`, run by the kernel: only the ports asked for come back.
+#[test]
+fn port_filter_keeps_only_its_ports() {
+    let listeners: Vec<_> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect();
+    let _pairs: Vec<_> = listeners.iter().map(pair).collect();
+    let counter = counter();
+    let mut wanted = vec![ports[0], ports[2]];
+    wanted.sort_unstable();
+    let mut bytecode = Vec::new();
+    port_filter(&wanted, &mut bytecode);
+    let mut buf = vec![0; BUFFER_LEN];
+    let mut seen = Vec::new();
+    dump(
+        &counter.socket,
+        &mut buf,
+        1,
+        AF_INET,
+        DumpKind::Established,
+        &bytecode,
+        |r| seen.push(r.header.socket_id.source_port),
+    )
+    .expect("filtered dump");
+    assert!(seen.iter().all(|p| wanted.contains(p)), "{seen:?} vs {wanted:?}");
+    assert!(seen.contains(&ports[0]) && seen.contains(&ports[2]), "{seen:?}");
+    assert!(!seen.contains(&ports[1]), "{seen:?}");
+    // One port alone (no JMP chain to the next).
+    port_filter(&ports[1..2], &mut bytecode);
+    seen.clear();
+    dump(
+        &counter.socket,
+        &mut buf,
+        2,
+        AF_INET,
+        DumpKind::Established,
+        &bytecode,
+        |r| seen.push(r.header.socket_id.source_port),
+    )
+    .expect("filtered dump");
+    assert_eq!(seen, [ports[1]]);
 }
