@@ -131,17 +131,23 @@ impl NotifyServer {
         if path.to_str().is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("notify socket path {} is not UTF-8: it must fit NOTIFY_SOCKET", path.display()),
+                format!(
+                    "notify socket path {} is not UTF-8: it must fit NOTIFY_SOCKET",
+                    path.display()
+                ),
             ));
         }
         make_private_dir(&private)?;
-        // From here on, a failure removes what was made (the server's drop does it).
-        let socket = bind_socket(&path).map_err(|error| {
+        // No server exists yet whose drop would clean up, so a failed bind does it here.
+        let socket = bind_socket(&path).inspect_err(|_| {
             let _ = fs::remove_file(&path);
             let _ = fs::remove_dir(&private);
-            error
         })?;
-        Ok(NotifyServer { socket, dir: private, path })
+        Ok(NotifyServer {
+            socket,
+            dir: private,
+            path,
+        })
     }
 
     /// What the child gets as `NOTIFY_SOCKET`.
@@ -165,9 +171,9 @@ impl NotifyServer {
         let mut control = nix::cmsg_space!(UnixCredentials, [RawFd; SCM_MAX_FD]);
         loop {
             self.socket.readable().await?;
-            let received = self
-                .socket
-                .try_io(Interest::READABLE, || receive(self.socket.as_raw_fd(), &mut buffer, &mut control));
+            let received = self.socket.try_io(Interest::READABLE, || {
+                receive(self.socket.as_raw_fd(), &mut buffer, &mut control)
+            });
             match received {
                 Ok(Some(notification)) => return Ok(notification),
                 Ok(None) => continue,
@@ -228,7 +234,9 @@ fn bind_socket(path: &Path) -> io::Result<UnixDatagram> {
     // bind(2) creates the file with 0777 minus the umask.
     fs::set_permissions(path, fs::Permissions::from_mode(SOCKET_MODE))
         .map_err(|error| with_path(error, "chmod", path))?;
-    socket.set_nonblocking(true).map_err(|error| with_path(error, "set O_NONBLOCK", path))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|error| with_path(error, "set O_NONBLOCK", path))?;
     UnixDatagram::from_std(socket).map_err(|error| with_path(error, "register with the runtime", path))
 }
 
@@ -342,7 +350,11 @@ impl SystemdNotifier {
             }
         };
         let watchdog_interval = watchdog_interval(env, own_pid);
-        Some(SystemdNotifier { socket, addr, watchdog_interval })
+        Some(SystemdNotifier {
+            socket,
+            addr,
+            watchdog_interval,
+        })
     }
 
     /// Sends `state` (newline-separated `KEY=VALUE`) in one datagram, without blocking.
@@ -394,7 +406,10 @@ fn notify_addr(value: &str) -> io::Result<SocketAddr> {
     } else if value.starts_with('/') {
         SocketAddr::from_pathname(value)
     } else {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "neither an absolute path nor @abstract"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "neither an absolute path nor @abstract",
+        ))
     }
 }
 
@@ -446,11 +461,21 @@ mod tests {
         let sender = StdUnixDatagram::unbound().unwrap();
         let addr = UnixAddr::new(server.path()).unwrap();
         let cmsgs = [ControlMessage::ScmRights(fds)];
-        socket::sendmsg(sender.as_raw_fd(), &[IoSlice::new(payload)], &cmsgs, MsgFlags::empty(), Some(&addr)).unwrap();
+        socket::sendmsg(
+            sender.as_raw_fd(),
+            &[IoSlice::new(payload)],
+            &cmsgs,
+            MsgFlags::empty(),
+            Some(&addr),
+        )
+        .unwrap();
     }
 
     fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
     }
 
     fn mode(path: &Path) -> u32 {
@@ -480,7 +505,10 @@ mod tests {
         let notification = next(&server).await;
         // The kernel fills in the sender's credentials for us (SO_PASSCRED).
         assert_eq!(notification.sender_pid, Some(own_pid()));
-        assert_eq!(notification.fields, fields(&[("READY", "1"), ("STATUS", "up and running"), ("X_CUSTOM", "a=b")]));
+        assert_eq!(
+            notification.fields,
+            fields(&[("READY", "1"), ("STATUS", "up and running"), ("X_CUSTOM", "a=b")])
+        );
         assert_eq!(
             parse(&notification.fields),
             vec![
@@ -503,7 +531,11 @@ mod tests {
         assert_eq!(read_end_state(&read), Err(Errno::EAGAIN));
         let notification = next(&server).await;
         assert_eq!(notification.fields, fields(&[("FDSTORE", "1")]));
-        assert_eq!(read_end_state(&read), Ok(0), "the server kept the passed descriptor open");
+        assert_eq!(
+            read_end_state(&read),
+            Ok(0),
+            "the server kept the passed descriptor open"
+        );
     }
 
     #[tokio::test]
@@ -522,7 +554,11 @@ mod tests {
         send_to(&server, b"STOPPING=1");
         let notification = next(&server).await;
         assert_eq!(notification.fields, fields(&[("STOPPING", "1")]));
-        assert_eq!(read_end_state(&read), Ok(0), "the oversized datagram's descriptor stayed open");
+        assert_eq!(
+            read_end_state(&read),
+            Ok(0),
+            "the oversized datagram's descriptor stayed open"
+        );
     }
 
     /// Interop with the real client. `systemd-notify` (≥ 246) ends with `BARRIER=1` and a
@@ -567,9 +603,16 @@ mod tests {
             received.push(next(&server).await);
         }
         let senders: Vec<_> = received.iter().map(|n| n.sender_pid).collect();
-        eprintln!("systemd-notify (pid {child_pid}, parent {}) sent as {senders:?}: {received:?}", own_pid());
+        eprintln!(
+            "systemd-notify (pid {child_pid}, parent {}) sent as {senders:?}: {received:?}",
+            own_pid()
+        );
         assert!(status.success(), "systemd-notify failed: {status}");
-        assert!(senders.iter().all(|&pid| pid == Some(child_pid) || pid == Some(own_pid())));
+        assert!(
+            senders
+                .iter()
+                .all(|&pid| pid == Some(child_pid) || pid == Some(own_pid()))
+        );
     }
 
     #[tokio::test]
@@ -587,7 +630,10 @@ mod tests {
         first.chown(Some(nix::unistd::geteuid().as_raw()), None).unwrap();
         drop(first);
         assert!(!path.exists() && !private.exists(), "socket or its dir left behind");
-        assert!(second.path().exists(), "dropping one generation removed another's socket");
+        assert!(
+            second.path().exists(),
+            "dropping one generation removed another's socket"
+        );
     }
 
     #[tokio::test]
@@ -603,13 +649,20 @@ mod tests {
         assert_eq!(server.path(), path);
 
         let elsewhere = tempfile::tempdir().unwrap();
-        symlink(elsewhere.path(), dir.path().join(format!("gsup-notify-{}-4", own_pid()))).unwrap();
+        symlink(
+            elsewhere.path(),
+            dir.path().join(format!("gsup-notify-{}-4", own_pid())),
+        )
+        .unwrap();
         let error = NotifyServer::bind(dir.path(), 4).unwrap_err();
         assert!(error.to_string().contains("refusing"), "{error}");
         assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
 
         let error = NotifyServer::bind(&dir.path().join("missing"), 5).unwrap_err();
-        assert!(error.to_string().contains("missing"), "the error names the path: {error}");
+        assert!(
+            error.to_string().contains("missing"),
+            "the error names the path: {error}"
+        );
     }
 
     #[tokio::test]
@@ -617,11 +670,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let server = NotifyServer::bind(dir.path(), 1).unwrap();
         let socket = server.path().to_str().unwrap().to_owned();
-        assert_eq!(child_env(&server, None), vec![("NOTIFY_SOCKET".to_owned(), socket.clone())]);
-        assert_eq!(child_env(&server, Some(Duration::ZERO)), vec![("NOTIFY_SOCKET".to_owned(), socket.clone())]);
+        assert_eq!(
+            child_env(&server, None),
+            vec![("NOTIFY_SOCKET".to_owned(), socket.clone())]
+        );
+        assert_eq!(
+            child_env(&server, Some(Duration::ZERO)),
+            vec![("NOTIFY_SOCKET".to_owned(), socket.clone())]
+        );
         assert_eq!(
             child_env(&server, Some(Duration::from_millis(1500))),
-            vec![("NOTIFY_SOCKET".to_owned(), socket), ("WATCHDOG_USEC".to_owned(), "1500000".to_owned())]
+            vec![
+                ("NOTIFY_SOCKET".to_owned(), socket),
+                ("WATCHDOG_USEC".to_owned(), "1500000".to_owned())
+            ]
         );
     }
 
@@ -632,7 +694,9 @@ mod tests {
 
     async fn recv_text(socket: &UnixDatagram) -> String {
         let mut buffer = [0u8; 4096];
-        let len = within("datagram from the notifier", socket.recv(&mut buffer)).await.unwrap();
+        let len = within("datagram from the notifier", socket.recv(&mut buffer))
+            .await
+            .unwrap();
         String::from_utf8(buffer[..len].to_vec()).unwrap()
     }
 
@@ -657,7 +721,9 @@ mod tests {
         assert_eq!(recv_text(&systemd).await, "WATCHDOG=1");
         assert_eq!(recv_text(&systemd).await, "EXTEND_TIMEOUT_USEC=3000000");
         let reloading = recv_text(&systemd).await;
-        let usec = reloading.strip_prefix("RELOADING=1\nMONOTONIC_USEC=").expect(&reloading);
+        let usec = reloading
+            .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
+            .expect(&reloading);
         assert!(usec.parse::<u64>().unwrap() > 0, "{reloading}");
         assert_eq!(notifier.watchdog_interval(), None);
     }
@@ -679,12 +745,23 @@ mod tests {
         let notifier = |pairs: &[(&str, &str)]| {
             let mut pairs = pairs.to_vec();
             pairs.push(("NOTIFY_SOCKET", "/nonexistent/notify.sock"));
-            SystemdNotifier::from_env(&env_of(&pairs), 4242).unwrap().watchdog_interval()
+            SystemdNotifier::from_env(&env_of(&pairs), 4242)
+                .unwrap()
+                .watchdog_interval()
         };
         assert_eq!(notifier(&[("WATCHDOG_USEC", "2000000")]), Some(Duration::from_secs(1)));
-        assert_eq!(notifier(&[("WATCHDOG_USEC", "2000000"), ("WATCHDOG_PID", "4242")]), Some(Duration::from_secs(1)));
-        assert_eq!(notifier(&[("WATCHDOG_USEC", "2000000"), ("WATCHDOG_PID", "4243")]), None);
-        assert_eq!(notifier(&[("WATCHDOG_USEC", "2000000"), ("WATCHDOG_PID", "nope")]), None);
+        assert_eq!(
+            notifier(&[("WATCHDOG_USEC", "2000000"), ("WATCHDOG_PID", "4242")]),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            notifier(&[("WATCHDOG_USEC", "2000000"), ("WATCHDOG_PID", "4243")]),
+            None
+        );
+        assert_eq!(
+            notifier(&[("WATCHDOG_USEC", "2000000"), ("WATCHDOG_PID", "nope")]),
+            None
+        );
         assert_eq!(notifier(&[("WATCHDOG_USEC", "0")]), None);
         assert_eq!(notifier(&[("WATCHDOG_USEC", "soon")]), None);
         assert_eq!(notifier(&[]), None);
