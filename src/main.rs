@@ -9,6 +9,7 @@ mod http;
 mod logging;
 mod metrics;
 mod monitor;
+mod notify;
 mod os;
 mod probe;
 mod run;
