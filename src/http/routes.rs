@@ -188,7 +188,7 @@ async fn answer(api: &Api, route: Route, reason: String, accept: Option<&HeaderV
                     with_timestamp(json!({"status": "ready"}), &snapshot, now),
                 )
             } else {
-                let reason = snapshot.not_ready.unwrap_or("not ready");
+                let reason = snapshot.not_ready.as_deref().unwrap_or("not ready");
                 let body = json!({"status": "not_ready", "reason": reason});
                 json_response(StatusCode::SERVICE_UNAVAILABLE, with_timestamp(body, &snapshot, now))
             }
@@ -311,6 +311,29 @@ fn health(snapshot: &Snapshot) -> (StatusCode, Value) {
                 json!({"status": state, value_key: threshold.value, limit_key: threshold.limit}),
             );
         }
+    }
+    for (name, critical, result) in &snapshot.dependencies {
+        let entry = match result {
+            Some((result, at)) => {
+                if !result.ok {
+                    // A failing critical dependency: unhealthy; a non-critical one: degraded.
+                    status = match (critical, status) {
+                        (true, _) => "unhealthy",
+                        (false, "healthy") => "degraded",
+                        (false, other) => other,
+                    };
+                }
+                json!({
+                    "status": if result.ok { "ok" } else { "failing" },
+                    "critical": critical,
+                    "latency_seconds": result.latency.as_secs_f64(),
+                    "checked_at": snapshot.clock.json(*at),
+                    "detail": result.detail,
+                })
+            }
+            None => json!({"status": "unknown", "critical": critical}),
+        };
+        checks.insert(name.clone(), entry);
     }
     let code = if status == "unhealthy" {
         StatusCode::SERVICE_UNAVAILABLE

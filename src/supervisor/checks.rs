@@ -22,6 +22,8 @@ use crate::os::{self, ChildSetup};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckId {
     Readiness,
+    /// The child's `READY=1` on its notify socket (`probe = { notify = true }`).
+    Notify,
     Dependency(usize),
 }
 

@@ -30,6 +30,7 @@ use crate::config::{Config, Loaded};
 use crate::http::{self, Api, BindError, Control};
 use crate::metrics::Metrics;
 use crate::monitor;
+use crate::notify::{self, NotifyMessage, NotifyServer, SystemdNotifier};
 use crate::os::{self, ChildSetup, InheritedSignals, SignalReceiver};
 use crate::signals::{self, Sig};
 use reaper::Reaped;
@@ -206,6 +207,14 @@ struct Supervisor {
     hooks: hooks::HookRunner,
     /// The readiness probe and the dependency checks.
     checks: checks::Checks,
+    /// gsup's own relation to systemd (`NOTIFY_SOCKET` in gsup's environment).
+    systemd: Option<SystemdNotifier>,
+    /// What gsup last told systemd: ready sent, the last STATUS, STOPPING sent.
+    told: (bool, String, bool),
+    /// The child's notify socket, one per generation (`[notify]`, DESIGN §9).
+    notify_server: Option<Arc<NotifyServer>>,
+    /// When the child's next `WATCHDOG=1` is due (`[notify] watchdog`), once ready.
+    child_watchdog: Option<Instant>,
     /// Counts the tree's inbound connections (sock_diag); `None` if netlink is refused.
     connections: Option<monitor::connections::ConnectionCounter>,
 }
@@ -271,6 +280,10 @@ impl Supervisor {
             sample: None,
             hooks,
             checks,
+            systemd: SystemdNotifier::from_env(&|name| std::env::var(name).ok(), own_pid),
+            told: (false, String::new(), false),
+            notify_server: None,
+            child_watchdog: None,
             connections: monitor::connections::ConnectionCounter::new()
                 .map_err(
                     |error| warn!(%error, "cannot count connections (sock_diag): drain and connection gauges are off"),
@@ -318,6 +331,9 @@ impl Supervisor {
                 .checks
                 .next_due(self.state.child().is_some())
                 .map(Instant::from_std);
+            let notify_server = self.notify_server.clone();
+            let child_watchdog = self.child_watchdog;
+            let systemd_watchdog = self.systemd.as_ref().and_then(SystemdNotifier::watchdog_interval);
             let tick = if self.state.awaiting_tree() {
                 TREE_POLL
             } else {
@@ -347,6 +363,18 @@ impl Supervisor {
                 _ = sleep_until(hook_deadline.unwrap_or_else(Instant::now)), if hook_deadline.is_some() => {
                     if let Some(result) = self.hooks.on_tick(Instant::now().into_std()) {
                         self.queue.push_back(Event::HooksDone(result));
+                    }
+                }
+                // A datagram from the child on its notify socket.
+                Ok(notification) = receive(notify_server.as_deref()) => self.on_notification(notification),
+                // The child's watchdog ran out.
+                _ = sleep_until(child_watchdog.unwrap_or_else(Instant::now)), if child_watchdog.is_some() => {
+                    self.child_watchdog_missed();
+                }
+                // Half of systemd's watchdog period: the loop is alive, say so.
+                _ = sleep(systemd_watchdog.unwrap_or(IDLE_TICK)), if systemd_watchdog.is_some() => {
+                    if let Some(systemd) = &self.systemd {
+                        let _ = systemd.watchdog();
                     }
                 }
                 // A tcp/http check answered.
@@ -462,7 +490,7 @@ impl Supervisor {
 
     fn perform(&mut self, action: Action) -> Option<i32> {
         match action {
-            Action::Spawn => match spawn::spawn(&self.spec, self.setup) {
+            Action::Spawn => match spawn::spawn(&self.spec_for_next_generation(), self.setup) {
                 // Stepped before anything else, so the pid is known before its exit can be.
                 Ok(pid) => self.queue.push_front(Event::Spawned { pid }),
                 Err(error) => {
@@ -651,6 +679,7 @@ impl Supervisor {
 
     /// Publishes the snapshot the HTTP side reads, and the gauges that follow the state.
     fn publish(&mut self) {
+        self.tell_systemd();
         if let Some(shutdown) = self.state.shutdown().cloned() {
             self.count_shutdown(&shutdown, false);
         }
@@ -677,6 +706,110 @@ impl Supervisor {
                 self.metrics.signal_forwarded(&signals::name(signal));
             }
             Err(error) => debug!(signal = %Sig(signal), pid, %error, "signal not delivered"),
+        }
+    }
+
+    /// The child's spec for its next start: with its own notify socket when `[notify]`
+    /// asks for one (one per generation, so an old child's `READY=1` never counts).
+    fn spec_for_next_generation(&mut self) -> ChildSpec {
+        let notify = &self.state.config().notify;
+        let wanted = notify.socket
+            || !notify.watchdog.is_zero()
+            || matches!(self.state.config().readiness.probe, Some(crate::config::Probe::Notify));
+        let mut spec = self.spec.clone();
+        if !wanted {
+            return spec;
+        }
+        let watchdog = (!notify.watchdog.is_zero()).then_some(notify.watchdog);
+        let dir = std::env::var_os("RUNTIME_DIRECTORY")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        self.notify_server = None;
+        match NotifyServer::bind(&dir, self.state.generation_count() + 1) {
+            Ok(server) => {
+                if let Err(error) = server.chown(self.spec.uid, self.spec.gid) {
+                    warn!(%error, "cannot hand the notify socket to [process] user");
+                }
+                spec.env.extend(notify::child_env(&server, watchdog));
+                self.notify_server = Some(Arc::new(server));
+            }
+            Err(error) => error!(%error, "cannot create the child's notify socket"),
+        }
+        spec
+    }
+
+    /// A datagram on the child's notify socket: accepted from the child's tree only.
+    fn on_notification(&mut self, notification: notify::Notification) {
+        let in_tree = notification.sender_pid.is_some_and(|pid| {
+            self.state.child().is_some_and(|c| c.pid == pid)
+                || tree::descendants(self.own_pid, &self.helper_pids()).contains(&pid)
+        });
+        if !in_tree {
+            debug!(
+                sender = notification.sender_pid,
+                "notify datagram from outside the child's tree: ignored"
+            );
+            return;
+        }
+        for message in notify::parse(&notification.fields) {
+            match message {
+                NotifyMessage::Ready => {
+                    info!("child sent READY=1");
+                    self.queue.push_back(Event::Check(checks::CheckResult {
+                        id: checks::CheckId::Notify,
+                        ok: true,
+                        latency: Duration::ZERO,
+                        detail: "READY=1".into(),
+                    }));
+                    let watchdog = self.state.config().notify.watchdog;
+                    if !watchdog.is_zero() && self.child_watchdog.is_none() {
+                        self.child_watchdog = Some(Instant::now() + watchdog);
+                    }
+                }
+                NotifyMessage::Watchdog => {
+                    let watchdog = self.state.config().notify.watchdog;
+                    if !watchdog.is_zero() {
+                        self.child_watchdog = Some(Instant::now() + watchdog);
+                    }
+                }
+                NotifyMessage::WatchdogTrigger => self.child_watchdog = Some(Instant::now()),
+                NotifyMessage::Status(status) => info!(%status, "child status"),
+                NotifyMessage::Stopping => info!("child sent STOPPING=1"),
+                NotifyMessage::Reloading => info!("child sent RELOADING=1"),
+                other => debug!(?other, "child notification"),
+            }
+        }
+    }
+
+    /// The child missed its watchdog: `watchdog_signal`, then the restart policy decides.
+    fn child_watchdog_missed(&mut self) {
+        self.child_watchdog = None;
+        let signal = self.state.config().notify.watchdog_signal;
+        if let Some(child) = self.state.child() {
+            error!(pid = child.pid, signal = %Sig(signal), "child missed its watchdog");
+            let _ = os::kill(child.pid, signal);
+        }
+    }
+
+    /// Tells systemd what changed (DESIGN §9): READY=1 once the child is ready, STATUS=
+    /// on changes, STOPPING=1 when a shutdown starts.
+    fn tell_systemd(&mut self) {
+        let Some(systemd) = &self.systemd else { return };
+        if self.state.ready() && !self.told.0 {
+            let _ = systemd.ready();
+            self.told.0 = true;
+        }
+        if self.state.shutdown().is_some() && !self.told.2 {
+            let _ = systemd.stopping();
+            self.told.2 = true;
+        }
+        let status = match (self.state.shutdown(), phases::current(self.state.phases())) {
+            (Some(_), Some(phase)) => format!("{}: {}", self.state.lifecycle().as_str(), phase.as_str()),
+            _ => self.state.lifecycle().as_str().to_string(),
+        };
+        if status != self.told.1 {
+            let _ = systemd.status(&status);
+            self.told.1 = status;
         }
     }
 
@@ -711,6 +844,7 @@ impl Supervisor {
             let main = self.state.child().map(|c| c.pid);
             match reaped {
                 Reaped::Exited { pid, status } if Some(pid) == main => {
+                    self.child_watchdog = None;
                     self.queue.push_back(Event::ChildExited { pid, status });
                 }
                 Reaped::Stopped { pid, signal } if Some(pid) == main => {
@@ -812,4 +946,12 @@ fn roots(child: Option<Pid>) -> Vec<monitor::Root> {
     let mut roots: Vec<monitor::Root> = child.map(monitor::Root::tree).into_iter().collect();
     roots.push(monitor::Root::below(own));
     roots
+}
+
+/// `server.recv()`, or never when there is no notify socket.
+async fn receive(server: Option<&NotifyServer>) -> std::io::Result<notify::Notification> {
+    match server {
+        Some(server) => server.recv().await,
+        None => std::future::pending().await,
+    }
 }

@@ -142,6 +142,14 @@ pub fn failed(rows: &[PhaseRow]) -> bool {
     }
 }
 
+/// The phase running now: the first started and not ended, else the first not ended.
+pub fn current(rows: &[PhaseRow]) -> Option<PhaseName> {
+    rows.iter()
+        .find(|row| row.outcome.is_none() && row.started_at.is_some())
+        .or_else(|| rows.iter().find(|row| row.outcome.is_none()))
+        .map(|row| row.name)
+}
+
 /// Operations on the rows of one shutdown.
 pub trait Rows {
     fn row_mut(&mut self, name: PhaseName) -> &mut PhaseRow;
@@ -193,9 +201,6 @@ impl Rows for Vec<PhaseRow> {
     }
 
     fn current(&self) -> Option<PhaseName> {
-        self.iter()
-            .find(|row| row.outcome.is_none() && row.started_at.is_some())
-            .or_else(|| self.iter().find(|row| row.outcome.is_none()))
-            .map(|row| row.name)
+        current(self)
     }
 }

@@ -69,7 +69,9 @@ pub struct Snapshot {
     pub state: Lifecycle,
     pub ready: bool,
     /// Why not ready, for `/ready`'s 503 body.
-    pub not_ready: Option<&'static str>,
+    pub not_ready: Option<String>,
+    /// Each dependency: name, critical, latest result and when it came.
+    pub dependencies: Vec<(String, bool, Option<(super::checks::CheckResult, Instant)>)>,
     pub child: Option<ChildView>,
     pub restarts: u64,
     pub last_exit: Option<ExitView>,
@@ -94,17 +96,7 @@ pub struct Sample {
 impl Snapshot {
     pub fn of(state: &State, clock: Clock, started_at: Instant) -> Self {
         let lifecycle = state.lifecycle();
-        let not_ready = if state.ready() {
-            None
-        } else if state.shutdown().is_some() {
-            Some("shutting down")
-        } else if state.prestop_at().is_some() {
-            Some("prestop: readiness off until gsup exits")
-        } else if lifecycle == Lifecycle::Restarting {
-            Some("child restarting")
-        } else {
-            Some("child not running")
-        };
+        let not_ready = state.not_ready();
         Snapshot {
             clock,
             started_at,
@@ -134,6 +126,7 @@ impl Snapshot {
             }),
             sample: None,
             connections: state.connections(),
+            dependencies: state.dependency_results(),
             thresholds: state.thresholds(),
             monitoring: state.config().monitor.enabled,
         }

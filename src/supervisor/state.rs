@@ -321,8 +321,8 @@ pub struct State {
     failure_exit: bool,
     /// The readiness probe's latest result for this child (`None`: none yet, or no probe).
     probe_ok: Option<bool>,
-    /// The latest result of each `[[dependencies]]` entry.
-    dependencies: Vec<Option<CheckResult>>,
+    /// The latest result of each `[[dependencies]]` entry, and when it came.
+    dependencies: Vec<Option<(CheckResult, Instant)>>,
     restarts: Restarts,
     exited: Option<i32>,
 }
@@ -368,6 +368,11 @@ impl State {
         self.restarts.total
     }
 
+    /// How many children have started so far.
+    pub fn generation_count(&self) -> u64 {
+        self.generation
+    }
+
     #[cfg(test)]
     pub fn generation(&self) -> u64 {
         self.generation
@@ -408,12 +413,12 @@ impl State {
             .dependencies
             .iter()
             .zip(&self.dependencies)
-            .find(|(dependency, result)| dependency.critical && result.as_ref().is_some_and(|r| !r.ok));
+            .find(|(dependency, result)| dependency.critical && result.as_ref().is_some_and(|(r, _)| !r.ok));
         failing.map(|(dependency, _)| format!("critical dependency {} failing", dependency.name))
     }
 
     /// Each dependency with its latest result, for `/health`.
-    pub fn dependency_results(&self) -> Vec<(String, bool, Option<CheckResult>)> {
+    pub fn dependency_results(&self) -> Vec<(String, bool, Option<(CheckResult, Instant)>)> {
         self.config
             .dependencies
             .iter()
@@ -522,7 +527,7 @@ impl State {
             }
             Event::Command(Command::Kill { reason }) => self.force(reason, now, &mut actions),
             Event::HooksDone(result) => self.on_hooks_done(result, now, &mut actions),
-            Event::Check(result) => self.on_check(result, &mut actions),
+            Event::Check(result) => self.on_check(result, now, &mut actions),
             Event::Sample { rss_bytes, cpu_percent } => self.on_sample(rss_bytes, cpu_percent, now, &mut actions),
             Event::Connections { active, inflight } => {
                 self.connections = Some(ConnectionCount { active, inflight });
@@ -540,9 +545,9 @@ impl State {
         actions
     }
 
-    fn on_check(&mut self, result: CheckResult, actions: &mut Vec<Action>) {
+    fn on_check(&mut self, result: CheckResult, now: Instant, actions: &mut Vec<Action>) {
         match result.id {
-            CheckId::Readiness => {
+            CheckId::Readiness | CheckId::Notify => {
                 if self.child.is_none() {
                     return;
                 }
@@ -559,7 +564,7 @@ impl State {
                 let Some(slot) = self.dependencies.get_mut(index) else {
                     return;
                 };
-                if slot.as_ref().is_none_or(|last| last.ok != result.ok) {
+                if slot.as_ref().is_none_or(|(last, _)| last.ok != result.ok) {
                     let name = self
                         .config
                         .dependencies
@@ -568,7 +573,7 @@ impl State {
                         .unwrap_or_default();
                     info!(dependency = %name, ok = result.ok, detail = %result.detail, "dependency changed");
                 }
-                *slot = Some(result);
+                *slot = Some((result, now));
             }
         }
     }
