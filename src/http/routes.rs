@@ -312,8 +312,9 @@ fn health(snapshot: &Snapshot) -> (StatusCode, Value) {
             );
         }
     }
-    for (name, critical, result) in &snapshot.dependencies {
-        let entry = match result {
+    for dependency in &snapshot.dependencies {
+        let (name, critical) = (&dependency.name, dependency.critical);
+        let entry = match &dependency.last {
             Some((result, at)) => {
                 if !result.ok {
                     // A failing critical dependency: unhealthy; a non-critical one: degraded.

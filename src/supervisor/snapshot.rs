@@ -71,7 +71,7 @@ pub struct Snapshot {
     /// Why not ready, for `/ready`'s 503 body.
     pub not_ready: Option<String>,
     /// Each dependency: name, critical, latest result and when it came.
-    pub dependencies: Vec<(String, bool, Option<(super::checks::CheckResult, Instant)>)>,
+    pub dependencies: Vec<super::state::DependencyStatus>,
     pub child: Option<ChildView>,
     pub restarts: u64,
     pub last_exit: Option<ExitView>,

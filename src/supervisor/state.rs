@@ -278,6 +278,15 @@ struct Restarts {
     pending_at: Option<Instant>,
 }
 
+/// A dependency check's latest result, for `/health`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DependencyStatus {
+    pub name: String,
+    pub critical: bool,
+    /// The latest result and when it came; `None` before the first.
+    pub last: Option<(CheckResult, Instant)>,
+}
+
 /// Inbound connections of the child's tree (DESIGN §4), as last sampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionCount {
@@ -418,12 +427,16 @@ impl State {
     }
 
     /// Each dependency with its latest result, for `/health`.
-    pub fn dependency_results(&self) -> Vec<(String, bool, Option<(CheckResult, Instant)>)> {
+    pub fn dependency_results(&self) -> Vec<DependencyStatus> {
         self.config
             .dependencies
             .iter()
             .zip(&self.dependencies)
-            .map(|(dependency, result)| (dependency.name.clone(), dependency.critical, result.clone()))
+            .map(|(dependency, result)| DependencyStatus {
+                name: dependency.name.clone(),
+                critical: dependency.critical,
+                last: result.clone(),
+            })
             .collect()
     }
 
