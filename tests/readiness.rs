@@ -1,0 +1,310 @@
+//! DESIGN §5 readiness sources and §9 sd_notify: probes (http, tcp, exec, notify),
+//! startup_timeout, dependency checks, the child's watchdog, gsup's own notifications.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+
+use common::*;
+
+fn config(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp");
+    std::fs::write(file.path(), text).expect("write config");
+    file
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn ready(addr: &str) -> (u16, serde_json::Value) {
+    let (status, _, body) = http(addr, "GET", "/ready", &[]);
+    (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+}
+
+/// A child that starts listening only after a while: /ready is 503 until the HTTP probe
+/// passes, then 200.
+#[test]
+fn ready_waits_for_the_http_probe() {
+    let port = free_port();
+    let script = format!("sleep 1; exec {CHILD} listen 127.0.0.1:{port} forever");
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut gsup = gsup_run(
+        &["--http", "127.0.0.1:0", "--ready-http", &url, "--", "sh", "-c", &script],
+        &[],
+    );
+    let addr = gsup.http_addr();
+    let (status, body) = ready(&addr);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("readiness probe")),
+        "{body}"
+    );
+    gsup.expect_line("listening");
+    assert!(
+        wait_until(PATIENCE, || ready(&addr).0 == 200),
+        "ready once the port answers"
+    );
+    assert!(
+        gsup.stderr().contains("readiness probe changed"),
+        "the change is logged"
+    );
+}
+
+#[test]
+fn tcp_and_exec_probes() {
+    let port = free_port();
+    let script = format!("sleep 0.5; exec {CHILD} listen 127.0.0.1:{port} forever");
+    let tcp = gsup_run(
+        &[
+            "--http",
+            "127.0.0.1:0",
+            "--ready-tcp",
+            &format!("127.0.0.1:{port}"),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+        &[],
+    );
+    let addr = tcp.http_addr();
+    assert_eq!(ready(&addr).0, 503);
+    assert!(
+        wait_until(PATIENCE, || ready(&addr).0 == 200),
+        "tcp probe passes once the port listens"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = dir.path().join("marker").to_str().expect("utf-8").to_string();
+    let file = config(&format!(
+        "[readiness]\nprobe = {{ exec = [\"test\", \"-f\", \"{marker}\"] }}\ninterval = \"100ms\"\n"
+    ));
+    let path = file.path().to_str().expect("utf-8");
+    let exec = gsup_run(
+        &[
+            "--config",
+            path,
+            "--http",
+            "127.0.0.1:0",
+            "--",
+            CHILD,
+            "sleep",
+            "700",
+            "ready-file",
+            &marker,
+            "forever",
+        ],
+        &[],
+    );
+    let addr = exec.http_addr();
+    assert_eq!(ready(&addr).0, 503, "the exec probe fails until the file exists");
+    assert!(wait_until(PATIENCE, || ready(&addr).0 == 200), "{}", exec.stderr());
+}
+
+/// `probe = { notify = true }`: the real `systemd-notify --ready` makes the child ready.
+#[test]
+fn systemd_notify_ready_makes_the_child_ready() {
+    let have = start(cmd("sh", &["-c", "command -v systemd-notify"]), &[]).wait_code(PATIENCE) == 0;
+    if !have {
+        eprintln!("SKIPPED: systemd-notify not installed");
+        return;
+    }
+    let file = config("[readiness]\nprobe = { notify = true }\n");
+    let path = file.path().to_str().expect("utf-8");
+    let mut gsup = gsup_run(
+        &[
+            "--config",
+            path,
+            "--http",
+            "127.0.0.1:0",
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.5; systemd-notify --ready --status=up; echo notified; exec sleep 600",
+        ],
+        &[],
+    );
+    let addr = gsup.http_addr();
+    assert_eq!(ready(&addr).0, 503, "not ready before READY=1");
+    gsup.expect_line("notified");
+    assert!(wait_until(PATIENCE, || ready(&addr).0 == 200), "{}", gsup.stderr());
+    assert!(gsup.stderr().contains("child sent READY=1"), "{}", gsup.stderr());
+}
+
+/// The child's own code sending READY=1 (a python one-liner, as an app would).
+#[test]
+fn own_code_ready_makes_the_child_ready() {
+    let file = config("[readiness]\nprobe = { notify = true }\n");
+    let path = file.path().to_str().expect("utf-8");
+    let script = "import os, socket, time\n\
+                  s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+                  s.sendto(b'READY=1\\nSTATUS=serving', os.environ['NOTIFY_SOCKET'])\n\
+                  print('sent', flush=True)\n\
+                  time.sleep(600)\n";
+    let mut gsup = gsup_run(
+        &["--config", path, "--http", "127.0.0.1:0", "--", "python3", "-c", script],
+        &[],
+    );
+    let addr = gsup.http_addr();
+    gsup.expect_line("sent");
+    assert!(wait_until(PATIENCE, || ready(&addr).0 == 200), "{}", gsup.stderr());
+}
+
+/// gsup under systemd: a test-owned datagram socket as gsup's NOTIFY_SOCKET receives
+/// READY=1 once the child is ready and STOPPING=1 at shutdown; the child never sees it.
+#[test]
+fn gsup_tells_its_own_notify_socket_ready_and_stopping() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("systemd.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind");
+    socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let notify = path.to_str().expect("utf-8");
+    let mut gsup = gsup_run(
+        &[
+            "--",
+            "sh",
+            "-c",
+            "echo child-notify=${NOTIFY_SOCKET:-unset}; exec sleep 600",
+        ],
+        &[("NOTIFY_SOCKET", notify)],
+    );
+    assert_eq!(
+        gsup.expect_line("child-notify="),
+        "child-notify=unset",
+        "systemd's socket is gsup's, not the child's"
+    );
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !seen.iter().any(|m: &String| m.contains("READY=1")) {
+        let n = socket.recv(&mut buffer).expect("a datagram from gsup");
+        seen.push(String::from_utf8_lossy(&buffer[..n]).to_string());
+    }
+    gsup.signal(libc::SIGTERM);
+    while !seen.iter().any(|m| m.contains("STOPPING=1")) {
+        let n = socket.recv(&mut buffer).expect("a datagram from gsup");
+        seen.push(String::from_utf8_lossy(&buffer[..n]).to_string());
+    }
+    assert!(seen.iter().any(|m| m.starts_with("STATUS=")), "{seen:?}");
+    gsup.wait_code(PATIENCE);
+}
+
+/// `[notify] watchdog`: a child that sent READY=1 and then stays silent gets
+/// `watchdog_signal` (ABRT); with `on-failure` it is restarted with a new pid.
+#[test]
+fn a_silent_watchdog_restarts_the_child() {
+    let have = start(cmd("sh", &["-c", "command -v systemd-notify"]), &[]).wait_code(PATIENCE) == 0;
+    if !have {
+        eprintln!("SKIPPED: systemd-notify not installed");
+        return;
+    }
+    let file =
+        config("[notify]\nwatchdog = \"500ms\"\n[restart]\npolicy = \"on-failure\"\nbackoff_initial = \"50ms\"\n");
+    let path = file.path().to_str().expect("utf-8");
+    let mut gsup = gsup_run(
+        &[
+            "--config",
+            path,
+            "--",
+            "sh",
+            "-c",
+            "echo pid $$ usec $WATCHDOG_USEC; systemd-notify --ready; exec sleep 600",
+        ],
+        &[],
+    );
+    let first = gsup.expect_line("pid ");
+    assert!(first.ends_with("usec 500000"), "the child gets WATCHDOG_USEC: {first}");
+    let first = field(&first, "pid");
+    let second = gsup.expect_where("a restarted child", PATIENCE, |l| {
+        l.starts_with("pid ") && field(l, "pid") != first
+    });
+    assert_ne!(field(&second, "pid"), first);
+    assert!(gsup.stderr().contains("child missed its watchdog"), "{}", gsup.stderr());
+    gsup.signal(libc::SIGKILL);
+}
+
+/// A critical dependency on a closed port: /ready 503 naming it, /health unhealthy.
+#[test]
+fn a_closed_dependency_port_turns_ready_off_and_health_names_it() {
+    let closed = free_port();
+    let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let open_port = open.local_addr().expect("addr").port();
+    let file = config(&format!(
+        "[[dependencies]]\nname = \"postgres\"\ntcp = \"127.0.0.1:{closed}\"\ninterval = \"200ms\"\n\
+         [[dependencies]]\nname = \"cache\"\ntcp = \"127.0.0.1:{open_port}\"\ncritical = false\n"
+    ));
+    let path = file.path().to_str().expect("utf-8");
+    let mut gsup = gsup_run(
+        &[
+            "--config",
+            path,
+            "--http",
+            "127.0.0.1:0",
+            "--",
+            CHILD,
+            "echo",
+            "up",
+            "forever",
+        ],
+        &[],
+    );
+    gsup.expect_line("up");
+    let addr = gsup.http_addr();
+    let mut last = (0, serde_json::Value::Null);
+    assert!(
+        wait_until(PATIENCE, || {
+            last = ready(&addr);
+            last.0 == 503 && last.1["reason"] == "critical dependency postgres failing"
+        }),
+        "{last:?}"
+    );
+    let (status, _, body) = http(&addr, "GET", "/health", &[]);
+    let health: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "unhealthy");
+    assert_eq!(health["checks"]["postgres"]["status"], "failing", "{health}");
+    assert!(
+        health["checks"]["postgres"]["checked_at"].is_string()
+            && health["checks"]["postgres"]["latency_seconds"].is_number()
+    );
+    assert!(wait_until(PATIENCE, || {
+        let body = http(&addr, "GET", "/health", &[]).2;
+        body.contains("\"cache\":{\"status\":\"ok\"")
+    }));
+}
+
+/// Not ready within startup_timeout: a failed start; with policy never, gsup exits with
+/// the stopped child's code.
+#[test]
+fn a_child_not_ready_within_startup_timeout_is_a_failed_start() {
+    let file = config("[restart]\nstartup_timeout = \"800ms\"\n");
+    let path = file.path().to_str().expect("utf-8");
+    let port = free_port();
+    let mut gsup = gsup_run(
+        &[
+            "--config",
+            path,
+            "--ready-tcp",
+            &format!("127.0.0.1:{port}"),
+            "--",
+            CHILD,
+            "echo",
+            "up",
+            "forever",
+        ],
+        &[],
+    );
+    gsup.expect_line("up");
+    let code = gsup.wait_code(PATIENCE);
+    assert_eq!(code, 143, "{}", gsup.stderr());
+    assert!(
+        gsup.stderr().contains("not ready within startup_timeout"),
+        "{}",
+        gsup.stderr()
+    );
+}
