@@ -7,7 +7,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 apt-get update
-DEBIAN_FRONTEND=noninteractive apt-get install -y tini dumb-init catatonit hyperfine
+DEBIAN_FRONTEND=noninteractive apt-get install -y tini dumb-init catatonit hyperfine supervisor
 for tool in tini dumb-init catatonit hyperfine unshare python3; do
     command -v "$tool" >/dev/null || { echo "setup.sh: $tool missing after install" >&2; exit 1; }
 done
