@@ -201,6 +201,8 @@ struct Supervisor {
     sampler: Option<monitor::Sampler>,
     monitor_interval: Duration,
     next_sample: Instant,
+    /// When the next full tree sample is due (connections may be sampled more often).
+    next_full_sample: Instant,
     /// The latest sample, for `/process`.
     sample: Option<Arc<Sample>>,
     /// Runs the hooks of one shutdown phase at a time.
@@ -277,6 +279,7 @@ impl Supervisor {
             sampler,
             monitor_interval,
             next_sample: Instant::now(),
+            next_full_sample: Instant::now(),
             sample: None,
             hooks,
             checks,
@@ -630,39 +633,47 @@ impl Supervisor {
 
     /// One monitor sample: the tree's gauges and what `/process` shows.
     fn sample_tree(&mut self) {
-        self.sample_connections();
-        // Every 100 ms while the drain waits for in-flight requests (DESIGN §7).
+        let now = Instant::now();
+        // Every 100 ms while the drain waits for in-flight requests (DESIGN §7); the full
+        // tree sample keeps its own interval.
         let interval = if self.state.awaiting_inflight() {
             self.monitor_interval.min(DRAIN_SAMPLE)
         } else {
             self.monitor_interval
         };
-        self.next_sample = Instant::now() + interval;
+        self.next_sample = now + interval;
         let hook_pids = self.helper_pids();
-        let Some(sampler) = &mut self.sampler else {
-            return;
+        let full = self.sampler.is_some() && self.next_full_sample <= now;
+        let pids: Vec<Pid> = match &mut self.sampler {
+            Some(sampler) if full => {
+                self.next_full_sample = now + self.monitor_interval;
+                let tree = sampler.sample(&roots(self.state.child().map(|c| c.pid)), &hook_pids);
+                let gsup = sampler.sample_self(&hook_pids);
+                let totals = &tree.totals;
+                self.metrics
+                    .set_tree(totals.rss_bytes, totals.threads, totals.fds, totals.processes);
+                self.metrics.raise_child_cpu_seconds(tree.cpu_seconds_total);
+                if self.state.child().is_some() {
+                    let (rss_bytes, cpu_percent) = (totals.rss_bytes, totals.cpu_percent);
+                    self.queue.push_back(Event::Sample { rss_bytes, cpu_percent });
+                }
+                let pids = tree.processes.iter().map(|p| p.pid).collect();
+                self.sample = Some(Arc::new(Sample {
+                    gsup,
+                    tree: Arc::new(tree),
+                }));
+                pids
+            }
+            // The connection counter needs only the pids: one cheap walk, not a sample.
+            _ => tree::descendants(self.own_pid, &hook_pids),
         };
-        let tree = sampler.sample(&roots(self.state.child().map(|c| c.pid)), &hook_pids);
-        let gsup = sampler.sample_self(&hook_pids);
-        let totals = &tree.totals;
-        self.metrics
-            .set_tree(totals.rss_bytes, totals.threads, totals.fds, totals.processes);
-        self.metrics.raise_child_cpu_seconds(tree.cpu_seconds_total);
-        if self.state.child().is_some() {
-            let (rss_bytes, cpu_percent) = (totals.rss_bytes, totals.cpu_percent);
-            self.queue.push_back(Event::Sample { rss_bytes, cpu_percent });
-        }
-        self.sample = Some(Arc::new(Sample {
-            gsup,
-            tree: Arc::new(tree),
-        }));
+        self.sample_connections(pids);
         self.publish();
     }
 
     /// Inbound connections of the tree from the kernel (sampled whatever `[monitor]
     /// enabled` says: the drain and the gauges need them), into the state machine.
-    fn sample_connections(&mut self) {
-        let mut tree = tree::descendants(self.own_pid, &self.helper_pids());
+    fn sample_connections(&mut self, mut tree: Vec<Pid>) {
         let Some(counter) = &mut self.connections else { return };
         tree.sort_unstable();
         match counter.count(&tree) {
