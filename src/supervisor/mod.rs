@@ -948,6 +948,13 @@ pub fn process_json(snapshot: &Snapshot) -> serde_json::Value {
             "fds": tree.totals.fds,
             "cpu_percent": tree.totals.cpu_percent,
         },
+        // Where gsup runs in a cgroup with a memory limit (a container, a systemd unit):
+        // the limit and usage next to the threshold (DESIGN §7). Null elsewhere.
+        "cgroup": monitor::cgroup_memory().map(|(limit, usage)| serde_json::json!({
+            "memory_limit_bytes": limit,
+            "memory_usage_bytes": usage,
+        })),
+        "memory_threshold_bytes": snapshot.memory_threshold_mb.saturating_mul(1024 * 1024),
     })
 }
 

@@ -80,6 +80,8 @@ pub struct Snapshot {
     pub connections: Option<super::state::ConnectionCount>,
     /// Memory and CPU against their thresholds, as last sampled.
     pub thresholds: [(super::state::Resource, super::state::Threshold); 2],
+    /// `[monitor] memory_threshold_mb`, shown next to a cgroup's memory limit.
+    pub memory_threshold_mb: u64,
     /// `[monitor] enabled`: without samples the thresholds say nothing.
     pub monitoring: bool,
     /// The monitor's latest sample (none with monitoring off).
@@ -129,6 +131,7 @@ impl Snapshot {
             dependencies: state.dependency_results(),
             thresholds: state.thresholds(),
             monitoring: state.config().monitor.enabled,
+            memory_threshold_mb: state.config().monitor.memory_threshold_mb,
         }
     }
 
