@@ -66,105 +66,29 @@ actions:
 // ---------------------------------------------------------------------------------------
 // Signal names
 
-/// Classic signal names in number order (Linux x86_64/aarch64 numbering).
-const NAMES: &[(&str, c_int)] = &[
-    ("HUP", libc::SIGHUP),
-    ("INT", libc::SIGINT),
-    ("QUIT", libc::SIGQUIT),
-    ("ILL", libc::SIGILL),
-    ("TRAP", libc::SIGTRAP),
-    ("ABRT", libc::SIGABRT),
-    ("BUS", libc::SIGBUS),
-    ("FPE", libc::SIGFPE),
-    ("KILL", libc::SIGKILL),
-    ("USR1", libc::SIGUSR1),
-    ("SEGV", libc::SIGSEGV),
-    ("USR2", libc::SIGUSR2),
-    ("PIPE", libc::SIGPIPE),
-    ("ALRM", libc::SIGALRM),
-    ("TERM", libc::SIGTERM),
-    ("STKFLT", libc::SIGSTKFLT),
-    ("CHLD", libc::SIGCHLD),
-    ("CONT", libc::SIGCONT),
-    ("STOP", libc::SIGSTOP),
-    ("TSTP", libc::SIGTSTP),
-    ("TTIN", libc::SIGTTIN),
-    ("TTOU", libc::SIGTTOU),
-    ("URG", libc::SIGURG),
-    ("XCPU", libc::SIGXCPU),
-    ("XFSZ", libc::SIGXFSZ),
-    ("VTALRM", libc::SIGVTALRM),
-    ("PROF", libc::SIGPROF),
-    ("WINCH", libc::SIGWINCH),
-    ("IO", libc::SIGIO),
-    ("PWR", libc::SIGPWR),
-    ("SYS", libc::SIGSYS),
-];
-
-const ALIASES: &[(&str, c_int)] = &[("IOT", libc::SIGABRT), ("POLL", libc::SIGIO), ("CLD", libc::SIGCHLD)];
-
-/// Synchronous fault signals: `all` leaves them at their default, as gsup does.
-const FAULTS: &[c_int] = &[
-    libc::SIGILL,
-    libc::SIGTRAP,
-    libc::SIGABRT,
-    libc::SIGBUS,
-    libc::SIGFPE,
-    libc::SIGSEGV,
-    libc::SIGSYS,
-];
+// gsup's own signal names and numbers, shared so the fixture and gsup cannot disagree.
+#[allow(dead_code)] // gsup's `Sig` and friends are not used here
+#[path = "../signals.rs"]
+mod signals;
 
 fn rt_min() -> c_int {
-    libc::SIGRTMIN()
-}
-
-fn rt_max() -> c_int {
-    libc::SIGRTMAX()
+    signals::rt_min()
 }
 
 /// Parses `15`, `TERM`, `SIGTERM`, `sigterm`, `RTMIN`, `RTMIN+2`, `SIGRTMAX-1`.
 fn parse_signal(text: &str) -> Option<c_int> {
-    if let Ok(number) = text.parse::<c_int>() {
-        return (1..=rt_max()).contains(&number).then_some(number);
-    }
-    let upper = text.to_ascii_uppercase();
-    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
-    if let Some(&(_, number)) = NAMES.iter().chain(ALIASES).find(|(name, _)| *name == bare) {
-        return Some(number);
-    }
-    let (base, rest) = if let Some(rest) = bare.strip_prefix("RTMIN") {
-        (rt_min(), rest)
-    } else {
-        (rt_max(), bare.strip_prefix("RTMAX")?)
-    };
-    let number = match rest.as_bytes().first() {
-        None => base,
-        Some(b'+') => base + rest[1..].parse::<c_int>().ok()?,
-        Some(b'-') => base - rest[1..].parse::<c_int>().ok()?,
-        Some(_) => return None,
-    };
-    (rt_min()..=rt_max()).contains(&number).then_some(number)
+    signals::parse(text).ok()
 }
 
-/// `SIGTERM`, `SIGRTMIN`, `SIGRTMIN+3`, or `SIG32` for a number with no name (glibc keeps
-/// 32 and 33 for itself).
+/// `SIGTERM`, `SIGRTMIN`, `SIGRTMIN+3`, or `SIG32` for a number with no name.
 fn signal_name(signal: c_int) -> String {
-    if let Some((name, _)) = NAMES.iter().find(|(_, number)| *number == signal) {
-        return format!("SIG{name}");
-    }
-    match signal - rt_min() {
-        0 => "SIGRTMIN".to_string(),
-        offset if offset > 0 && signal <= rt_max() => format!("SIGRTMIN+{offset}"),
-        _ => format!("SIG{signal}"),
-    }
+    signals::name(signal)
 }
 
-/// `all`: every catchable signal except CHLD and the fault signals.
+/// `all`: every catchable signal except CHLD and the fault signals — exactly what gsup
+/// forwards.
 fn all_signals() -> Vec<c_int> {
-    (1..=31)
-        .chain(rt_min()..=rt_max())
-        .filter(|s| ![libc::SIGKILL, libc::SIGSTOP, libc::SIGCHLD].contains(s) && !FAULTS.contains(s))
-        .collect()
+    signals::forwardable()
 }
 
 /// A `/proc/self/status` mask (`SigIgn: 0000000000001000`) as `SIGHUP,SIGPIPE`, or `-`.
@@ -895,7 +819,7 @@ mod tests {
         assert_eq!(parse_signal("9"), Some(libc::SIGKILL));
         assert_eq!(parse_signal("RTMIN"), Some(rt_min()));
         assert_eq!(parse_signal("SIGRTMIN+1"), Some(rt_min() + 1));
-        assert_eq!(parse_signal("RTMAX-1"), Some(rt_max() - 1));
+        assert_eq!(parse_signal("RTMAX-1"), Some(signals::rt_max() - 1));
         for bad in ["0", "65", "", "SIG", "RTMIN+", "RTMINX", "TERMINATE"] {
             assert_eq!(parse_signal(bad), None, "{bad:?}");
         }
@@ -918,7 +842,7 @@ mod tests {
         ] {
             assert!(!all.contains(&excluded), "{}", signal_name(excluded));
         }
-        for included in [libc::SIGHUP, libc::SIGPIPE, libc::SIGWINCH, rt_min(), rt_max()] {
+        for included in [libc::SIGHUP, libc::SIGPIPE, libc::SIGWINCH, rt_min(), signals::rt_max()] {
             assert!(all.contains(&included), "{}", signal_name(included));
         }
     }
