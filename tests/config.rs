@@ -3,19 +3,7 @@
 
 mod common;
 
-use std::io::Write;
-
 use common::*;
-
-fn file(text: &str) -> tempfile::NamedTempFile {
-    let mut file = tempfile::Builder::new()
-        .prefix("supervisor")
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp config");
-    file.write_all(text.as_bytes()).expect("write config");
-    file
-}
 
 fn gsup(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut running = start(cmd(GSUP, args), env);
@@ -38,7 +26,7 @@ fn the_example_config_checks_clean() {
 
 #[test]
 fn check_names_each_values_source() {
-    let config = file("[shutdown]\ntimeout = \"12s\"\n");
+    let config = config_file("[shutdown]\ntimeout = \"12s\"\n");
     let path = config.path().to_str().expect("utf-8 path");
     let (code, stdout, stderr) = gsup(&["check", "--config", path], &[("FORCE_SHUTDOWN_TIMEOUT_MS", "2500")]);
     assert_eq!(code, 0, "{stderr}");
@@ -55,7 +43,7 @@ fn check_names_each_values_source() {
 
 #[test]
 fn check_lists_every_error_at_once() {
-    let config = file("[shutdown]\ntimeot = \"1s\"\nforce_timeout = 5\n[restart]\npolicy = \"sometimes\"\n");
+    let config = config_file("[shutdown]\ntimeot = \"1s\"\nforce_timeout = 5\n[restart]\npolicy = \"sometimes\"\n");
     let path = config.path().to_str().expect("utf-8 path");
     let (code, _, stderr) = gsup(&["check", "--config", path], &[("SHUTDOWN_TIMEOUT_MS", "abc")]);
     assert_eq!(code, 2);
@@ -129,7 +117,7 @@ fn run_refuses_bad_values_with_exit_2() {
 
 #[test]
 fn run_refuses_a_broken_file_naming_it() {
-    let config = file("[shutdown\ntimeout = \"1s\"\n");
+    let config = config_file("[shutdown\ntimeout = \"1s\"\n");
     let path = config.path().to_str().expect("utf-8 path");
     let (code, _, stderr) = gsup(&["run", "--config", path, "--", "true"], &[]);
     assert_eq!(code, 2);
@@ -145,7 +133,7 @@ fn supervisor_toml_is_found_in_the_cwd_and_gsup_config_names_another() {
     let stdout = running.drain_lines(std::time::Duration::from_secs(1)).join("\n");
     assert!(stdout.contains("timeout = \"7s\"  # file supervisor.toml"), "{stdout}");
 
-    let other = file("[shutdown]\ntimeout = \"9s\"\n");
+    let other = config_file("[shutdown]\ntimeout = \"9s\"\n");
     let path = other.path().to_str().expect("utf-8 path");
     let mut running = start_in(cmd(GSUP, &["check"]), &[("GSUP_CONFIG", path)], dir.path());
     assert_eq!(running.wait_code(PATIENCE), 0, "{}", running.stderr());
@@ -160,7 +148,7 @@ fn supervisor_toml_is_found_in_the_cwd_and_gsup_config_names_another() {
 /// wins when both are given; exit_code_map remaps the final code.
 #[test]
 fn process_command_from_the_file_and_exit_code_map() {
-    let config = file(&format!(
+    let config = config_file(&format!(
         "[process]\ncommand = [\"{CHILD}\", \"echo\", \"from-file\", \"exit\", \"143\"]\n[shutdown]\nexit_code_map = {{ 143 = 0 }}\n"
     ));
     let path = config.path().to_str().expect("utf-8 path");

@@ -20,13 +20,6 @@ fn drain_server() -> String {
         .to_string()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn status(addr: &str) -> serde_json::Value {
     let body = http(addr, "GET", "/api/v1/shutdown/status", &[]).2;
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))

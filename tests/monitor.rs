@@ -7,12 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn config(text: &str) -> tempfile::NamedTempFile {
-    let file = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp");
-    std::fs::write(file.path(), text).expect("write config");
-    file
-}
-
 fn health(addr: &str) -> serde_json::Value {
     let body = http(addr, "GET", "/health", &[]).2;
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
@@ -20,7 +14,7 @@ fn health(addr: &str) -> serde_json::Value {
 
 #[test]
 fn a_memory_breach_with_warn_degrades_health_and_counts() {
-    let file = config(
+    let file = config_file(
         "[monitor]\ninterval = \"200ms\"\nmemory_threshold_mb = 100\ncpu_threshold_percent = 400\nsustain = \"400ms\"\naction = \"warn\"\n",
     );
     let path = file.path().to_str().expect("utf-8");
@@ -67,7 +61,7 @@ fn a_memory_breach_with_warn_degrades_health_and_counts() {
 
 #[test]
 fn a_memory_breach_with_restart_gets_a_new_child() {
-    let file = config(
+    let file = config_file(
         "[monitor]\ninterval = \"200ms\"\nmemory_threshold_mb = 100\ncpu_threshold_percent = 400\nsustain = \"200ms\"\naction = \"restart\"\n\
          [restart]\nmax_restarts = 1\n",
     );
@@ -98,7 +92,7 @@ fn a_memory_breach_with_restart_gets_a_new_child() {
 
 #[test]
 fn a_cpu_burner_trips_the_threshold_only_after_sustain() {
-    let file = config(
+    let file = config_file(
         "[monitor]\ninterval = \"200ms\"\ncpu_threshold_percent = 50\nsustain = \"1500ms\"\naction = \"warn\"\n",
     );
     let path = file.path().to_str().expect("utf-8");
@@ -141,7 +135,7 @@ fn a_cpu_burner_trips_the_threshold_only_after_sustain() {
 
 #[test]
 fn a_breach_with_shutdown_ends_gsup_with_a_failure_code() {
-    let file = config(
+    let file = config_file(
         "[monitor]\ninterval = \"200ms\"\nmemory_threshold_mb = 100\ncpu_threshold_percent = 400\nsustain = \"200ms\"\naction = \"shutdown\"\n",
     );
     let path = file.path().to_str().expect("utf-8");

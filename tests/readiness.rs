@@ -7,19 +7,6 @@ use std::os::unix::net::UnixDatagram;
 
 use common::*;
 
-fn config(text: &str) -> tempfile::NamedTempFile {
-    let file = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp");
-    std::fs::write(file.path(), text).expect("write config");
-    file
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 fn ready(addr: &str) -> (u16, serde_json::Value) {
     let (status, _, body) = http(addr, "GET", "/ready", &[]);
     (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
@@ -82,7 +69,7 @@ fn tcp_and_exec_probes() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let marker = dir.path().join("marker").to_str().expect("utf-8").to_string();
-    let file = config(&format!(
+    let file = config_file(&format!(
         "[readiness]\nprobe = {{ exec = [\"test\", \"-f\", \"{marker}\"] }}\ninterval = \"100ms\"\n"
     ));
     let path = file.path().to_str().expect("utf-8");
@@ -115,7 +102,7 @@ fn systemd_notify_ready_makes_the_child_ready() {
         eprintln!("SKIPPED: systemd-notify not installed");
         return;
     }
-    let file = config("[readiness]\nprobe = { notify = true }\n");
+    let file = config_file("[readiness]\nprobe = { notify = true }\n");
     let path = file.path().to_str().expect("utf-8");
     let mut gsup = gsup_run(
         &[
@@ -140,7 +127,7 @@ fn systemd_notify_ready_makes_the_child_ready() {
 /// The child's own code sending READY=1 (a python one-liner, as an app would).
 #[test]
 fn own_code_ready_makes_the_child_ready() {
-    let file = config("[readiness]\nprobe = { notify = true }\n");
+    let file = config_file("[readiness]\nprobe = { notify = true }\n");
     let path = file.path().to_str().expect("utf-8");
     let script = "import os, socket, time\n\
                   s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
@@ -204,7 +191,7 @@ fn a_silent_watchdog_restarts_the_child() {
         return;
     }
     let file =
-        config("[notify]\nwatchdog = \"500ms\"\n[restart]\npolicy = \"on-failure\"\nbackoff_initial = \"50ms\"\n");
+        config_file("[notify]\nwatchdog = \"500ms\"\n[restart]\npolicy = \"on-failure\"\nbackoff_initial = \"50ms\"\n");
     let path = file.path().to_str().expect("utf-8");
     let mut gsup = gsup_run(
         &[
@@ -234,7 +221,7 @@ fn a_closed_dependency_port_turns_ready_off_and_health_names_it() {
     let closed = free_port();
     let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let open_port = open.local_addr().expect("addr").port();
-    let file = config(&format!(
+    let file = config_file(&format!(
         "[[dependencies]]\nname = \"postgres\"\ntcp = \"127.0.0.1:{closed}\"\ninterval = \"200ms\"\n\
          [[dependencies]]\nname = \"cache\"\ntcp = \"127.0.0.1:{open_port}\"\ncritical = false\n"
     ));
@@ -282,7 +269,7 @@ fn a_closed_dependency_port_turns_ready_off_and_health_names_it() {
 /// the stopped child's code.
 #[test]
 fn a_child_not_ready_within_startup_timeout_is_a_failed_start() {
-    let file = config("[restart]\nstartup_timeout = \"800ms\"\n");
+    let file = config_file("[restart]\nstartup_timeout = \"800ms\"\n");
     let path = file.path().to_str().expect("utf-8");
     let port = free_port();
     let mut gsup = gsup_run(

@@ -6,15 +6,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn config_file(text: &str) -> tempfile::NamedTempFile {
-    let mut file = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp config");
-    std::io::Write::write_all(&mut file, text.as_bytes()).expect("write config");
-    file
-}
-
 /// Every catchable signal but CHLD and the fault signals reaches the child, once gsup is
 /// a pure forwarder (`shutdown_on = []`).
 #[test]

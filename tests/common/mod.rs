@@ -375,3 +375,22 @@ pub fn any_process_running(needle: &str) -> bool {
         })
     })
 }
+
+/// A temporary `.toml` config file holding `text` (removed when dropped).
+pub fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new()
+        .prefix("supervisor")
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp config");
+    std::fs::write(file.path(), text).expect("write config");
+    file
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
