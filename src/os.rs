@@ -336,3 +336,56 @@ pub fn killpg(pgid: libc::pid_t, signal: c_int) -> io::Result<()> {
         _ => Err(io::Error::last_os_error()),
     }
 }
+
+/// A kernel interval timer (`timerfd`) for the monitor's ticks: one wake-up per tick.
+/// tokio's hierarchical timer wheel wakes twice for each 1 s sleep (it cascades the entry
+/// to a finer level first), which doubles an idle gsup's wake-ups (bench/README.md).
+pub struct Ticker {
+    fd: nix::sys::timerfd::TimerFd,
+}
+
+impl Ticker {
+    /// First tick after `first` (at once for zero), then every `interval`.
+    pub fn new(first: std::time::Duration, interval: std::time::Duration) -> io::Result<Self> {
+        use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags};
+        let fd = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        let ticker = Ticker { fd };
+        ticker.set(first, interval)?;
+        Ok(ticker)
+    }
+
+    pub fn set(&self, first: std::time::Duration, interval: std::time::Duration) -> io::Result<()> {
+        use nix::sys::time::TimeSpec;
+        use nix::sys::timerfd::{Expiration, TimerSetTimeFlags};
+        // A zero first expiry would disarm the timer: one nanosecond means "at once".
+        let first = first.max(std::time::Duration::from_nanos(1));
+        let expiration = Expiration::IntervalDelayed(TimeSpec::from(first), TimeSpec::from(interval));
+        Ok(self.fd.set(expiration, TimerSetTimeFlags::empty())?)
+    }
+
+    /// Consumes the expirations counted so far (missed ticks are not made up).
+    pub fn acknowledge(&self) {
+        let mut count = [0u8; 8];
+        let _ = nix::unistd::read(&self.fd, &mut count);
+    }
+
+    /// Registers the fd with the tokio reactor (call inside the runtime).
+    pub fn into_async(self) -> io::Result<tokio::io::unix::AsyncFd<Ticker>> {
+        // SAFETY: the ticker owns its timerfd (never handed out or closed elsewhere), and
+        // `as_raw_fd` always returns that same fd.
+        unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(self, tokio::io::Interest::READABLE)
+                .map_err(|error| error.into_parts().1)
+        }
+    }
+}
+
+impl std::os::fd::AsRawFd for Ticker {
+    fn as_raw_fd(&self) -> RawFd {
+        use std::os::fd::AsFd;
+        self.fd.as_fd().as_raw_fd()
+    }
+}

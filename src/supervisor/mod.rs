@@ -307,6 +307,18 @@ impl Supervisor {
         let incoming = SignalReceiver::open(&watched)
             .and_then(SignalReceiver::into_async)
             .map_err(RunError::Signals)?;
+        // The monitor's ticks (and with them the reaper's safety net): a kernel timer, one
+        // wake-up per tick. Without it (no timerfd) the loop falls back to tokio sleeps.
+        let sampling = self.sampler.is_some() || self.connections.is_some();
+        let mut tick_interval = self.monitor_interval;
+        let ticker = if sampling {
+            os::Ticker::new(Duration::ZERO, tick_interval)
+                .and_then(os::Ticker::into_async)
+                .map_err(|error| warn!(%error, "no timerfd: monitor ticks on tokio timers"))
+                .ok()
+        } else {
+            None
+        };
         if self.own_pid != 1 {
             if let Err(error) = nix::sys::prctl::set_child_subreaper(true) {
                 warn!(%error, "cannot become a child subreaper: orphans of the child will not be reaped by gsup");
@@ -337,11 +349,15 @@ impl Supervisor {
             let notify_server = self.notify_server.clone();
             let child_watchdog = self.child_watchdog;
             let systemd_watchdog = self.systemd.as_ref().and_then(SystemdNotifier::watchdog_interval);
+            // The safety tick is needed only where the ticker does not wake the loop anyway.
             let tick = if self.state.awaiting_tree() {
-                TREE_POLL
+                Some(TREE_POLL)
+            } else if ticker.is_some() {
+                None
             } else {
-                IDLE_TICK
+                Some(IDLE_TICK)
             };
+            let sample_by_sleep = ticker.is_none() && sampling;
             tokio::select! {
                 biased;
                 // Signals for gsup: SIGCHLD wakes the reaper, anything else is an event.
@@ -393,7 +409,21 @@ impl Supervisor {
                     }
                 }
                 // The monitor's next sample of the tree and its connections.
-                _ = sleep_until(self.next_sample), if self.sampler.is_some() || self.connections.is_some() => {
+                ready = tick_of(ticker.as_ref()) => {
+                    if let Ok(mut guard) = ready {
+                        guard.get_inner().acknowledge();
+                        guard.clear_ready();
+                    }
+                    self.reap();
+                    let wanted = self.sample_tree();
+                    if let Some(ticker) = &ticker {
+                        if wanted != tick_interval {
+                            tick_interval = wanted;
+                            let _ = ticker.get_ref().set(wanted, wanted);
+                        }
+                    }
+                }
+                _ = sleep_until(self.next_sample), if sample_by_sleep => {
                     self.sample_tree();
                 }
                 // The earliest armed timer.
@@ -401,7 +431,7 @@ impl Supervisor {
                     self.fire_timers();
                 }
                 // Safety net for coalesced SIGCHLDs, and the tree poll while it must go.
-                _ = sleep(tick) => {
+                _ = sleep(tick.unwrap_or(IDLE_TICK)), if tick.is_some() => {
                     self.reap();
                 }
             }
@@ -632,7 +662,8 @@ impl Supervisor {
     }
 
     /// One monitor sample: the tree's gauges and what `/process` shows.
-    fn sample_tree(&mut self) {
+    /// One tick of the monitor; returns the interval the next tick should come after.
+    fn sample_tree(&mut self) -> Duration {
         let now = Instant::now();
         // Every 100 ms while the drain waits for in-flight requests (DESIGN §7); the full
         // tree sample keeps its own interval.
@@ -669,6 +700,7 @@ impl Supervisor {
         };
         self.sample_connections(pids);
         self.publish();
+        interval
     }
 
     /// Inbound connections of the tree from the kernel (sampled whatever `[monitor]
@@ -970,6 +1002,16 @@ fn roots(child: Option<Pid>) -> Vec<monitor::Root> {
 async fn receive(server: Option<&NotifyServer>) -> std::io::Result<notify::Notification> {
     match server {
         Some(server) => server.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The ticker's next tick, or never without one.
+async fn tick_of(
+    ticker: Option<&tokio::io::unix::AsyncFd<os::Ticker>>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, os::Ticker>> {
+    match ticker {
+        Some(ticker) => ticker.readable().await,
         None => std::future::pending().await,
     }
 }
