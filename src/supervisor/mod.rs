@@ -581,6 +581,10 @@ impl Supervisor {
     /// timings, the exit code and the connection counts, to the log and to
     /// `[shutdown] log` when set.
     fn report_shutdown(&self, shutdown: &state::Shutdown, code: Option<i32>) {
+        // Nobody would read it: skip the JSON (it is most of gsup's work on its way out).
+        if !tracing::enabled!(tracing::Level::INFO) && self.state.config().shutdown.log.is_none() {
+            return;
+        }
         let now = Instant::now().into_std();
         let rows = self.state.phases();
         let failed = phases::failed(rows);
