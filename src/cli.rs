@@ -119,7 +119,9 @@ pub enum ProbeKind {
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    pub kind: ProbeKind,
+    /// Which endpoint; may be left out when `--url` names it.
+    #[arg(required_unless_present = "url")]
+    pub kind: Option<ProbeKind>,
     /// The full URL of the endpoint (default: the alias on `[http] listen`).
     #[arg(long, value_name = "U")]
     pub url: Option<String>,
@@ -273,7 +275,7 @@ mod tests {
                 .unwrap()
                 .command,
             Command::Probe(ProbeArgs {
-                kind: ProbeKind::Ready,
+                kind: Some(ProbeKind::Ready),
                 ..
             })
         ));

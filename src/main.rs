@@ -5,6 +5,7 @@
 mod cli;
 mod config;
 mod ctl;
+mod generate;
 mod http;
 mod logging;
 mod metrics;

@@ -34,7 +34,7 @@ pub fn run(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -
         eprintln!("gsup probe: --url {url}: expected http://HOST:PORT/PATH");
         return 2;
     };
-    let what = kind_name(args.kind);
+    let what = args.kind.map_or("up", kind_name);
     match client::request(&Target::Tcp { host: &host, port }, "GET", &path, timeout) {
         Ok(answer) if (200..300).contains(&answer.status) => {
             println!("{what}: {} from {url}", answer.status);
@@ -71,9 +71,9 @@ fn default_url(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Pat
         return Err("[http] listen is off: give --url".to_string());
     };
     let path = match args.kind {
-        ProbeKind::Ready => "/ready",
-        ProbeKind::Alive => "/alive",
-        ProbeKind::Health => "/health",
+        Some(ProbeKind::Ready) | None => "/ready",
+        Some(ProbeKind::Alive) => "/alive",
+        Some(ProbeKind::Health) => "/health",
     };
     Ok(format!("http://{}{path}", loopback_if_wildcard(listen)))
 }

@@ -20,7 +20,8 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Check(args) => config::check_command(&args, &env, &cwd),
         Command::Probe(args) => crate::probe::run(&args, &env, &cwd),
         Command::Ctl(args) => crate::ctl::run(&args, &env, &cwd),
-        Command::Generate(_) | Command::ExecShim(_) => {
+        Command::Generate(args) => crate::generate::run(&args, &env, &cwd),
+        Command::ExecShim(_) => {
             eprintln!("gsup: this subcommand is not available in this release yet (see README, Roadmap)");
             1
         }
