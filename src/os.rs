@@ -174,6 +174,9 @@ pub struct ChildSetup {
     pub parent_pid: libc::pid_t,
     /// The terminal to hand to the child's process group, when interactive.
     pub foreground_tty: Option<RawFd>,
+    /// Listening sockets to hand over as fds 3.. (the first `listen_count`).
+    pub listen_fds: [RawFd; MAX_LISTEN_FDS],
+    pub listen_count: usize,
 }
 
 /// Runs in the child between `fork` and `exec` (after std's `setpgid`, so the child leads
@@ -216,6 +219,9 @@ pub unsafe fn pre_exec(setup: &ChildSetup) -> io::Result<()> {
         }
         if libc::sigprocmask(libc::SIG_SETMASK, &setup.inherited.mask, ptr::null_mut()) != 0 {
             return Err(io::Error::last_os_error());
+        }
+        if setup.listen_count > 0 {
+            map_listen_fds(&setup.listen_fds[..setup.listen_count.min(MAX_LISTEN_FDS)])?;
         }
     }
     Ok(())
@@ -388,4 +394,49 @@ impl std::os::fd::AsRawFd for Ticker {
         use std::os::fd::AsFd;
         self.fd.as_fd().as_raw_fd()
     }
+}
+
+/// How many listening sockets a child can be handed (fds 3..3+N).
+pub const MAX_LISTEN_FDS: usize = 32;
+
+/// Moves `fds` to 3, 4, … in the child (clearing close-on-exec), as the systemd socket
+/// protocol wants. Called from `pre_exec`: async-signal-safe calls only. First every fd
+/// is duplicated above the target range, so a source that is itself a target (an fd 3
+/// gsup inherited from systemd) is not overwritten before it is moved.
+///
+/// # Safety
+/// Only in the freshly forked child, from `pre_exec`.
+unsafe fn map_listen_fds(fds: &[RawFd]) -> io::Result<()> {
+    let base = 3 + fds.len() as RawFd;
+    let mut moved = [0 as RawFd; MAX_LISTEN_FDS];
+    for (slot, &fd) in moved.iter_mut().zip(fds) {
+        // SAFETY: fcntl/dup2 take plain integers; the fds are open in the child.
+        let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, base.max(64)) };
+        if high < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        *slot = high;
+    }
+    for (index, &high) in moved.iter().take(fds.len()).enumerate() {
+        let target = 3 + index as RawFd;
+        // SAFETY: as above; dup2's result has close-on-exec cleared.
+        if unsafe { libc::dup2(high, target) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        unsafe { libc::close(high) };
+    }
+    Ok(())
+}
+
+/// Takes ownership of fds systemd handed to gsup (socket activation: fds 3.. with
+/// `LISTEN_FDS` and `LISTEN_PID` = gsup's pid), marking them close-on-exec in gsup.
+pub fn adopt_inherited_fd(fd: RawFd) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: fcntl only reads/sets flags of the integer fd.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: the socket protocol hands these fds to this process alone; nothing else in
+    // gsup owns them (they are adopted once, at start-up).
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }

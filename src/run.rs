@@ -21,10 +21,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Probe(args) => crate::probe::run(&args, &env, &cwd),
         Command::Ctl(args) => crate::ctl::run(&args, &env, &cwd),
         Command::Generate(args) => crate::generate::run(&args, &env, &cwd),
-        Command::ExecShim(_) => {
-            eprintln!("gsup: this subcommand is not available in this release yet (see README, Roadmap)");
-            1
-        }
+        Command::ExecShim(args) => crate::shim::run(&args.command),
     }
 }
 

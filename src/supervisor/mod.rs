@@ -70,6 +70,8 @@ pub enum RunError {
     Serve(io::Error),
     #[error("{0}")]
     Metrics(crate::metrics::MetricsError),
+    #[error("{0}")]
+    Listen(#[from] crate::listen::ListenError),
 }
 
 impl RunError {
@@ -80,7 +82,8 @@ impl RunError {
             | RunError::UnknownGroup(_)
             | RunError::Workdir { .. }
             | RunError::NoCommand
-            | RunError::Bind(_) => 2,
+            | RunError::Bind(_)
+            | RunError::Listen(_) => 2,
             RunError::Signals(_) | RunError::Runtime(_) | RunError::Serve(_) | RunError::Metrics(_) => 1,
         }
     }
@@ -105,11 +108,12 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
         .enable_time()
         .build()
         .map_err(RunError::Runtime)?;
+    let sockets = crate::listen::open(&loaded.config.listen, &|name| std::env::var(name).ok())?;
     let loaded = Arc::new(loaded);
     runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new().map_err(RunError::Metrics)?);
         let (mut supervisor, hook_reports, check_results) =
-            Supervisor::new(loaded.config.clone(), spec, inherited, metrics);
+            Supervisor::new(loaded.config.clone(), spec, inherited, metrics, sockets);
         let (control, requests) = mpsc::unbounded_channel();
         let api = Arc::new(Api {
             snapshot: supervisor.published.subscribe(),
@@ -209,6 +213,10 @@ struct Supervisor {
     hooks: hooks::HookRunner,
     /// The readiness probe and the dependency checks.
     checks: checks::Checks,
+    /// Listening sockets held open across children and handed to each (DESIGN §8).
+    sockets: crate::listen::Sockets,
+    /// gsup's own binary, resolved at start-up, for the exec shim.
+    own_exe: Option<PathBuf>,
     /// gsup's own relation to systemd (`NOTIFY_SOCKET` in gsup's environment).
     systemd: Option<SystemdNotifier>,
     /// What gsup last told systemd: ready sent, the last STATUS, STOPPING sent.
@@ -227,6 +235,7 @@ impl Supervisor {
         spec: ChildSpec,
         inherited: InheritedSignals,
         metrics: Arc<Metrics>,
+        sockets: crate::listen::Sockets,
     ) -> (
         Self,
         mpsc::UnboundedReceiver<hooks::HookReport>,
@@ -248,10 +257,13 @@ impl Supervisor {
         } else {
             None
         };
+        let (listen_fds, listen_count) = sockets.raw();
         let setup = ChildSetup {
             inherited,
             parent_pid: own_pid,
             foreground_tty: tty,
+            listen_fds,
+            listen_count,
         };
         let (hooks, hook_reports) = hooks::HookRunner::new(config.clone(), spec.clone(), setup);
         let (checks, check_results) = checks::Checks::new(&config, spec.clone(), setup);
@@ -283,6 +295,8 @@ impl Supervisor {
             sample: None,
             hooks,
             checks,
+            sockets,
+            own_exe: std::env::current_exe().ok(),
             systemd: SystemdNotifier::from_env(&|name| std::env::var(name).ok(), own_pid),
             told: (false, String::new(), false),
             notify_server: None,
@@ -764,6 +778,22 @@ impl Supervisor {
             || !notify.watchdog.is_zero()
             || matches!(self.state.config().readiness.probe, Some(crate::config::Probe::Notify));
         let mut spec = self.spec.clone();
+        let watchdog_on = !notify.watchdog.is_zero();
+        // The child's own pid must be in LISTEN_PID / WATCHDOG_PID: the exec shim sets it.
+        if !self.sockets.is_empty() || watchdog_on {
+            if let Some(exe) = &self.own_exe {
+                let mut argv = vec![exe.display().to_string(), "__exec-shim".into(), "--".into()];
+                argv.extend(spec.argv);
+                spec.argv = argv;
+                if !self.sockets.is_empty() {
+                    spec.env.extend(self.sockets.env());
+                    spec.env.insert(crate::shim::SET_LISTEN_PID.into(), "1".into());
+                }
+                if watchdog_on {
+                    spec.env.insert(crate::shim::SET_WATCHDOG_PID.into(), "1".into());
+                }
+            }
+        }
         if !wanted {
             return spec;
         }
