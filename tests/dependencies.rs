@@ -18,32 +18,12 @@ fn real_redis_and_postgresql_pass() {
         eprintln!("SKIPPED: Redis on 127.0.0.1:6390 and PostgreSQL on 127.0.0.1:5432 are needed (.ci/run starts them)");
         return;
     }
-    let file = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp");
-    std::fs::write(
-        file.path(),
-        "[[dependencies]]\nname = \"redis\"\ntcp = \"127.0.0.1:6390\"\ninterval = \"200ms\"\n\
+    let config = "[[dependencies]]\nname = \"redis\"\ntcp = \"127.0.0.1:6390\"\ninterval = \"200ms\"\n\
          [[dependencies]]\nname = \"redis-ping\"\nexec = [\"redis-cli\", \"-p\", \"6390\", \"ping\"]\ninterval = \"200ms\"\n\
          [[dependencies]]\nname = \"postgres\"\ntcp = \"127.0.0.1:5432\"\ninterval = \"200ms\"\n\
-         [[dependencies]]\nname = \"pg_isready\"\nexec = [\"pg_isready\", \"-h\", \"127.0.0.1\", \"-p\", \"5432\"]\ninterval = \"200ms\"\n",
-    )
-    .expect("write");
-    let path = file.path().to_str().expect("utf-8");
-    let mut gsup = gsup_run(
-        &[
-            "--config",
-            path,
-            "--http",
-            "127.0.0.1:0",
-            "--",
-            CHILD,
-            "echo",
-            "up",
-            "forever",
-        ],
-        &[],
-    );
+         [[dependencies]]\nname = \"pg_isready\"\nexec = [\"pg_isready\", \"-h\", \"127.0.0.1\", \"-p\", \"5432\"]\ninterval = \"200ms\"\n";
+    let (mut gsup, addr, _config) = gsup_with_api(config, &[CHILD, "echo", "up", "forever"], &[]);
     gsup.expect_line("up");
-    let addr = gsup.http_addr();
     let mut health = serde_json::Value::Null;
     let all_ok = wait_until(PATIENCE, || {
         let body = http(&addr, "GET", "/health", &[]).2;

@@ -394,3 +394,16 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// gsup with a config file holding `config` and its HTTP port on an ephemeral loopback
+/// port, running `child` (after `--`), once it logged its HTTP address. The file lives as
+/// long as the returned handle.
+pub fn gsup_with_api(config: &str, child: &[&str], env: &[(&str, &str)]) -> (Running, String, tempfile::NamedTempFile) {
+    let file = config_file(config);
+    let path = file.path().to_str().expect("utf-8 path").to_string();
+    let mut args = vec!["--config", path.as_str(), "--http", "127.0.0.1:0", "--"];
+    args.extend_from_slice(child);
+    let gsup = gsup_run(&args, env);
+    let addr = gsup.http_addr();
+    (gsup, addr, file)
+}
