@@ -14,30 +14,13 @@ fn health(addr: &str) -> serde_json::Value {
 
 #[test]
 fn a_memory_breach_with_warn_degrades_health_and_counts() {
-    let file = config_file(
+    let (mut gsup, addr, _file) = gsup_with_api(
         "[monitor]\ninterval = \"200ms\"\nmemory_threshold_mb = 100\ncpu_threshold_percent = 400\nsustain = \"400ms\"\naction = \"warn\"\n",
-    );
-    let path = file.path().to_str().expect("utf-8");
-    let mut gsup = gsup_run(
-        &[
-            "--config",
-            path,
-            "--http",
-            "127.0.0.1:0",
-            "--",
-            CHILD,
-            "alloc",
-            "200",
-            "pid",
-            "echo",
-            "ready",
-            "forever",
-        ],
+        &[CHILD, "alloc", "200", "pid", "echo", "ready", "forever"],
         &[],
     );
     let child = field(&gsup.expect_line("pid "), "pid");
     gsup.expect_line("ready");
-    let addr = gsup.http_addr();
     let mut last = serde_json::Value::Null;
     assert!(
         wait_until(PATIENCE, || {
@@ -92,30 +75,14 @@ fn a_memory_breach_with_restart_gets_a_new_child() {
 
 #[test]
 fn a_cpu_burner_trips_the_threshold_only_after_sustain() {
-    let file = config_file(
+    let (mut gsup, addr, _file) = gsup_with_api(
         "[monitor]\ninterval = \"200ms\"\ncpu_threshold_percent = 50\nsustain = \"1500ms\"\naction = \"warn\"\n",
-    );
-    let path = file.path().to_str().expect("utf-8");
-    let mut gsup = gsup_run(
-        &[
-            "--config",
-            path,
-            "--http",
-            "127.0.0.1:0",
-            "--",
-            CHILD,
-            "echo",
-            "ready",
-            "burn",
-            "0",
-            "forever",
-        ],
+        &[CHILD, "echo", "ready", "burn", "0", "forever"],
         &[],
     );
     gsup.expect_line("ready");
     let burning = Instant::now();
     gsup.expect_line("burning");
-    let addr = gsup.http_addr();
     let mut last = serde_json::Value::Null;
     assert!(
         wait_until(PATIENCE, || {

@@ -69,27 +69,11 @@ fn tcp_and_exec_probes() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let marker = dir.path().join("marker").to_str().expect("utf-8").to_string();
-    let file = config_file(&format!(
-        "[readiness]\nprobe = {{ exec = [\"test\", \"-f\", \"{marker}\"] }}\ninterval = \"100ms\"\n"
-    ));
-    let path = file.path().to_str().expect("utf-8");
-    let exec = gsup_run(
-        &[
-            "--config",
-            path,
-            "--http",
-            "127.0.0.1:0",
-            "--",
-            CHILD,
-            "sleep",
-            "700",
-            "ready-file",
-            &marker,
-            "forever",
-        ],
+    let (exec, addr, _file) = gsup_with_api(
+        &format!("[readiness]\nprobe = {{ exec = [\"test\", \"-f\", \"{marker}\"] }}\ninterval = \"100ms\"\n"),
+        &[CHILD, "sleep", "700", "ready-file", &marker, "forever"],
         &[],
     );
-    let addr = exec.http_addr();
     assert_eq!(ready(&addr).0, 503, "the exec probe fails until the file exists");
     assert!(wait_until(PATIENCE, || ready(&addr).0 == 200), "{}", exec.stderr());
 }
@@ -102,22 +86,15 @@ fn systemd_notify_ready_makes_the_child_ready() {
         eprintln!("SKIPPED: systemd-notify not installed");
         return;
     }
-    let file = config_file("[readiness]\nprobe = { notify = true }\n");
-    let path = file.path().to_str().expect("utf-8");
-    let mut gsup = gsup_run(
+    let (mut gsup, addr, _file) = gsup_with_api(
+        "[readiness]\nprobe = { notify = true }\n",
         &[
-            "--config",
-            path,
-            "--http",
-            "127.0.0.1:0",
-            "--",
             "sh",
             "-c",
             "sleep 0.5; systemd-notify --ready --status=up; echo notified; exec sleep 600",
         ],
         &[],
     );
-    let addr = gsup.http_addr();
     assert_eq!(ready(&addr).0, 503, "not ready before READY=1");
     gsup.expect_line("notified");
     assert!(wait_until(PATIENCE, || ready(&addr).0 == 200), "{}", gsup.stderr());
@@ -221,27 +198,15 @@ fn a_closed_dependency_port_turns_ready_off_and_health_names_it() {
     let closed = free_port();
     let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let open_port = open.local_addr().expect("addr").port();
-    let file = config_file(&format!(
-        "[[dependencies]]\nname = \"postgres\"\ntcp = \"127.0.0.1:{closed}\"\ninterval = \"200ms\"\n\
+    let (mut gsup, addr, _file) = gsup_with_api(
+        &format!(
+            "[[dependencies]]\nname = \"postgres\"\ntcp = \"127.0.0.1:{closed}\"\ninterval = \"200ms\"\n\
          [[dependencies]]\nname = \"cache\"\ntcp = \"127.0.0.1:{open_port}\"\ncritical = false\n"
-    ));
-    let path = file.path().to_str().expect("utf-8");
-    let mut gsup = gsup_run(
-        &[
-            "--config",
-            path,
-            "--http",
-            "127.0.0.1:0",
-            "--",
-            CHILD,
-            "echo",
-            "up",
-            "forever",
-        ],
+        ),
+        &[CHILD, "echo", "up", "forever"],
         &[],
     );
     gsup.expect_line("up");
-    let addr = gsup.http_addr();
     let mut last = (0, serde_json::Value::Null);
     assert!(
         wait_until(PATIENCE, || {
