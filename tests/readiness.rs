@@ -195,7 +195,7 @@ fn a_silent_watchdog_restarts_the_child() {
 /// A critical dependency on a closed port: /ready 503 naming it, /health unhealthy.
 #[test]
 fn a_closed_dependency_port_turns_ready_off_and_health_names_it() {
-    let closed = free_port();
+    let (_closed_socket, closed) = refused_port();
     let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let open_port = open.local_addr().expect("addr").port();
     let (mut gsup, addr, _file) = gsup_with_api(

@@ -407,3 +407,18 @@ pub fn gsup_with_api(config: &str, child: &[&str], env: &[(&str, &str)]) -> (Run
     let addr = gsup.http_addr();
     (gsup, addr, file)
 }
+
+/// A loopback port that refuses connections for as long as the returned socket lives:
+/// bound but never listening, so no other test (or the kernel's ephemeral allocator) can
+/// hand it to a listener meanwhile, as it could a port from `free_port`.
+pub fn refused_port() -> (std::os::fd::OwnedFd, u16) {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket};
+    let socket = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&socket),
+        &SockaddrIn::new(127, 0, 0, 1, 0),
+    )
+    .expect("bind 127.0.0.1:0");
+    let address: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&socket)).expect("getsockname");
+    (socket, address.port())
+}
