@@ -5,6 +5,9 @@
 //!   socket-activating supervisor (`LISTEN_FDS=1` and `LISTEN_PID` = its own pid).
 //! - Answers every request with `200 ok <pid>`; `GET /slow?ms=N` (or `$RESPONSE_DELAY_MS`)
 //!   waits N ms first, to have requests in flight.
+//! - Sends `READY=1` to `$NOTIFY_SOCKET` (sd_notify) once it accepts, so a supervisor can
+//!   tell this process's readiness from another's on the same shared socket.
+//!   `$STARTUP_DELAY_MS` waits that long first (a slow start: loading, warming caches).
 //! - On SIGTERM (or SIGINT): stops accepting, finishes the requests in flight, closes idle
 //!   keep-alive connections, exits 0. `$DIE_ON_TERM=1` makes it die at once instead, as
 //!   many servers do.
@@ -27,6 +30,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let die_on_term = std::env::var("DIE_ON_TERM").is_ok_and(|v| v == "1");
+    let startup_delay_ms: u64 = std::env::var("STARTUP_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
 
     // Block TERM and INT before any thread exists, then wait for them on one thread.
     let mut stop_signals = SigSet::empty();
@@ -53,7 +60,13 @@ fn main() {
         }
     };
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    if startup_delay_ms > 0 {
+        // Connections meanwhile wait in the kernel's backlog (or go to another process
+        // sharing the socket).
+        thread::sleep(Duration::from_millis(startup_delay_ms));
+    }
     println!("drain_server: listening on {local} (pid {})", std::process::id());
+    notify_ready();
 
     let draining = Arc::new(AtomicBool::new(false));
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -91,6 +104,24 @@ fn main() {
         thread::sleep(Duration::from_millis(10));
     }
     println!("drain_server: drained, exiting");
+}
+
+/// `READY=1` on `$NOTIFY_SOCKET` (a path, or `@name` for an abstract socket), if set.
+fn notify_ready() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let target = target.to_string_lossy().into_owned();
+    let addr = match target.strip_prefix('@') {
+        Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
+        None => SocketAddr::from_pathname(&target),
+    };
+    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(b"READY=1", &addr));
+    if let Err(error) = sent {
+        eprintln!("drain_server: cannot send READY=1 to {target}: {error}");
+    }
 }
 
 /// fd 3 when a supervisor handed over a listening socket (`LISTEN_FDS`/`LISTEN_PID`).
