@@ -69,7 +69,7 @@ fn main() {
     notify_ready();
 
     let draining = Arc::new(AtomicBool::new(false));
-    let in_flight = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(AtomicUsize::new(0));
     {
         let draining = Arc::clone(&draining);
         let listener = listener.try_clone().ok();
@@ -88,17 +88,24 @@ fn main() {
     }
 
     for stream in listener.incoming() {
+        // A connection accepted is served, even the one accepted as the drain began: on a
+        // socket shared with another generation, dropping it would reset a client.
+        if let Ok(stream) = stream {
+            open.fetch_add(1, Ordering::SeqCst);
+            let (draining, open) = (Arc::clone(&draining), Arc::clone(&open));
+            thread::spawn(move || {
+                serve(stream, delay_ms, &draining);
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
         if draining.load(Ordering::SeqCst) {
             break;
         }
-        let Ok(stream) = stream else { continue };
-        let (draining, in_flight) = (Arc::clone(&draining), Arc::clone(&in_flight));
-        thread::spawn(move || serve(stream, delay_ms, &draining, &in_flight));
     }
     drop(listener);
-    // Let every request in flight finish (bounded: gsup's deadline is the real bound).
+    // Let every connection finish its request (bounded: gsup's deadline is the real bound).
     for _ in 0..3000 {
-        if in_flight.load(Ordering::SeqCst) == 0 {
+        if open.load(Ordering::SeqCst) == 0 {
             break;
         }
         thread::sleep(Duration::from_millis(10));
@@ -138,13 +145,16 @@ fn inherited_listener() -> Option<TcpListener> {
     Some(listener)
 }
 
-fn serve(stream: TcpStream, default_delay_ms: u64, draining: &AtomicBool, in_flight: &AtomicUsize) {
+/// Serves one connection's requests; once draining, an idle keep-alive connection closes
+/// (a new one still gets its first request answered, waited for up to a second).
+fn serve(stream: TcpStream, default_delay_ms: u64, draining: &AtomicBool) {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     let Ok(writer) = stream.try_clone() else {
         return;
     };
     let mut writer = writer;
     let mut reader = BufReader::new(stream);
+    let (mut served, mut idle_while_draining) = (0u64, 0u32);
     loop {
         // Between requests: an idle keep-alive connection closes once draining.
         let mut request_line = String::new();
@@ -158,13 +168,16 @@ fn serve(stream: TcpStream, default_delay_ms: u64, draining: &AtomicBool, in_fli
                 ) =>
             {
                 if draining.load(Ordering::SeqCst) {
-                    return;
+                    idle_while_draining += 1;
+                    if served > 0 || idle_while_draining >= 5 {
+                        return;
+                    }
                 }
                 continue;
             }
             Err(_) => return,
         }
-        in_flight.fetch_add(1, Ordering::SeqCst);
+        served += 1;
         let mut close = request_line.contains("HTTP/1.0");
         loop {
             let mut header = String::new();
@@ -196,7 +209,6 @@ fn serve(stream: TcpStream, default_delay_ms: u64, draining: &AtomicBool, in_fli
             body.len()
         );
         let written = writer.write_all(answer.as_bytes());
-        in_flight.fetch_sub(1, Ordering::SeqCst);
         if written.is_err() || close {
             return;
         }

@@ -44,7 +44,8 @@ pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> 
         CtlAction::Kill => ("DELETE", format!("{prefix}/shutdown"), ANSWER_TIMEOUT),
         CtlAction::Reload => (
             "POST",
-            format!("{prefix}/reload"),
+            // Blocks until the new generation took over or failed (DESIGN §8).
+            format!("{prefix}/reload?wait=true"),
             config.restart.startup_timeout + ANSWER_TIMEOUT,
         ),
         CtlAction::Prestop => (

@@ -7,16 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn gsup_cmd(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut running = start(cmd(GSUP, args), env);
-    let code = running.wait_code(PATIENCE);
-    (
-        code,
-        running.drain_lines(Duration::from_millis(300)).join("\n"),
-        running.stderr(),
-    )
-}
-
 #[test]
 fn probe_exits_0_on_2xx_and_1_otherwise() {
     let mut gsup = gsup_run(

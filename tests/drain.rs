@@ -10,16 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// `target/debug/examples/drain_server`, built by `cargo test` with the other targets.
-fn drain_server() -> String {
-    let dir = std::path::Path::new(CHILD).parent().expect("target dir");
-    dir.join("examples")
-        .join("drain_server")
-        .to_str()
-        .expect("utf-8")
-        .to_string()
-}
-
 fn status(addr: &str) -> serde_json::Value {
     let body = http(addr, "GET", "/api/v1/shutdown/status", &[]).2;
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))

@@ -47,6 +47,12 @@ pub enum Control {
     Kill { reason: String, reply: oneshot::Sender<()> },
     /// Readiness off until exit; the reply is when the preStop began (the first one).
     Prestop { reply: oneshot::Sender<Instant> },
+    /// A zero-downtime reload (DESIGN §8): the reply is its id, or why it was refused;
+    /// `outcome`, when given, gets the result once the reload has one.
+    Reload {
+        reply: oneshot::Sender<Result<u64, String>>,
+        outcome: Option<oneshot::Sender<crate::supervisor::state::ReloadRecord>>,
+    },
 }
 
 /// Everything a request handler may read. Cloned per connection as an `Arc`.

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::{Api, Caller, Control, MAX_BODY_BYTES};
-use crate::supervisor::snapshot::{Snapshot, prestop_remaining};
+use crate::supervisor::snapshot::{Snapshot, prestop_remaining, reload_json};
 use crate::timefmt::{rfc3339_millis, seconds};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +117,11 @@ pub async fn handle(
         Caller::Network => format!("http {} {}", parts.method, short(&path)),
         Caller::ControlSocket => format!("ctl {}", ctl_name(route)),
     };
-    Ok(answer(&api, route, reason_suffix, parts.headers.get(header::ACCEPT)).await)
+    let wait = parts
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| matches!(pair, "wait" | "wait=true" | "wait=1")));
+    Ok(answer(&api, route, reason_suffix, parts.headers.get(header::ACCEPT), wait).await)
 }
 
 /// `/api/v1/shutdown/shutdown` → `/shutdown`, for shutdown reasons.
@@ -176,7 +180,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn answer(api: &Api, route: Route, reason: String, accept: Option<&HeaderValue>) -> Response<Full<Bytes>> {
+/// `wait`: POST `/reload?wait=true` answers once the reload has its outcome (`ctl reload`).
+async fn answer(
+    api: &Api,
+    route: Route,
+    reason: String,
+    accept: Option<&HeaderValue>,
+    wait: bool,
+) -> Response<Full<Bytes>> {
     let snapshot = Arc::clone(&api.snapshot.borrow());
     let now = Instant::now();
     match route {
@@ -271,12 +282,44 @@ async fn answer(api: &Api, route: Route, reason: String, accept: Option<&HeaderV
             let body = json!({"status": "prestop_done", "drain_delay_seconds": seconds(drain_delay), "waited_seconds": seconds(wait)});
             json_response(StatusCode::OK, with_timestamp(body, &snapshot, Instant::now()))
         }
-        Route::Reload => error(
-            StatusCode::CONFLICT,
-            "conflict",
-            "no sockets are configured ([[listen]] or inherited from systemd): a zero-downtime reload needs them",
-        ),
+        Route::Reload => reload(api, wait).await,
     }
+}
+
+/// POST `/reload`: 202 once the new generation is starting, or with `wait` 200 when it
+/// took over and 500 when it failed (the old one still serving); 409 when refused.
+async fn reload(api: &Api, wait: bool) -> Response<Full<Bytes>> {
+    let (reply, answered) = oneshot::channel();
+    let (outcome, result) = match wait {
+        true => {
+            let (sender, receiver) = oneshot::channel();
+            (Some(sender), Some(receiver))
+        }
+        false => (None, None),
+    };
+    if api.control.send(Control::Reload { reply, outcome }).is_err() {
+        return gone();
+    }
+    let id = match answered.await {
+        Ok(Ok(id)) => id,
+        Ok(Err(why)) => return error(StatusCode::CONFLICT, "conflict", &why),
+        Err(_) => return gone(),
+    };
+    let Some(result) = result else {
+        let snapshot = Arc::clone(&api.snapshot.borrow());
+        return accepted(json!({"status": "reload_started", "id": id}), &snapshot, Instant::now());
+    };
+    let Ok(record) = result.await else {
+        return gone();
+    };
+    let snapshot = Arc::clone(&api.snapshot.borrow());
+    let (status, word) = if record.ok {
+        (StatusCode::OK, "reloaded")
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, "reload_failed")
+    };
+    let body = json!({"status": word, "reload": reload_json(&record, &snapshot.clock)});
+    json_response(status, with_timestamp(body, &snapshot, Instant::now()))
 }
 
 fn health(snapshot: &Snapshot) -> (StatusCode, Value) {

@@ -30,6 +30,9 @@ pub enum CheckId {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckResult {
     pub id: CheckId,
+    /// The generation of the child a readiness result is about (0 for dependencies):
+    /// during a reload the probe follows the new one (DESIGN §8).
+    pub generation: u64,
     pub ok: bool,
     pub latency: Duration,
     pub detail: String,
@@ -57,6 +60,8 @@ struct Running {
     /// An exec check's pid (`None` for tcp/http, which report on the channel).
     pid: Option<Pid>,
     killed: bool,
+    /// The generation the readiness probe was started for.
+    generation: u64,
 }
 
 pub struct Checks {
@@ -64,6 +69,8 @@ pub struct Checks {
     base: ChildSpec,
     setup: ChildSetup,
     results: mpsc::UnboundedSender<CheckResult>,
+    /// The generation (and its pid) the readiness probe is about: the newest one.
+    probed: (u64, Pid),
 }
 
 /// Dependencies have no timeout key: a check may take at most this long, or its
@@ -114,9 +121,22 @@ impl Checks {
                 base,
                 setup,
                 results,
+                probed: (0, 0),
             },
             incoming,
         )
+    }
+
+    /// The readiness probe is now about this generation: probe it at once, and stamp
+    /// results with it (an exec probe gets its pid as `GSUP_CHILD_PID`).
+    pub fn follow(&mut self, generation: u64, pid: Pid, now: Instant) {
+        if self.probed.0 == generation {
+            return;
+        }
+        self.probed = (generation, pid);
+        if let Some(check) = self.checks.iter_mut().find(|c| c.id == CheckId::Readiness) {
+            check.next_due = now;
+        }
     }
 
     /// When `tick` has something to do.
@@ -148,10 +168,12 @@ impl Checks {
                         }
                         None => {
                             let latency = now.saturating_duration_since(running.started);
+                            let generation = running.generation;
                             check.running = None;
                             check.next_due = now + check.interval;
                             results.push(CheckResult {
                                 id: check.id,
+                                generation,
                                 ok: false,
                                 latency,
                                 detail: "timed out".into(),
@@ -174,12 +196,20 @@ impl Checks {
     fn start(&mut self, index: usize, now: Instant) -> Option<CheckResult> {
         let check = &mut self.checks[index];
         let deadline = now + check.timeout;
+        let generation = if check.id == CheckId::Readiness {
+            self.probed.0
+        } else {
+            0
+        };
         match check.kind.clone() {
             Kind::Exec(argv) => {
-                let spec = ChildSpec {
+                let mut spec = ChildSpec {
                     argv,
                     ..self.base.clone()
                 };
+                if check.id == CheckId::Readiness {
+                    spec.env.insert("GSUP_CHILD_PID".into(), self.probed.1.to_string());
+                }
                 match spawn::spawn_quiet(&spec, self.setup, Stdio::null()) {
                     Ok(pid) => {
                         check.running = Some(Running {
@@ -187,6 +217,7 @@ impl Checks {
                             deadline,
                             pid: Some(pid),
                             killed: false,
+                            generation,
                         });
                         None
                     }
@@ -194,6 +225,7 @@ impl Checks {
                         check.next_due = now + check.interval;
                         Some(CheckResult {
                             id: check.id,
+                            generation,
                             ok: false,
                             latency: Duration::ZERO,
                             detail: error.to_string(),
@@ -207,6 +239,7 @@ impl Checks {
                     deadline,
                     pid: None,
                     killed: false,
+                    generation,
                 });
                 let (id, timeout, results) = (check.id, check.timeout, self.results.clone());
                 tokio::task::spawn_blocking(move || {
@@ -218,6 +251,7 @@ impl Checks {
                     };
                     let _ = results.send(CheckResult {
                         id,
+                        generation,
                         ok,
                         latency: started.elapsed(),
                         detail,
@@ -253,6 +287,7 @@ impl Checks {
         };
         Some(CheckResult {
             id: check.id,
+            generation: running.generation,
             ok,
             latency,
             detail,

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, error, info, warn};
 
@@ -221,8 +221,13 @@ struct Supervisor {
     systemd: Option<SystemdNotifier>,
     /// What gsup last told systemd: ready sent, the last STATUS, STOPPING sent.
     told: (bool, String, bool),
-    /// The child's notify socket, one per generation (`[notify]`, DESIGN §9).
-    notify_server: Option<Arc<NotifyServer>>,
+    /// The serving child's notify socket, one per generation (`[notify]`, DESIGN §9),
+    /// with the generation it belongs to.
+    notify_server: Option<Generational<NotifyServer>>,
+    /// A reload's new generation's notify socket, until the reload has its outcome.
+    reload_notify: Option<Generational<NotifyServer>>,
+    /// `ctl reload` (and POST `/reload?wait=true`) callers waiting for the outcome.
+    reload_waiters: Vec<oneshot::Sender<state::ReloadRecord>>,
     /// When the child's next `WATCHDOG=1` is due (`[notify] watchdog`), once ready.
     child_watchdog: Option<Instant>,
     /// Counts the tree's inbound connections (sock_diag); `None` if netlink is refused.
@@ -248,6 +253,7 @@ impl Supervisor {
             own_pid,
             own_pgid,
             tty: tty.is_some(),
+            sockets: !sockets.is_empty(),
         };
         let monitor_interval = config.monitor.interval;
         let sampler = if config.monitor.enabled {
@@ -300,6 +306,8 @@ impl Supervisor {
             systemd: SystemdNotifier::from_env(&|name| std::env::var(name).ok(), own_pid),
             told: (false, String::new(), false),
             notify_server: None,
+            reload_notify: None,
+            reload_waiters: Vec::new(),
             child_watchdog: None,
             connections: monitor::connections::ConnectionCounter::new()
                 .map_err(
@@ -361,6 +369,7 @@ impl Supervisor {
                 .next_due(self.state.child().is_some())
                 .map(Instant::from_std);
             let notify_server = self.notify_server.clone();
+            let reload_notify = self.reload_notify.clone();
             let child_watchdog = self.child_watchdog;
             let systemd_watchdog = self.systemd.as_ref().and_then(SystemdNotifier::watchdog_interval);
             // The safety tick is needed only where the ticker does not wake the loop anyway.
@@ -399,7 +408,12 @@ impl Supervisor {
                     }
                 }
                 // A datagram from the child on its notify socket.
-                Ok(notification) = receive(notify_server.as_deref()) => self.on_notification(notification),
+                Ok((generation, notification)) = receive(notify_server.as_ref()) => {
+                    self.on_notification(generation, notification);
+                }
+                Ok((generation, notification)) = receive(reload_notify.as_ref()) => {
+                    self.on_notification(generation, notification);
+                }
                 // The child's watchdog ran out.
                 _ = sleep_until(child_watchdog.unwrap_or_else(Instant::now)), if child_watchdog.is_some() => {
                     self.child_watchdog_missed();
@@ -488,6 +502,27 @@ impl Supervisor {
                 let _ = self.process_queue_now();
                 let _ = reply.send(());
             }
+            Control::Reload { reply, outcome } => {
+                if let Some(why) = self.state.reload_refusal() {
+                    let _ = reply.send(Err(why.to_string()));
+                    return;
+                }
+                self.queue.push_back(Event::Command(Command::Reload));
+                let _ = self.process_queue_now();
+                // Still running, or decided in the same step (no readiness probe: a child is
+                // ready once it runs; or it could not be started).
+                let running = self.state.reload().map(|r| r.id);
+                let decided = self.state.last_reload().cloned().filter(|_| running.is_none());
+                let id = running.or(decided.as_ref().map(|r| r.id)).unwrap_or_default();
+                let _ = reply.send(Ok(id));
+                match (outcome, decided) {
+                    (Some(outcome), Some(record)) => {
+                        let _ = outcome.send(record);
+                    }
+                    (Some(outcome), None) => self.reload_waiters.push(outcome),
+                    (None, _) => {}
+                }
+            }
             Control::Prestop { reply } => {
                 self.queue.push_back(Event::Command(Command::Prestop));
                 let _ = self.process_queue_now();
@@ -550,6 +585,18 @@ impl Supervisor {
             },
             Action::Forward { target, signal } => self.forward(target, signal),
             Action::SignalTree { signal } => self.signal_tree(signal),
+            Action::SignalGroup { pgid, signal } => {
+                if let Err(error) = os::killpg(pgid, signal) {
+                    debug!(pgid, signal = %Sig(signal), %error, "group not signalled");
+                }
+            }
+            Action::ReloadStarted { id } => {
+                debug!(id, "reload: starting the new generation");
+                if let Some(systemd) = &self.systemd {
+                    let _ = systemd.reloading();
+                }
+            }
+            Action::ReloadDone(record) => self.reload_done(record),
             Action::Arm(timer, at) => {
                 self.timers.insert(timer, Instant::from_std(at));
             }
@@ -589,6 +636,28 @@ impl Supervisor {
             }
         }
         None
+    }
+
+    /// A reload has its outcome: counted, answered, told to systemd; the notify socket of
+    /// the generation that now serves is kept, the other dropped.
+    fn reload_done(&mut self, record: state::ReloadRecord) {
+        self.metrics.reload(if record.ok { "ok" } else { "failed" });
+        for waiter in self.reload_waiters.drain(..) {
+            let _ = waiter.send(record.clone());
+        }
+        if let Some(systemd) = &self.systemd {
+            let _ = systemd.ready();
+        }
+        let serving = self.state.child().map(|c| c.generation);
+        match self.reload_notify.take() {
+            Some(server) if Some(server.0) == serving => self.notify_server = Some(server),
+            _ => {}
+        }
+        if record.ok {
+            // The new child was ready just now: its watchdog clock starts (DESIGN §9).
+            let watchdog = self.state.config().notify.watchdog;
+            self.child_watchdog = (!watchdog.is_zero()).then(|| Instant::now() + watchdog);
+        }
     }
 
     /// The shutdown report (DESIGN §4): one JSON line with the reason, every phase's
@@ -740,6 +809,10 @@ impl Supervisor {
 
     /// Publishes the snapshot the HTTP side reads, and the gauges that follow the state.
     fn publish(&mut self) {
+        if let Some(newest) = self.state.newest() {
+            self.checks
+                .follow(newest.generation, newest.pid, Instant::now().into_std());
+        }
         self.tell_systemd();
         if let Some(shutdown) = self.state.shutdown().cloned() {
             self.count_shutdown(&shutdown, false);
@@ -801,26 +874,34 @@ impl Supervisor {
         let dir = std::env::var_os("RUNTIME_DIRECTORY")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
-        self.notify_server = None;
-        match NotifyServer::bind(&dir, self.state.generation_count() + 1) {
+        let generation = self.state.generation_count() + 1;
+        // A reload's new generation gets a socket of its own next to the serving one's.
+        let slot = if self.state.reload().is_some() {
+            &mut self.reload_notify
+        } else {
+            &mut self.notify_server
+        };
+        *slot = None;
+        match NotifyServer::bind(&dir, generation) {
             Ok(server) => {
                 if let Err(error) = server.chown(self.spec.uid, self.spec.gid) {
                     warn!(%error, "cannot hand the notify socket to [process] user");
                 }
                 spec.env.extend(notify::child_env(&server, watchdog));
-                self.notify_server = Some(Arc::new(server));
+                *slot = Some((generation, Arc::new(server)));
             }
             Err(error) => error!(%error, "cannot create the child's notify socket"),
         }
         spec
     }
 
-    /// A datagram on the child's notify socket: accepted from the child's tree only.
-    fn on_notification(&mut self, notification: notify::Notification) {
+    /// A datagram on a generation's notify socket: accepted from the child's tree only.
+    /// `READY=1` counts for that generation alone; the watchdog is the serving child's.
+    fn on_notification(&mut self, generation: u64, notification: notify::Notification) {
         let in_tree = notification.sender_pid.is_some_and(|pid| {
-            self.state.child().is_some_and(|c| c.pid == pid)
-                || tree::descendants(self.own_pid, &self.helper_pids()).contains(&pid)
+            self.state.is_generation(pid) || tree::descendants(self.own_pid, &self.helper_pids()).contains(&pid)
         });
+        let serving = self.state.child().is_some_and(|c| c.generation == generation);
         if !in_tree {
             debug!(
                 sender = notification.sender_pid,
@@ -834,22 +915,23 @@ impl Supervisor {
                     info!("child sent READY=1");
                     self.queue.push_back(Event::Check(checks::CheckResult {
                         id: checks::CheckId::Notify,
+                        generation,
                         ok: true,
                         latency: Duration::ZERO,
                         detail: "READY=1".into(),
                     }));
                     let watchdog = self.state.config().notify.watchdog;
-                    if !watchdog.is_zero() && self.child_watchdog.is_none() {
+                    if serving && !watchdog.is_zero() && self.child_watchdog.is_none() {
                         self.child_watchdog = Some(Instant::now() + watchdog);
                     }
                 }
                 NotifyMessage::Watchdog => {
                     let watchdog = self.state.config().notify.watchdog;
-                    if !watchdog.is_zero() {
+                    if serving && !watchdog.is_zero() {
                         self.child_watchdog = Some(Instant::now() + watchdog);
                     }
                 }
-                NotifyMessage::WatchdogTrigger => self.child_watchdog = Some(Instant::now()),
+                NotifyMessage::WatchdogTrigger if serving => self.child_watchdog = Some(Instant::now()),
                 NotifyMessage::Status(status) => info!(%status, "child status"),
                 NotifyMessage::Stopping => info!("child sent STOPPING=1"),
                 NotifyMessage::Reloading => info!("child sent RELOADING=1"),
@@ -920,8 +1002,10 @@ impl Supervisor {
         for reaped in reaper::reap_all() {
             let main = self.state.child().map(|c| c.pid);
             match reaped {
-                Reaped::Exited { pid, status } if Some(pid) == main => {
-                    self.child_watchdog = None;
+                Reaped::Exited { pid, status } if self.state.is_generation(pid) => {
+                    if Some(pid) == main {
+                        self.child_watchdog = None;
+                    }
                     self.queue.push_back(Event::ChildExited { pid, status });
                 }
                 Reaped::Stopped { pid, signal } if Some(pid) == main => {
@@ -1032,10 +1116,13 @@ fn roots(child: Option<Pid>) -> Vec<monitor::Root> {
     roots
 }
 
-/// `server.recv()`, or never when there is no notify socket.
-async fn receive(server: Option<&NotifyServer>) -> std::io::Result<notify::Notification> {
+/// Something that belongs to one generation of the child.
+type Generational<T> = (u64, Arc<T>);
+
+/// `server.recv()` with the server's generation, or never when there is no notify socket.
+async fn receive(server: Option<&Generational<NotifyServer>>) -> std::io::Result<(u64, notify::Notification)> {
     match server {
-        Some(server) => server.recv().await,
+        Some((generation, server)) => Ok((*generation, server.recv().await?)),
         None => std::future::pending().await,
     }
 }

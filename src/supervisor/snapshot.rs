@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 
 use super::phases::PhaseRow;
-use super::state::{ExitStatus, Lifecycle, State};
+use super::state::{ExitStatus, Lifecycle, ReloadRecord, State};
 use crate::signals::Sig;
 use crate::timefmt::{rfc3339_millis, seconds};
 
@@ -86,6 +86,8 @@ pub struct Snapshot {
     pub monitoring: bool,
     /// The monitor's latest sample (none with monitoring off).
     pub sample: Option<std::sync::Arc<Sample>>,
+    /// The latest reload's outcome (DESIGN §8).
+    pub last_reload: Option<ReloadRecord>,
 }
 
 /// One monitor reading: gsup's own entry and the child's tree.
@@ -127,6 +129,7 @@ impl Snapshot {
                 phases: state.phases().to_vec(),
             }),
             sample: None,
+            last_reload: state.last_reload().cloned(),
             connections: state.connections(),
             dependencies: state.dependency_results(),
             thresholds: state.thresholds(),
@@ -168,10 +171,31 @@ impl Snapshot {
                 "deadline": clock.json(s.deadline),
                 "phases": s.phases.iter().map(|row| phase_json(row, clock)).collect::<Vec<_>>(),
             })),
-            "last_reload": Value::Null,
+            "last_reload": self.last_reload.as_ref().map(|r| reload_json(r, clock)),
             "timestamp": clock.json(now),
         })
     }
+}
+
+/// A reload's outcome as `/status` `last_reload` and `ctl reload` show it (DESIGN §8).
+pub fn reload_json(record: &ReloadRecord, clock: &Clock) -> Value {
+    json!({
+        "id": record.id,
+        "outcome": if record.ok { "ok" } else { "failed" },
+        "detail": record.detail,
+        "started_at": clock.json(record.started_at),
+        "duration_seconds": seconds(record.duration),
+        "old_pid": record.old_pid,
+        "new_pid": record.new_pid,
+        "old_exit": record.old_exit.map(|e| json!({
+            "code": e.status.code(),
+            "signal": match e.status {
+                ExitStatus::Signal(signal) => Some(Sig(signal).to_string()),
+                ExitStatus::Code(_) => None,
+            },
+            "at": clock.json(e.at),
+        })),
+    })
 }
 
 /// One phase row as `/status` and the shutdown log show it (DESIGN §4).

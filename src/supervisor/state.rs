@@ -105,6 +105,9 @@ pub enum Command {
     /// exits; the drain of the shutdown that follows waits only what remains of
     /// `drain_delay` since then.
     Prestop,
+    /// A zero-downtime reload (DESIGN §8): `ctl reload`, POST `/reload`, `[reload] signal`.
+    /// The loop asks `reload_refusal` first, so it can answer a refusal.
+    Reload,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,6 +132,11 @@ pub enum Timer {
     Startup,
     /// A failed start got the stop signal `timeout` ago: SIGKILL.
     StartupKill,
+    /// `startup_timeout` after a reload's new generation started: not ready by then is a
+    /// failed reload.
+    ReloadStartup,
+    /// The earliest SIGKILL due to a retiring generation's group.
+    Retire,
 }
 
 /// Where a forwarded signal goes.
@@ -152,6 +160,17 @@ pub enum Action {
     SignalTree {
         signal: c_int,
     },
+    /// Send a signal to one process group (a retiring generation's; not counted).
+    SignalGroup {
+        pgid: Pid,
+        signal: c_int,
+    },
+    /// A reload began (tell systemd `RELOADING=1`).
+    ReloadStarted {
+        id: u64,
+    },
+    /// A reload has its outcome: count it, answer who waits, tell systemd `READY=1`.
+    ReloadDone(ReloadRecord),
     Arm(Timer, Instant),
     Disarm(Timer),
     /// Stop gsup itself with this signal (job control); returns when continued.
@@ -187,6 +206,7 @@ pub enum Lifecycle {
     Cleanup,
     Exited,
     Restarting,
+    Reloading,
 }
 
 impl Lifecycle {
@@ -200,6 +220,7 @@ impl Lifecycle {
             Lifecycle::Cleanup => "cleanup",
             Lifecycle::Exited => "exited",
             Lifecycle::Restarting => "restarting",
+            Lifecycle::Reloading => "reloading",
         }
     }
 }
@@ -232,6 +253,44 @@ pub struct Shutdown {
     /// A restart asked for by the monitor: the phases up to `force`, then a new child
     /// instead of the post-stop phases and exit (DESIGN §4 Restarts).
     pub restart: bool,
+}
+
+/// A zero-downtime reload that runs (DESIGN §8).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reload {
+    pub id: u64,
+    pub started_at: Instant,
+    /// The generation that served when the reload began.
+    pub old_pid: Pid,
+    /// The new generation once spawned; it replaces the old one when ready. After the old
+    /// one exited during the reload, it is `child` too.
+    pub new: Option<RunningChild>,
+    /// The old one's exit, when it exited during the reload.
+    pub old_exit: Option<ExitRecord>,
+}
+
+/// The outcome of a reload, for `/status` `last_reload` and `ctl reload`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReloadRecord {
+    pub id: u64,
+    pub ok: bool,
+    pub detail: String,
+    pub started_at: Instant,
+    pub duration: Duration,
+    pub old_pid: Pid,
+    pub new_pid: Option<Pid>,
+    /// Null until the old generation has exited.
+    pub old_exit: Option<ExitRecord>,
+}
+
+/// A generation on its way out: the old one after a reload, or a new one that failed.
+/// Its exit never reaches the restart policy; its group gets SIGKILL at `kill_at`.
+#[derive(Debug, Clone, PartialEq)]
+struct Retiring {
+    child: RunningChild,
+    /// `None` once the SIGKILL went out.
+    kill_at: Option<Instant>,
+    exited: bool,
 }
 
 /// What a threshold watches (DESIGN §7).
@@ -302,6 +361,8 @@ pub struct Host {
     /// Interactive: the child's group is handed the terminal, and gsup follows its job
     /// control stops.
     pub tty: bool,
+    /// gsup holds listening sockets for the child (`[[listen]]`, systemd's): reloads work.
+    pub sockets: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -333,6 +394,13 @@ pub struct State {
     /// The latest result of each `[[dependencies]]` entry, and when it came.
     dependencies: Vec<Option<(CheckResult, Instant)>>,
     restarts: Restarts,
+    /// The `Startup` timer is armed: the child has not been ready since it started.
+    startup_pending: bool,
+    reload: Option<Reload>,
+    last_reload: Option<ReloadRecord>,
+    /// Reloads begun so far (their ids).
+    reloads: u64,
+    retiring: Vec<Retiring>,
     exited: Option<i32>,
 }
 
@@ -356,6 +424,11 @@ impl State {
             probe_ok: None,
             dependencies: vec![None; config.dependencies.len()],
             restarts: Restarts::default(),
+            startup_pending: false,
+            reload: None,
+            last_reload: None,
+            reloads: 0,
+            retiring: Vec::new(),
             exited: None,
             config,
         }
@@ -389,6 +462,57 @@ impl State {
 
     pub fn last_pgid(&self) -> Option<Pid> {
         self.last_pgid
+    }
+
+    pub fn reload(&self) -> Option<&Reload> {
+        self.reload.as_ref()
+    }
+
+    pub fn last_reload(&self) -> Option<&ReloadRecord> {
+        self.last_reload.as_ref()
+    }
+
+    /// Whether `pid` is a generation of the child: the current one, a reload's new one, or
+    /// one retiring. Their exits are `ChildExited`; anything else reaped is an orphan.
+    pub fn is_generation(&self, pid: Pid) -> bool {
+        self.child.as_ref().is_some_and(|c| c.pid == pid)
+            || self.reload_new().is_some_and(|c| c.pid == pid)
+            || self.retiring.iter().any(|r| r.child.pid == pid && !r.exited)
+    }
+
+    /// The newest generation (a reload's new one, else the child): the one forwarded
+    /// signals and the readiness probe are for.
+    pub fn newest(&self) -> Option<&RunningChild> {
+        self.reload_new().or(self.child.as_ref())
+    }
+
+    fn reload_new(&self) -> Option<&RunningChild> {
+        self.reload.as_ref().and_then(|r| r.new.as_ref())
+    }
+
+    /// Why a reload cannot start now, or `None` when it can (DESIGN §8: 409, `ctl` exit 1).
+    pub fn reload_refusal(&self) -> Option<&'static str> {
+        if !self.host.sockets {
+            return Some(
+                "no sockets are configured ([[listen]] or inherited from systemd): a zero-downtime reload needs them",
+            );
+        }
+        if self.exited.is_some() || self.shutdown.is_some() {
+            return Some("a shutdown is running");
+        }
+        if self.prestop_at.is_some() {
+            return Some("a preStop has started: gsup is about to shut down");
+        }
+        if self.reload.is_some() {
+            return Some("a reload is already running");
+        }
+        if self.child.is_none() || self.aftermath.is_some() {
+            return Some("no child is running");
+        }
+        if self.startup_pending {
+            return Some("the child has not become ready since it started");
+        }
+        None
     }
 
     /// Ready (DESIGN §5): a child runs, the readiness probe (if any) passes, no critical
@@ -488,6 +612,9 @@ impl State {
                 _ => Lifecycle::Cleanup,
             };
         }
+        if self.reload.is_some() {
+            return Lifecycle::Reloading;
+        }
         if let Some(aftermath) = self.aftermath {
             return if aftermath.killed {
                 Lifecycle::Killing
@@ -523,6 +650,10 @@ impl State {
         match event {
             Event::Start => actions.push(Action::Spawn),
             Event::Spawned { pid } => self.on_spawned(pid, now, &mut actions),
+            Event::SpawnFailed { code } if self.reload.is_some() => {
+                let detail = format!("cannot start the new generation (exit {code})");
+                self.fail_reload(detail, now, &mut actions);
+            }
             Event::SpawnFailed { code } => self.exit(code, &mut actions),
             Event::Signal { signal, sender } => self.on_signal(signal, sender, now, &mut actions),
             Event::ChildExited { pid, status } => self.on_child_exit(pid, status, now, &mut actions),
@@ -548,6 +679,7 @@ impl State {
                     self.end_drain(Outcome::Ok, "no inbound request in flight".into(), now, &mut actions);
                 }
             }
+            Event::Command(Command::Reload) => self.begin_reload(now, &mut actions),
             Event::Command(Command::Prestop) => {
                 if self.prestop_at.is_none() {
                     info!("prestop: readiness off until gsup exits");
@@ -561,7 +693,16 @@ impl State {
     fn on_check(&mut self, result: CheckResult, now: Instant, actions: &mut Vec<Action>) {
         match result.id {
             CheckId::Readiness | CheckId::Notify => {
-                if self.child.is_none() {
+                // A reload's new generation: ready ends the reload (DESIGN §8).
+                if self.reload_new().is_some_and(|new| new.generation == result.generation) {
+                    if result.ok {
+                        info!(detail = %result.detail, "new generation ready");
+                        self.complete_reload(now, actions);
+                    }
+                    return;
+                }
+                // Results about an earlier generation say nothing about this one.
+                if self.child.as_ref().is_none_or(|c| c.generation != result.generation) {
                     return;
                 }
                 if self.probe_ok != Some(result.ok) {
@@ -569,6 +710,7 @@ impl State {
                     info!(ok = result.ok, detail = %result.detail, "readiness probe changed");
                 }
                 if result.ok {
+                    self.startup_pending = false;
                     actions.push(Action::Disarm(Timer::Startup));
                 }
                 self.probe_ok = Some(result.ok);
@@ -593,18 +735,165 @@ impl State {
 
     fn on_spawned(&mut self, pid: Pid, now: Instant, actions: &mut Vec<Action>) {
         self.generation += 1;
-        self.child = Some(RunningChild {
+        let started = RunningChild {
             pid,
             pgid: pid,
             generation: self.generation,
             started_at: now,
-        });
+        };
+        let has_probe = self.config.readiness.probe.is_some();
+        if let Some(reload) = self.reload.as_mut().filter(|r| r.new.is_none()) {
+            info!(pid, generation = self.generation, "new generation started (reload)");
+            reload.new = Some(started);
+            if has_probe {
+                let at = now + self.config.restart.startup_timeout;
+                actions.push(Action::Arm(Timer::ReloadStartup, at));
+            } else {
+                // With no probe a child is ready once it runs (DESIGN §5).
+                self.complete_reload(now, actions);
+            }
+            return;
+        }
+        self.child = Some(started);
         self.last_pgid = Some(pid);
         self.probe_ok = None;
         info!(pid, generation = self.generation, "child started");
-        if self.config.readiness.probe.is_some() {
+        if has_probe {
+            self.startup_pending = true;
             actions.push(Action::Arm(Timer::Startup, now + self.config.restart.startup_timeout));
         }
+    }
+
+    fn begin_reload(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if let Some(why) = self.reload_refusal() {
+            warn!(reason = why, "reload refused");
+            return;
+        }
+        let Some(old) = &self.child else { return };
+        self.reloads += 1;
+        info!(id = self.reloads, old_pid = old.pid, "reload started");
+        self.reload = Some(Reload {
+            id: self.reloads,
+            started_at: now,
+            old_pid: old.pid,
+            new: None,
+            old_exit: None,
+        });
+        actions.push(Action::ReloadStarted { id: self.reloads });
+        actions.push(Action::Spawn);
+    }
+
+    /// The new generation is ready: it becomes the child, and the old one (if still
+    /// there) gets the stop signal and, after `timeout`, SIGKILL. No phases, no drain wait:
+    /// the kernel queues new connections on the shared socket throughout (DESIGN §8).
+    fn complete_reload(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let Some(reload) = self.reload.take() else { return };
+        let Some(new) = reload.new.clone() else { return };
+        actions.push(Action::Disarm(Timer::ReloadStartup));
+        if let Some(old) = self.child.take_if(|c| c.pid != new.pid) {
+            self.retire(&old, now, actions);
+        }
+        self.child = Some(new.clone());
+        self.last_pgid = Some(new.pgid);
+        if self.config.readiness.probe.is_some() {
+            self.probe_ok = Some(true);
+        }
+        self.record_reload(reload, true, "new generation ready".into(), now, actions);
+    }
+
+    /// The reload failed: a new generation still running gets the stop sequence; the old
+    /// one keeps serving (DESIGN §8).
+    fn fail_reload(&mut self, detail: String, now: Instant, actions: &mut Vec<Action>) {
+        let Some(reload) = self.reload.take() else { return };
+        actions.push(Action::Disarm(Timer::ReloadStartup));
+        error!(%detail, "reload failed: the old generation keeps serving");
+        let promoted = reload
+            .new
+            .as_ref()
+            .is_some_and(|new| self.child.as_ref().is_some_and(|c| c.pid == new.pid));
+        if let Some(new) = reload.new.as_ref().filter(|_| !promoted) {
+            self.retire(new, now, actions);
+        }
+        self.record_reload(reload, false, detail, now, actions);
+    }
+
+    fn record_reload(&mut self, reload: Reload, ok: bool, detail: String, now: Instant, actions: &mut Vec<Action>) {
+        let record = ReloadRecord {
+            id: reload.id,
+            ok,
+            detail,
+            started_at: reload.started_at,
+            duration: now.saturating_duration_since(reload.started_at),
+            old_pid: reload.old_pid,
+            new_pid: reload.new.as_ref().map(|c| c.pid),
+            old_exit: reload.old_exit,
+        };
+        if ok {
+            info!(
+                id = record.id,
+                old_pid = record.old_pid,
+                new_pid = record.new_pid,
+                duration_ms = record.duration.as_millis() as u64,
+                "reload done"
+            );
+        }
+        self.last_reload = Some(record.clone());
+        actions.push(Action::ReloadDone(record));
+    }
+
+    /// `stop_signal` (after rewrite, per `forward_to`) to a generation leaving, and its
+    /// group's SIGKILL after `timeout`.
+    fn retire(&mut self, leaving: &RunningChild, now: Instant, actions: &mut Vec<Action>) {
+        let target = match self.config.signals.forward_to {
+            ForwardTo::Group => Target::Group(leaving.pgid),
+            ForwardTo::Child => Target::Child(leaving.pid),
+        };
+        actions.push(Action::Forward {
+            target,
+            signal: self.config.effective_stop_signal(),
+        });
+        self.retiring.push(Retiring {
+            child: leaving.clone(),
+            kill_at: Some(now + self.config.shutdown.timeout),
+            exited: false,
+        });
+        self.arm_retire(actions);
+    }
+
+    /// Forgets the retiring generations that exited and got their SIGKILL; arms the next.
+    fn arm_retire(&mut self, actions: &mut Vec<Action>) {
+        self.retiring.retain(|r| !(r.exited && r.kill_at.is_none()));
+        match self.retiring.iter().filter_map(|r| r.kill_at).min() {
+            Some(at) => actions.push(Action::Arm(Timer::Retire, at)),
+            None => actions.push(Action::Disarm(Timer::Retire)),
+        }
+    }
+
+    /// A retiring generation exited: recorded in `last_reload` when it was the old one;
+    /// the rest of its group gets the stop signal (it had it already with `forward_to =
+    /// "group"`), and SIGKILL at the kill time.
+    fn on_retired_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant, actions: &mut Vec<Action>) {
+        let Some(retiring) = self.retiring.iter_mut().find(|r| r.child.pid == pid && !r.exited) else {
+            return;
+        };
+        retiring.exited = true;
+        let exit = exit_record(&retiring.child, status, now);
+        let pgid = retiring.child.pgid;
+        info!(
+            pid,
+            code = status.code(),
+            signal = status_signal(status).as_deref(),
+            uptime_ms = exit.uptime.as_millis() as u64,
+            "retired generation exited"
+        );
+        if let Some(record) = self.last_reload.as_mut().filter(|r| r.old_pid == pid) {
+            record.old_exit = Some(exit);
+        }
+        actions.push(Action::SignalGroup {
+            pgid,
+            signal: self.config.effective_stop_signal(),
+        });
+        self.arm_retire(actions);
     }
 
     fn on_signal(&mut self, signal: c_int, sender: Option<Pid>, now: Instant, actions: &mut Vec<Action>) {
@@ -616,6 +905,12 @@ impl State {
         // Ctrl+C / Ctrl+\ typed while gsup's own group held the terminal (the instant
         // after `fg`, before gsup hands it back): meant for the program, as without gsup.
         let from_terminal = self.host.tty && sender.is_none() && matches!(signal, libc::SIGINT | libc::SIGQUIT);
+        // `[reload] signal` reloads only when there are sockets to reload on; else it is
+        // forwarded like any other (DESIGN §3).
+        if self.host.sockets && signal == self.config.reload.signal {
+            debug!(signal = %name, sender, "reload signal received");
+            return self.begin_reload(now, actions);
+        }
         if self.config.signals.shutdown_on.contains(&signal) && !from_terminal {
             if self.shutdown.is_none() {
                 debug!(signal = %name, sender, "shutdown signal received");
@@ -636,8 +931,9 @@ impl State {
         self.forward(signal, actions);
     }
 
+    /// Forwarded signals go to the newest generation (DESIGN §8).
     fn forward(&self, received: c_int, actions: &mut Vec<Action>) {
-        let Some(child) = &self.child else {
+        let Some(child) = self.newest() else {
             info!(signal = %Sig(received), "no child running: signal not forwarded");
             return;
         };
@@ -715,6 +1011,7 @@ impl State {
             .record(PhaseName::StopAccepting, Outcome::Ok, "readiness off", now);
         info!(%reason, timeout_ms = self.config.shutdown.timeout.as_millis() as u64, "graceful shutdown started");
         self.connections_at_trigger = self.connections;
+        self.fail_reload("a shutdown started".into(), now, actions);
         self.shutdown = Some(Shutdown {
             reason,
             started_at: now,
@@ -791,17 +1088,29 @@ impl State {
     }
 
     fn on_child_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant, actions: &mut Vec<Action>) {
+        if self.retiring.iter().any(|r| r.child.pid == pid && !r.exited) {
+            return self.on_retired_exit(pid, status, now, actions);
+        }
+        let serving = self.child.as_ref().is_some_and(|c| c.pid == pid);
+        if self.reload_new().is_some_and(|n| n.pid == pid) {
+            if !serving {
+                // The new generation died before it was ready: the old one keeps serving.
+                self.fail_reload(format!("new generation {}", describe(status)), now, actions);
+                return self.on_retired_exit(pid, status, now, actions);
+            }
+            // It had taken over from an old one that exited; now it failed too: the reload
+            // fails and the restart policy decides, as for any exit (DESIGN §8).
+            let detail = format!("new generation {} before it was ready", describe(status));
+            self.fail_reload(detail, now, actions);
+        } else if serving && self.reload.is_some() {
+            return self.old_exited_during_reload(status, now, actions);
+        }
         let Some(child) = self.child.take_if(|c| c.pid == pid) else {
             return;
         };
-        let uptime = now.saturating_duration_since(child.started_at);
-        self.last_exit = Some(ExitRecord {
-            pid,
-            status,
-            at: now,
-            generation: child.generation,
-            uptime,
-        });
+        let exit = exit_record(&child, status, now);
+        let uptime = exit.uptime;
+        self.last_exit = Some(exit);
         info!(
             pid,
             code = status.code(),
@@ -834,6 +1143,44 @@ impl State {
         }
     }
 
+    /// The old generation exited while a reload runs: recorded, its group stopped, and
+    /// the new generation becomes the child — ready or not; the reload goes on (DESIGN §8).
+    fn old_exited_during_reload(&mut self, status: ExitStatus, now: Instant, actions: &mut Vec<Action>) {
+        let Some(old) = self.child.take() else { return };
+        let exit = exit_record(&old, status, now);
+        info!(
+            pid = old.pid,
+            code = status.code(),
+            signal = status_signal(status).as_deref(),
+            "child exited during a reload: the new generation takes over"
+        );
+        self.last_exit = Some(exit);
+        actions.push(Action::SignalGroup {
+            pgid: old.pgid,
+            signal: self.config.effective_stop_signal(),
+        });
+        self.retiring.push(Retiring {
+            child: old,
+            kill_at: Some(now + self.config.shutdown.timeout),
+            exited: true,
+        });
+        self.arm_retire(actions);
+        let Some(reload) = &mut self.reload else { return };
+        reload.old_exit = Some(exit);
+        match reload.new.clone() {
+            Some(new) => {
+                self.last_pgid = Some(new.pgid);
+                self.child = Some(new);
+                self.probe_ok = None;
+            }
+            None => self.fail_reload(
+                "the old generation exited before the new one started".into(),
+                now,
+                actions,
+            ),
+        }
+    }
+
     fn on_poll(&mut self, tree_empty: bool, now: Instant, actions: &mut Vec<Action>) {
         if !self.awaiting_tree() {
             return;
@@ -862,17 +1209,38 @@ impl State {
                     }
                 }
             }
+            Timer::ReloadStartup => {
+                let promoted = self.reload_new().is_some_and(|n| self.child.as_ref() == Some(n));
+                let detail = format!(
+                    "new generation not ready within startup_timeout ({} ms)",
+                    self.config.restart.startup_timeout.as_millis()
+                );
+                self.fail_reload(detail, now, actions);
+                if promoted {
+                    // No old one left to serve: a failed start like any other.
+                    self.stop_failed_start(now, actions);
+                }
+            }
+            Timer::Retire => {
+                for retiring in &mut self.retiring {
+                    if retiring.kill_at.is_some_and(|at| at <= now) {
+                        retiring.kill_at = None;
+                        warn!(
+                            pid = retiring.child.pid,
+                            "retired generation outlived timeout: SIGKILL to its group"
+                        );
+                        actions.push(Action::SignalGroup {
+                            pgid: retiring.child.pgid,
+                            signal: libc::SIGKILL,
+                        });
+                    }
+                }
+                self.arm_retire(actions);
+            }
             Timer::Startup => {
+                self.startup_pending = false;
                 if self.child.is_some() && self.shutdown.is_none() && self.probe_ok != Some(true) {
-                    // A failed start: stop it; its exit then goes to the restart policy.
-                    error!(
-                        startup_timeout_ms = self.config.restart.startup_timeout.as_millis() as u64,
-                        "child not ready within startup_timeout: stopping it"
-                    );
-                    actions.push(Action::SignalTree {
-                        signal: self.config.effective_stop_signal(),
-                    });
-                    actions.push(Action::Arm(Timer::StartupKill, now + self.config.shutdown.timeout));
+                    self.stop_failed_start(now, actions);
                 }
             }
             Timer::StartupKill => {
@@ -959,6 +1327,18 @@ impl State {
                 }
             }
         }
+    }
+
+    /// A failed start: stop it; its exit then goes to the restart policy.
+    fn stop_failed_start(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        error!(
+            startup_timeout_ms = self.config.restart.startup_timeout.as_millis() as u64,
+            "child not ready within startup_timeout: stopping it"
+        );
+        actions.push(Action::SignalTree {
+            signal: self.config.effective_stop_signal(),
+        });
+        actions.push(Action::Arm(Timer::StartupKill, now + self.config.shutdown.timeout));
     }
 
     /// A forced shutdown (second signal, DELETE, `ctl kill`): straight to `force`.
@@ -1292,6 +1672,24 @@ fn hook_phase_of(name: PhaseName) -> HookPhase {
     }
 }
 
+fn exit_record(child: &RunningChild, status: ExitStatus, now: Instant) -> ExitRecord {
+    ExitRecord {
+        pid: child.pid,
+        status,
+        at: now,
+        generation: child.generation,
+        uptime: now.saturating_duration_since(child.started_at),
+    }
+}
+
+/// `exited with code 3` / `killed by SIGKILL`.
+fn describe(status: ExitStatus) -> String {
+    match status {
+        ExitStatus::Code(code) => format!("exited with code {code}"),
+        ExitStatus::Signal(signal) => format!("killed by {}", Sig(signal)),
+    }
+}
+
 /// The signal that killed a process, by name, for logs.
 fn status_signal(status: ExitStatus) -> Option<String> {
     match status {
@@ -1315,17 +1713,28 @@ mod tests {
     const GSUP: Pid = 10;
 
     fn machine(configure: impl FnOnce(&mut Config)) -> (State, Instant) {
+        machine_on(false, configure)
+    }
+
+    /// A started machine; `sockets`: gsup holds listening sockets (reloads work).
+    fn machine_on(sockets: bool, configure: impl FnOnce(&mut Config)) -> (State, Instant) {
         let mut config = Config::default();
         configure(&mut config);
         let host = Host {
             own_pid: GSUP,
             own_pgid: GSUP,
             tty: false,
+            sockets,
         };
         let mut state = State::new(config, host);
         let t0 = Instant::now();
         assert_eq!(state.step(Event::Start, t0), vec![Action::Spawn]);
-        assert_eq!(state.step(Event::Spawned { pid: CHILD }, t0), vec![]);
+        let spawned = state.step(Event::Spawned { pid: CHILD }, t0);
+        // Only a readiness probe arms anything at a start: its startup_timeout.
+        assert!(
+            spawned.iter().all(|a| matches!(a, Action::Arm(Timer::Startup, _))),
+            "{spawned:?}"
+        );
         (state, t0)
     }
 
@@ -1792,6 +2201,7 @@ mod tests {
                 own_pid: GSUP,
                 own_pgid: GSUP,
                 tty: true,
+                sockets: false,
             },
         );
         state.step(Event::Start, t0);
@@ -2071,5 +2481,309 @@ mod tests {
         let delays: Vec<u64> = (1..=7).map(|n| backoff(one, cap, n).as_secs()).collect();
         assert_eq!(delays, vec![1, 2, 4, 8, 16, 30, 30]);
         assert_eq!(backoff(one, cap, 200), cap, "no overflow");
+    }
+
+    // ---- Reload (DESIGN §8) ----
+
+    const NEW: Pid = 200;
+
+    fn ready(generation: u64) -> Event {
+        Event::Check(CheckResult {
+            id: CheckId::Notify,
+            generation,
+            ok: true,
+            latency: Duration::ZERO,
+            detail: "READY=1".into(),
+        })
+    }
+
+    /// A machine with sockets and a notify probe whose first child is ready, and a
+    /// reload whose new generation (`NEW`) has started.
+    fn reloading() -> (State, Instant) {
+        let (mut state, t0) = machine_on(true, |c| c.readiness.probe = Some(crate::config::Probe::Notify));
+        state.step(ready(1), t0);
+        assert!(state.ready());
+        assert_eq!(state.reload_refusal(), None);
+        assert_eq!(
+            state.step(Event::Command(Command::Reload), t0),
+            vec![Action::ReloadStarted { id: 1 }, Action::Spawn]
+        );
+        assert_eq!(
+            state.step(Event::Spawned { pid: NEW }, t0),
+            vec![Action::Arm(Timer::ReloadStartup, t0 + Duration::from_secs(60))]
+        );
+        assert_eq!(state.lifecycle(), Lifecycle::Reloading);
+        assert!(state.ready(), "/ready keeps its value during a reload");
+        assert_eq!(
+            state.child().map(|c| c.pid),
+            Some(CHILD),
+            "the old one serves until the new one is ready"
+        );
+        assert_eq!(state.newest().map(|c| c.pid), Some(NEW));
+        (state, t0)
+    }
+
+    fn reload_done(actions: &[Action]) -> Option<&ReloadRecord> {
+        actions.iter().find_map(|a| match a {
+            Action::ReloadDone(record) => Some(record),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_reload_is_refused_without_sockets_and_the_reload_signal_is_then_forwarded() {
+        let (mut state, t0) = machine(|_| {});
+        assert!(state.reload_refusal().is_some_and(|why| why.contains("no sockets")));
+        assert_eq!(state.step(Event::Command(Command::Reload), t0), vec![]);
+        let hup = Event::Signal {
+            signal: libc::SIGHUP,
+            sender: Some(1),
+        };
+        assert_eq!(
+            state.step(hup, t0),
+            vec![Action::Forward {
+                target: Target::Group(CHILD),
+                signal: libc::SIGHUP
+            }]
+        );
+    }
+
+    #[test]
+    fn the_reload_signal_reloads_when_there_are_sockets_and_a_second_one_is_refused() {
+        let (mut state, t0) = machine_on(true, |_| {});
+        let hup = Event::Signal {
+            signal: libc::SIGHUP,
+            sender: Some(1),
+        };
+        // No probe: the new generation is ready once it runs, so the reload ends at once.
+        assert_eq!(
+            state.step(hup.clone(), t0),
+            vec![Action::ReloadStarted { id: 1 }, Action::Spawn]
+        );
+        let actions = state.step(Event::Spawned { pid: NEW }, t0);
+        assert!(
+            reload_done(&actions).is_some_and(|r| r.ok && r.new_pid == Some(NEW)),
+            "{actions:?}"
+        );
+        assert_eq!(state.child().map(|c| c.pid), Some(NEW));
+        // The old one got the stop signal; while it retires, HUP reloads again.
+        assert!(actions.contains(&Action::Forward {
+            target: Target::Group(CHILD),
+            signal: libc::SIGTERM
+        }));
+        assert_eq!(
+            state.step(hup, t0),
+            vec![Action::ReloadStarted { id: 2 }, Action::Spawn]
+        );
+        assert_eq!(state.reload_refusal(), Some("a reload is already running"));
+        assert_eq!(state.step(Event::Command(Command::Reload), t0), vec![]);
+    }
+
+    #[test]
+    fn a_ready_new_generation_takes_over_and_the_old_one_retires_without_the_restart_policy() {
+        let (mut state, t0) = reloading();
+        // Forwarded signals go to the newest generation.
+        let usr1 = Event::Signal {
+            signal: libc::SIGUSR1,
+            sender: Some(1),
+        };
+        assert_eq!(
+            state.step(usr1, t0),
+            vec![Action::Forward {
+                target: Target::Group(NEW),
+                signal: libc::SIGUSR1
+            }]
+        );
+        // The old generation's READY=1 says nothing about the new one.
+        assert_eq!(reload_done(&state.step(ready(1), t0)), None);
+        assert_eq!(state.lifecycle(), Lifecycle::Reloading);
+
+        let t1 = t0 + ms(700);
+        let actions = state.step(ready(2), t1);
+        assert!(actions.contains(&Action::Disarm(Timer::ReloadStartup)));
+        assert!(actions.contains(&Action::Forward {
+            target: Target::Group(CHILD),
+            signal: libc::SIGTERM
+        }));
+        assert!(actions.contains(&Action::Arm(Timer::Retire, t1 + Duration::from_secs(30))));
+        let record = reload_done(&actions).expect("an outcome").clone();
+        assert!(record.ok);
+        assert_eq!(
+            (record.old_pid, record.new_pid, record.duration),
+            (CHILD, Some(NEW), ms(700))
+        );
+        assert_eq!(record.old_exit, None);
+        assert_eq!(state.child().map(|c| (c.pid, c.generation)), Some((NEW, 2)));
+        assert_eq!(state.lifecycle(), Lifecycle::Running);
+        assert!(state.ready());
+
+        // The old one exits: recorded, its group stopped, no restart, no exit.
+        assert!(state.is_generation(CHILD));
+        let t2 = t1 + ms(100);
+        let actions = state.step(
+            Event::ChildExited {
+                pid: CHILD,
+                status: ExitStatus::Code(0),
+            },
+            t2,
+        );
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Exit(_) | Action::Spawn | Action::SignalTree { .. }))
+        );
+        assert!(actions.contains(&Action::SignalGroup {
+            pgid: CHILD,
+            signal: libc::SIGTERM
+        }));
+        let old_exit = state.last_reload().and_then(|r| r.old_exit).expect("old_exit");
+        assert_eq!((old_exit.status, old_exit.at), (ExitStatus::Code(0), t2));
+        assert!(!state.is_generation(CHILD));
+        assert_eq!(state.last_exit(), None, "the retired one's exit is not the child's");
+        assert_eq!(state.restarts(), 0, "a reload is not a restart");
+
+        // Its group's stragglers get SIGKILL at the retire deadline, then nothing is armed.
+        let actions = state.step(Event::Timer(Timer::Retire), t1 + Duration::from_secs(30));
+        assert_eq!(
+            actions,
+            vec![
+                Action::SignalGroup {
+                    pgid: CHILD,
+                    signal: libc::SIGKILL
+                },
+                Action::Disarm(Timer::Retire)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_generation_not_ready_in_time_is_stopped_and_the_old_one_keeps_serving() {
+        let (mut state, t0) = reloading();
+        let t1 = t0 + Duration::from_secs(60);
+        let actions = state.step(Event::Timer(Timer::ReloadStartup), t1);
+        let record = reload_done(&actions).expect("an outcome");
+        assert!(
+            !record.ok && record.detail.contains("not ready within startup_timeout"),
+            "{record:?}"
+        );
+        assert!(actions.contains(&Action::Forward {
+            target: Target::Group(NEW),
+            signal: libc::SIGTERM
+        }));
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::SignalTree { .. })),
+            "{actions:?}"
+        );
+        assert_eq!(state.child().map(|c| c.pid), Some(CHILD));
+        assert_eq!(state.lifecycle(), Lifecycle::Running);
+        assert!(state.ready());
+        // The failed one's exit changes nothing for the serving child.
+        let actions = state.step(
+            Event::ChildExited {
+                pid: NEW,
+                status: ExitStatus::Signal(libc::SIGTERM),
+            },
+            t1,
+        );
+        assert!(!actions.iter().any(|a| matches!(a, Action::Exit(_) | Action::Spawn)));
+        assert_eq!(state.child().map(|c| c.pid), Some(CHILD));
+        assert_eq!(
+            state.last_reload().and_then(|r| r.old_exit),
+            None,
+            "the old one did not exit"
+        );
+        // A late READY=1 from the failed generation is ignored.
+        assert_eq!(state.step(ready(2), t1), vec![]);
+    }
+
+    #[test]
+    fn a_new_generation_that_exits_fails_the_reload() {
+        let (mut state, t0) = reloading();
+        let actions = state.step(
+            Event::ChildExited {
+                pid: NEW,
+                status: ExitStatus::Code(127),
+            },
+            t0,
+        );
+        let record = reload_done(&actions).expect("an outcome");
+        assert!(
+            !record.ok && record.detail.contains("exited with code 127"),
+            "{record:?}"
+        );
+        assert!(!actions.iter().any(|a| matches!(a, Action::Exit(_))));
+        assert_eq!(state.child().map(|c| c.pid), Some(CHILD));
+        assert!(!state.is_generation(NEW));
+        assert_eq!(state.reload_refusal(), None, "the next reload may start");
+    }
+
+    #[test]
+    fn the_old_one_exiting_during_a_reload_hands_over_to_the_new_one_once_ready() {
+        let (mut state, t0) = reloading();
+        let actions = state.step(
+            Event::ChildExited {
+                pid: CHILD,
+                status: ExitStatus::Code(1),
+            },
+            t0,
+        );
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Exit(_) | Action::SignalTree { .. })),
+            "{actions:?}"
+        );
+        assert_eq!(state.child().map(|c| c.pid), Some(NEW));
+        assert_eq!(state.lifecycle(), Lifecycle::Reloading);
+        assert!(!state.ready(), "the new one has not passed its probe yet");
+        let actions = state.step(ready(2), t0);
+        let record = reload_done(&actions).expect("an outcome");
+        assert!(record.ok);
+        assert_eq!(record.old_exit.map(|e| e.status), Some(ExitStatus::Code(1)));
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Forward { .. })),
+            "nothing old to stop: {actions:?}"
+        );
+        assert!(state.ready());
+    }
+
+    #[test]
+    fn after_the_old_one_exited_a_failing_new_one_goes_to_the_restart_policy() {
+        let (mut state, t0) = reloading();
+        state.step(
+            Event::ChildExited {
+                pid: CHILD,
+                status: ExitStatus::Code(0),
+            },
+            t0,
+        );
+        let actions = state.step(
+            Event::ChildExited {
+                pid: NEW,
+                status: ExitStatus::Code(3),
+            },
+            t0,
+        );
+        assert!(reload_done(&actions).is_some_and(|r| !r.ok));
+        // restart = never: once the tree is gone gsup exits with the new one's code.
+        assert!(state.awaiting_tree());
+        let actions = state.step(Event::Poll { tree_empty: true }, t0);
+        assert!(actions.contains(&Action::Exit(3)), "{actions:?}");
+    }
+
+    #[test]
+    fn a_shutdown_during_a_reload_fails_it_and_stops_the_new_generation_too() {
+        let (mut state, t0) = reloading();
+        let actions = state.step(term(), t0);
+        assert!(reload_done(&actions).is_some_and(|r| !r.ok && r.detail.contains("shutdown")));
+        assert!(actions.contains(&Action::Forward {
+            target: Target::Group(NEW),
+            signal: libc::SIGTERM
+        }));
+        assert!(actions.contains(&Action::Forward {
+            target: Target::Group(CHILD),
+            signal: libc::SIGTERM
+        }));
+        assert_eq!(state.reload_refusal(), Some("a shutdown is running"));
     }
 }

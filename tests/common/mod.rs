@@ -422,3 +422,24 @@ pub fn refused_port() -> (std::os::fd::OwnedFd, u16) {
     let address: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&socket)).expect("getsockname");
     (socket, address.port())
 }
+
+/// `target/debug/examples/drain_server`, built by `cargo test` with the other targets.
+pub fn drain_server() -> String {
+    let dir = std::path::Path::new(CHILD).parent().expect("target dir");
+    dir.join("examples")
+        .join("drain_server")
+        .to_str()
+        .expect("utf-8")
+        .to_string()
+}
+
+/// Runs a gsup subcommand to its end: (exit code, stdout, stderr).
+pub fn gsup_cmd(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut running = start(cmd(GSUP, args), env);
+    let code = running.wait_code(PATIENCE);
+    (
+        code,
+        running.drain_lines(Duration::from_millis(300)).join("\n"),
+        running.stderr(),
+    )
+}

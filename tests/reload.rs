@@ -1,0 +1,318 @@
+//! DESIGN §8 zero-downtime reload: a new generation starts on the sockets gsup holds, and
+//! the old one is stopped only once the new one said `READY=1` on its own notify socket.
+//! Real processes (examples/drain_server), real sockets, real clients on loopback.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// gsup around `program` with a `[[listen]]` socket, a control socket, a notify probe and
+/// the HTTP API.
+struct Reloadable {
+    gsup: Running,
+    app: String,
+    api: String,
+    socket: String,
+    _dir: tempfile::TempDir,
+    _config: tempfile::NamedTempFile,
+}
+
+fn reloadable(startup_timeout: &str, program: &[&str], env: &[(&str, &str)]) -> Reloadable {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
+    let app = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        "[[listen]]\nname = \"web\"\naddress = \"{app}\"\n\n\
+         [readiness]\nprobe = {{ notify = true }}\n\n\
+         [restart]\nstartup_timeout = \"{startup_timeout}\"\n\n\
+         [control]\nsocket = \"{socket}\"\n\n\
+         [http]\ntoken_file = \"{}\"\n",
+        token_file(&dir)
+    );
+    let (mut gsup, api, config) = gsup_with_api(&config, program, env);
+    gsup.expect_line("drain_server: listening");
+    assert!(
+        wait_until(PATIENCE, || status(&api)["ready"] == true),
+        "{}",
+        gsup.stderr()
+    );
+    Reloadable {
+        gsup,
+        app,
+        api,
+        socket,
+        _dir: dir,
+        _config: config,
+    }
+}
+
+const TOKEN: &str = "reload-test-token";
+
+fn token_file(dir: &tempfile::TempDir) -> String {
+    let path = dir.path().join("token");
+    std::fs::write(&path, TOKEN).expect("write token");
+    path.to_str().expect("utf-8").to_string()
+}
+
+fn status(api: &str) -> serde_json::Value {
+    let body = http(api, "GET", "/api/v1/shutdown/status", &[]).2;
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+fn child_pid(api: &str) -> i64 {
+    status(api)["child"]["pid"].as_i64().expect("a child pid")
+}
+
+/// One request on a fresh connection: the pid that answered, or what went wrong.
+fn request(app: &str) -> Result<i64, String> {
+    let mut stream = TcpStream::connect(app).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(PATIENCE)).map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("send: {e}"))?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(|e| format!("read: {e}"))?;
+    if !answer.starts_with("HTTP/1.1 200") {
+        return Err(format!("answer: {answer:?}"));
+    }
+    answer
+        .rsplit("ok ")
+        .next()
+        .and_then(|pid| pid.trim().parse().ok())
+        .ok_or_else(|| format!("no pid in {answer:?}"))
+}
+
+/// Clients on `threads` threads, each sending requests one after another until `stop`
+/// (bounded: at most `MAX_REQUESTS` each and `PATIENCE * 3` in all).
+struct Load {
+    stop: Arc<AtomicBool>,
+    handles: Vec<thread::JoinHandle<ClientReport>>,
+    sent: Arc<AtomicU64>,
+}
+
+const MAX_REQUESTS: u64 = 20_000;
+
+/// One client's requests sent, its failures, and the pids that answered it.
+type ClientReport = (u64, Vec<String>, Vec<i64>);
+
+fn load(app: &str, threads: usize) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let handles = (0..threads)
+        .map(|_| {
+            let (app, stop, sent) = (app.to_string(), Arc::clone(&stop), Arc::clone(&sent));
+            thread::spawn(move || {
+                let end = Instant::now() + PATIENCE * 3;
+                let (mut count, mut failures, mut pids) = (0, Vec::new(), Vec::new());
+                while !stop.load(Ordering::SeqCst) && count < MAX_REQUESTS && Instant::now() < end {
+                    match request(&app) {
+                        Ok(pid) if !pids.contains(&pid) => pids.push(pid),
+                        Ok(_) => {}
+                        Err(error) => failures.push(error),
+                    }
+                    count += 1;
+                    sent.fetch_add(1, Ordering::SeqCst);
+                }
+                (count, failures, pids)
+            })
+        })
+        .collect();
+    Load { stop, handles, sent }
+}
+
+impl Load {
+    /// Until at least `n` more requests went out (the load really runs meanwhile).
+    fn wait_for(&self, n: u64) {
+        let target = self.sent.load(Ordering::SeqCst) + n;
+        assert!(
+            wait_until(PATIENCE, || self.sent.load(Ordering::SeqCst) >= target),
+            "the load stalled"
+        );
+    }
+
+    /// (requests, failures, pids that answered).
+    fn finish(self) -> ClientReport {
+        self.stop.store(true, Ordering::SeqCst);
+        let (mut total, mut failures, mut pids) = (0, Vec::new(), Vec::new());
+        for handle in self.handles {
+            let (count, failed, seen) = handle.join().expect("client thread");
+            total += count;
+            failures.extend(failed);
+            for pid in seen {
+                if !pids.contains(&pid) {
+                    pids.push(pid);
+                }
+            }
+        }
+        (total, failures, pids)
+    }
+}
+
+#[test]
+fn five_reloads_under_load_lose_no_request_and_change_the_pid_each_time() {
+    let server = drain_server();
+    // A new generation takes a while to start, as real services do; the kernel queues
+    // new connections on the shared socket meanwhile, and the old one answers them.
+    let mut r = reloadable("20s", &[server.as_str()], &[("STARTUP_DELAY_MS", "150")]);
+    let first = child_pid(&r.api);
+    let clients = load(&r.app, 4);
+    clients.wait_for(20);
+    let mut pids = vec![first];
+    for round in 1..=5 {
+        let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &r.socket, "reload"], &[]);
+        assert_eq!(code, 0, "reload {round}: {stdout} {stderr}");
+        let answer: serde_json::Value = serde_json::from_str(&stdout).expect("ctl prints the outcome");
+        assert_eq!(answer["reload"]["outcome"], "ok", "{answer}");
+        let (old, new) = (
+            answer["reload"]["old_pid"].as_i64(),
+            answer["reload"]["new_pid"].as_i64(),
+        );
+        assert_eq!(old, pids.last().copied(), "{answer}");
+        let new = new.expect("new_pid");
+        assert!(!pids.contains(&new), "a new pid each time: {pids:?} {new}");
+        assert_eq!(child_pid(&r.api), new);
+        pids.push(new);
+        clients.wait_for(20);
+    }
+    let (total, failures, answered_by) = clients.finish();
+    assert!(
+        failures.is_empty(),
+        "{} of {total} requests failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        answered_by.len() >= 3,
+        "the load ran across the reloads: {answered_by:?} of {pids:?}"
+    );
+
+    // Every old generation is gone (stopped, not killed: drain_server exits 0 on TERM),
+    // and only the last one is left.
+    for old in &pids[..5] {
+        assert!(
+            wait_until(PATIENCE, || !alive(*old as i32)),
+            "old generation {old} still there"
+        );
+    }
+    assert!(alive(pids[5] as i32));
+    let last = status(&r.api);
+    assert_eq!(last["state"], "running");
+    assert_eq!(last["restarts"], 0, "a reload is not a restart");
+    let reload = &last["last_reload"];
+    assert_eq!(
+        (reload["id"].as_i64(), reload["outcome"].as_str()),
+        (Some(5), Some("ok")),
+        "{last}"
+    );
+    assert!(
+        wait_until(PATIENCE, || status(&r.api)["last_reload"]["old_exit"]["code"] == 0),
+        "{}",
+        status(&r.api)
+    );
+    let metrics = http(&r.api, "GET", "/metrics", &[]).2;
+    assert!(metrics.contains("gsup_reloads_total{outcome=\"ok\"} 5"), "{metrics}");
+    r.gsup.signal(libc::SIGTERM);
+    assert_eq!(r.gsup.wait_code(PATIENCE), 0, "{}", r.gsup.stderr());
+}
+
+#[test]
+fn a_reload_whose_new_child_never_gets_ready_leaves_the_old_one_serving() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = dir.path().join("broken-release");
+    // The "new release" never gets ready: while the marker exists the program is a sleep
+    // that neither accepts nor sends READY=1.
+    let script = format!(
+        "if [ -e {} ]; then echo broken $$; exec sleep 600; fi; exec {}",
+        marker.display(),
+        drain_server()
+    );
+    let mut r = reloadable("2s", &["sh", "-c", &script], &[]);
+    let old = child_pid(&r.api);
+    std::fs::write(&marker, "").expect("marker");
+    let clients = load(&r.app, 2);
+    let started = Instant::now();
+    let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &r.socket, "reload"], &[]);
+    assert_eq!(code, 1, "{stdout} {stderr}");
+    assert!(started.elapsed() >= Duration::from_secs(2), "waited startup_timeout");
+    assert!(stderr.contains("not ready within startup_timeout"), "{stderr}");
+    let broken = field(&r.gsup.expect_line("broken "), "broken");
+    assert!(
+        wait_until(PATIENCE, || !alive(broken)),
+        "the failed generation is stopped"
+    );
+    clients.wait_for(20);
+    let (total, failures, answered_by) = clients.finish();
+    assert!(
+        failures.is_empty(),
+        "{} of {total} failed: {failures:?}",
+        failures.len()
+    );
+    assert_eq!(answered_by, vec![old], "only the old generation answered");
+
+    let last = status(&r.api);
+    assert_eq!(last["child"]["pid"].as_i64(), Some(old), "{last}");
+    assert_eq!(last["ready"], true);
+    assert_eq!(last["last_reload"]["outcome"], "failed", "{last}");
+    assert_eq!(last["last_reload"]["new_pid"].as_i64(), Some(i64::from(broken)));
+    assert_eq!(last["last_reload"]["old_exit"], serde_json::Value::Null);
+    let metrics = http(&r.api, "GET", "/metrics", &[]).2;
+    assert!(
+        metrics.contains("gsup_reloads_total{outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
+    r.gsup.signal(libc::SIGTERM);
+    assert_eq!(r.gsup.wait_code(PATIENCE), 0, "{}", r.gsup.stderr());
+}
+
+/// POST `/reload` (with the token) answers 202 at once; a second one while it runs is
+/// 409; then SIGHUP, `[reload] signal` by default, reloads too.
+#[test]
+fn post_reload_answers_202_a_concurrent_one_409_and_hup_reloads() {
+    let server = drain_server();
+    let mut r = reloadable("20s", &[server.as_str()], &[("STARTUP_DELAY_MS", "1500")]);
+    let first = child_pid(&r.api);
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [("Authorization", auth.as_str())];
+    assert_eq!(
+        http(&r.api, "POST", "/api/v1/shutdown/reload", &[]).0,
+        401,
+        "the token is required"
+    );
+    let (code, _, body) = http(&r.api, "POST", "/api/v1/shutdown/reload", &headers);
+    assert_eq!(code, 202, "{body}");
+    assert!(body.contains("reload_started"), "{body}");
+    assert_eq!(status(&r.api)["state"], "reloading");
+    let (code, _, body) = http(&r.api, "POST", "/api/v1/shutdown/reload", &headers);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("already running"), "{body}");
+    let (code, _, stderr) = gsup_cmd(&["ctl", "--socket", &r.socket, "reload"], &[]);
+    assert_eq!(code, 1, "ctl is refused too: {stderr}");
+    assert!(
+        wait_until(PATIENCE, || status(&r.api)["last_reload"]["outcome"] == "ok"),
+        "{}",
+        r.gsup.stderr()
+    );
+    let second = child_pid(&r.api);
+    assert_ne!(second, first);
+    assert!(wait_until(PATIENCE, || !alive(first as i32)));
+
+    r.gsup.signal(libc::SIGHUP);
+    assert!(
+        wait_until(PATIENCE, || status(&r.api)["last_reload"]["id"] == 2),
+        "{}",
+        r.gsup.stderr()
+    );
+    assert_eq!(status(&r.api)["last_reload"]["outcome"], "ok");
+    let third = child_pid(&r.api);
+    assert!(third != second && third != first);
+    assert!(request(&r.app).is_ok_and(|pid| pid == third || pid == second));
+    r.gsup.signal(libc::SIGTERM);
+    assert_eq!(r.gsup.wait_code(PATIENCE), 0, "{}", r.gsup.stderr());
+}
