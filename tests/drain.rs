@@ -177,3 +177,38 @@ fn without_draining_a_server_that_dies_on_term_loses_the_request() {
     );
     gsup.wait_code(PATIENCE);
 }
+
+/// DESIGN §4 `drain_delay` under load, with a server that dies at once on TERM: clients
+/// that stop starting requests when `/ready` turns 503 (as a load balancer stops routing)
+/// lose none of the requests they started before, because the TERM waits `drain_delay`.
+#[test]
+fn under_load_drain_delay_loses_no_request_started_before_readiness_turned_503() {
+    let app = format!("127.0.0.1:{}", free_port());
+    let config = format!("[[listen]]\naddress = \"{app}\"\n\n[shutdown]\ndrain_delay = \"1s\"\n");
+    let server = drain_server();
+    let (mut gsup, api, _config) = gsup_with_api(&config, &[server.as_str()], &[("DIE_ON_TERM", "1")]);
+    gsup.expect_line("drain_server: listening");
+    let clients = Load::start(&app, "/slow?ms=150", 4);
+    clients.wait_for(20);
+    let watcher = {
+        let api = api.clone();
+        std::thread::spawn(move || wait_until(PATIENCE, || http(&api, "GET", "/ready", &[]).0 == 503))
+    };
+    gsup.signal(libc::SIGTERM);
+    assert!(watcher.join().expect("watcher"), "readiness turned 503");
+    clients.stop_starting();
+    let (total, failures, _) = clients.finish();
+    assert!(total >= 20, "{total}");
+    assert!(
+        failures.is_empty(),
+        "{} of {total} failed, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert_eq!(
+        gsup.wait_code(PATIENCE),
+        143,
+        "the server died of the TERM: {}",
+        gsup.stderr()
+    );
+}

@@ -867,6 +867,23 @@ fn probes_dependencies_and_listeners_are_validated() {
 }
 
 #[test]
+fn listen_sockets_warn_about_a_reload_without_a_per_generation_probe() {
+    let listen = "[[listen]]\naddress = \"127.0.0.1:3000\"\n";
+    let loaded = Case::with_file(listen).ok(&[], &no_flags());
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("without a `readiness.probe`")),
+        "{:?}",
+        loaded.warnings
+    );
+    let with_notify = format!("{listen}[readiness]\nprobe = {{ notify = true }}\n");
+    let loaded = Case::with_file(&with_notify).ok(&[], &no_flags());
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
 fn token_file_rules() {
     let case = Case::with_file("[http]\ntoken_file = \"token\"\n");
     let errors = case.errors(&[], &no_flags());

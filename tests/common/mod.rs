@@ -5,10 +5,11 @@
 //! may wait on them; the clippy ban on `Child::wait` is lifted for this module only.
 #![allow(clippy::disallowed_methods, dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -442,4 +443,95 @@ pub fn gsup_cmd(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         running.drain_lines(Duration::from_millis(300)).join("\n"),
         running.stderr(),
     )
+}
+
+/// One request on a fresh connection: the pid that answered, or what went wrong.
+pub fn request(app: &str, path: &str) -> Result<i64, String> {
+    let mut stream = TcpStream::connect(app).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(PATIENCE)).map_err(|e| e.to_string())?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(|e| format!("read: {e}"))?;
+    if !answer.starts_with("HTTP/1.1 200") {
+        return Err(format!("answer: {answer:?}"));
+    }
+    answer
+        .rsplit("ok ")
+        .next()
+        .and_then(|pid| pid.trim().parse().ok())
+        .ok_or_else(|| format!("no pid in {answer:?}"))
+}
+
+/// Clients on `threads` threads, each sending requests one after another until `stop`
+/// (bounded: at most `MAX_REQUESTS` each and `PATIENCE * 3` in all).
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    handles: Vec<thread::JoinHandle<ClientReport>>,
+    sent: Arc<AtomicU64>,
+}
+
+pub const MAX_REQUESTS: u64 = 20_000;
+
+/// One client's requests sent, its failures, and the pids that answered it.
+pub type ClientReport = (u64, Vec<String>, Vec<i64>);
+
+impl Load {
+    /// Starts the clients, each requesting `path` on fresh connections.
+    pub fn start(app: &str, path: &str, threads: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let handles = (0..threads)
+            .map(|_| {
+                let (app, path, stop, sent) = (app.to_string(), path.to_string(), Arc::clone(&stop), Arc::clone(&sent));
+                thread::spawn(move || {
+                    let end = Instant::now() + PATIENCE * 3;
+                    let (mut count, mut failures, mut pids) = (0, Vec::new(), Vec::new());
+                    while !stop.load(Ordering::SeqCst) && count < MAX_REQUESTS && Instant::now() < end {
+                        match request(&app, &path) {
+                            Ok(pid) if !pids.contains(&pid) => pids.push(pid),
+                            Ok(_) => {}
+                            Err(error) => failures.push(error),
+                        }
+                        count += 1;
+                        sent.fetch_add(1, Ordering::SeqCst);
+                    }
+                    (count, failures, pids)
+                })
+            })
+            .collect();
+        Load { stop, handles, sent }
+    }
+
+    /// Until at least `n` more requests went out (the load really runs meanwhile).
+    pub fn wait_for(&self, n: u64) {
+        let target = self.sent.load(Ordering::SeqCst) + n;
+        assert!(
+            wait_until(PATIENCE, || self.sent.load(Ordering::SeqCst) >= target),
+            "the load stalled"
+        );
+    }
+
+    /// From now on no client starts a new request (those under way finish).
+    pub fn stop_starting(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// (requests, failures, pids that answered).
+    pub fn finish(self) -> ClientReport {
+        self.stop.store(true, Ordering::SeqCst);
+        let (mut total, mut failures, mut pids) = (0, Vec::new(), Vec::new());
+        for handle in self.handles {
+            let (count, failed, seen) = handle.join().expect("client thread");
+            total += count;
+            failures.extend(failed);
+            for pid in seen {
+                if !pids.contains(&pid) {
+                    pids.push(pid);
+                }
+            }
+        }
+        (total, failures, pids)
+    }
 }
