@@ -227,3 +227,85 @@ fn post_reload_answers_202_a_concurrent_one_409_and_hup_reloads() {
     r.gsup.signal(libc::SIGTERM);
     assert_eq!(r.gsup.wait_code(PATIENCE), 0, "{}", r.gsup.stderr());
 }
+
+/// Under systemd socket activation (the real `systemd-socket-activate`): gsup passes the
+/// inherited socket on, reloads on it alone, and tells its own NOTIFY_SOCKET
+/// `RELOADING=1` and then `READY=1` around the reload (DESIGN §8, §9).
+#[test]
+fn with_a_socket_from_systemd_a_reload_works_and_systemd_is_told() {
+    let have = start(cmd("sh", &["-c", "command -v systemd-socket-activate"]), &[]).wait_code(PATIENCE) == 0;
+    if !have {
+        eprintln!("SKIPPED: systemd-socket-activate not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let systemd_path = dir.path().join("systemd.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&systemd_path).expect("bind");
+    systemd.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let control = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
+    let config = config_file("[readiness]\nprobe = { notify = true }\n");
+    let app = format!("127.0.0.1:{}", free_port());
+    let notify_env = format!("NOTIFY_SOCKET={}", systemd_path.display());
+    let server = drain_server();
+    let args = [
+        "-l",
+        app.as_str(),
+        "--fdname=web",
+        "-E",
+        notify_env.as_str(),
+        GSUP,
+        "run",
+        "--config",
+        config.path().to_str().expect("utf-8"),
+        "--control-socket",
+        control.as_str(),
+        "--",
+        server.as_str(),
+    ];
+    let mut gsup = start(cmd("systemd-socket-activate", &args), &[]);
+    // systemd-socket-activate starts gsup on the first connection.
+    let first_request = {
+        let app = app.clone();
+        std::thread::spawn(move || {
+            wait_until(PATIENCE, || std::net::TcpStream::connect(&app).is_ok());
+            request(&app, "/")
+        })
+    };
+    gsup.expect_line("drain_server: listening");
+    let first = first_request
+        .join()
+        .expect("client")
+        .expect("the first request is answered");
+    let mut seen = Vec::new();
+    let mut next = || {
+        let mut buffer = [0u8; 4096];
+        let n = systemd.recv(&mut buffer).expect("a datagram from gsup");
+        String::from_utf8_lossy(&buffer[..n]).to_string()
+    };
+    while !seen.iter().any(|m: &String| m.contains("READY=1")) {
+        seen.push(next());
+    }
+    let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &control, "reload"], &[]);
+    assert_eq!(code, 0, "the inherited socket counts as configured: {stdout} {stderr}");
+    let mut after = Vec::new();
+    while !after.iter().any(|m: &String| m.contains("READY=1")) {
+        after.push(next());
+    }
+    let reloading = after.iter().position(|m| m.starts_with("RELOADING=1"));
+    let ready = after.iter().position(|m| m.contains("READY=1"));
+    assert!(
+        reloading.is_some() && reloading < ready,
+        "RELOADING=1, then READY=1: {after:?}"
+    );
+    let answer: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let new = answer["reload"]["new_pid"].as_i64().expect("new_pid");
+    assert_ne!(new, first);
+    assert!(wait_until(PATIENCE, || !alive(first as i32)), "the old generation went");
+    assert_eq!(
+        request(&app, "/"),
+        Ok(new),
+        "the new generation serves the inherited socket"
+    );
+    gsup.signal(libc::SIGTERM);
+    assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
+}
