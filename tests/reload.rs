@@ -277,7 +277,7 @@ fn with_a_socket_from_systemd_a_reload_works_and_systemd_is_told() {
         .expect("client")
         .expect("the first request is answered");
     let mut seen = Vec::new();
-    let mut next = || {
+    let next = || {
         let mut buffer = [0u8; 4096];
         let n = systemd.recv(&mut buffer).expect("a datagram from gsup");
         String::from_utf8_lossy(&buffer[..n]).to_string()
