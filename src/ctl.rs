@@ -60,7 +60,10 @@ pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> 
             0
         }
         Ok(answer) => {
-            eprintln!("gsup ctl: refused ({}): {}", answer.status, answer.body.trim_end());
+            // 409 and the auth answers: gsup would not; anything else: it tried and failed
+            // (a reload whose new child never got ready).
+            let verdict = if answer.status < 500 { "refused" } else { "failed" };
+            eprintln!("gsup ctl: {verdict} ({}): {}", answer.status, answer.body.trim_end());
             1
         }
         Err(error) => {

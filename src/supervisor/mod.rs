@@ -912,7 +912,7 @@ impl Supervisor {
         for message in notify::parse(&notification.fields) {
             match message {
                 NotifyMessage::Ready => {
-                    info!("child sent READY=1");
+                    info!(generation, sender = notification.sender_pid, "child sent READY=1");
                     self.queue.push_back(Event::Check(checks::CheckResult {
                         id: checks::CheckId::Notify,
                         generation,
