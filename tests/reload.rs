@@ -309,3 +309,42 @@ fn with_a_socket_from_systemd_a_reload_works_and_systemd_is_told() {
     gsup.signal(libc::SIGTERM);
     assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
 }
+
+/// The "done when" of issue 7: the example app behind gsup with one `--listen` flag and no
+/// config at all. Without a probe the new child counts as ready once it runs, so the old
+/// one is stopped while the new one still starts up (150 ms); the kernel queues the
+/// connections meanwhile and none is lost.
+#[test]
+fn one_listen_flag_and_no_config_reload_under_load_without_losing_a_request() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
+    let app = format!("127.0.0.1:{}", free_port());
+    let server = drain_server();
+    let listen = format!("web={app}");
+    let mut gsup = gsup_run(
+        &["--listen", &listen, "--control-socket", &socket, "--", &server],
+        &[("STARTUP_DELAY_MS", "150")],
+    );
+    gsup.expect_line("drain_server: listening");
+    let clients = Load::start(&app, "/", 4);
+    clients.wait_for(20);
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &socket, "reload"], &[]);
+        assert_eq!(code, 0, "{stdout} {stderr}");
+        let answer: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+        pids.push(answer["reload"]["new_pid"].as_i64().expect("new_pid"));
+        gsup.expect_line("drain_server: listening");
+        clients.wait_for(20);
+    }
+    let (total, failures, answered_by) = clients.finish();
+    assert!(
+        failures.is_empty(),
+        "{} of {total} failed, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(answered_by.contains(&pids[2]), "{answered_by:?} {pids:?}");
+    gsup.signal(libc::SIGTERM);
+    assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
+}
