@@ -348,3 +348,70 @@ fn one_listen_flag_and_no_config_reload_under_load_without_losing_a_request() {
     gsup.signal(libc::SIGTERM);
     assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
 }
+
+/// The old generation's group is stopped on its own: a grandchild of the old child that
+/// ignores TERM gets SIGKILL `timeout` after the reload, while the new generation's
+/// grandchild (same program, another group) is left alone.
+#[test]
+fn a_retired_generation_group_gets_sigkill_after_timeout_and_the_new_one_is_untouched() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
+    let listen = format!("web=127.0.0.1:{}", free_port());
+    let mut gsup = gsup_run(
+        &[
+            "--listen",
+            &listen,
+            "--control-socket",
+            &socket,
+            "--timeout",
+            "1s",
+            "--",
+            CHILD,
+            "grandchild",
+            "ignore",
+            "TERM",
+            "forever",
+            ";",
+            "exit-on",
+            "TERM",
+            "0",
+            "forever",
+        ],
+        &[],
+    );
+    let old_grandchild = field(&gsup.expect_line("grandchild "), "grandchild");
+    let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &socket, "reload"], &[]);
+    assert_eq!(code, 0, "{stdout} {stderr}");
+    let reloaded = Instant::now();
+    let new_grandchild = field(
+        &gsup.expect_where("the new generation's grandchild", PATIENCE, |line| {
+            line.starts_with("grandchild ") && field(line, "grandchild") != old_grandchild
+        }),
+        "grandchild",
+    );
+    assert!(
+        wait_until(PATIENCE, || !alive(old_grandchild)),
+        "the old group's straggler is killed"
+    );
+    assert!(
+        reloaded.elapsed() >= Duration::from_millis(900),
+        "not before `timeout`: {:?}",
+        reloaded.elapsed()
+    );
+    assert!(
+        alive(new_grandchild),
+        "the new generation's grandchild is not touched: {}",
+        gsup.stderr()
+    );
+    assert!(
+        gsup.stderr().contains("retired generation outlived timeout"),
+        "{}",
+        gsup.stderr()
+    );
+    gsup.signal(libc::SIGTERM);
+    gsup.wait_code(PATIENCE);
+    assert!(
+        wait_until(PATIENCE, || !alive(new_grandchild)),
+        "the shutdown takes the rest"
+    );
+}

@@ -441,6 +441,15 @@ pub fn descendants(root: Pid, exclude: &HashSet<Pid>) -> Vec<Pid> {
     found
 }
 
+/// Whether a descendant of `root` is in process group `pgid`. Once a group is empty its
+/// number may be reused by an unrelated process, so a late `killpg` must ask this first.
+pub fn group_in_tree(root: Pid, pgid: Pid, exclude: &HashSet<Pid>) -> bool {
+    let mut reader = Reader::new();
+    descendants(root, exclude)
+        .into_iter()
+        .any(|pid| reader.stat(pid).is_some_and(|stat| stat.pgid == pgid))
+}
+
 /// The fields of `/proc/<pid>/stat` that a sample needs (proc(5) field numbers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stat {

@@ -586,7 +586,12 @@ impl Supervisor {
             Action::Forward { target, signal } => self.forward(target, signal),
             Action::SignalTree { signal } => self.signal_tree(signal),
             Action::SignalGroup { pgid, signal } => {
-                if let Err(error) = os::killpg(pgid, signal) {
+                // A retiring generation's group, maybe long after its leader went: only
+                // while a process of gsup's tree is still in it (else the number may be
+                // another program's group by now).
+                if !tree::group_in_tree(self.own_pid, pgid, &self.helper_pids()) {
+                    debug!(pgid, signal = %Sig(signal), "group empty: not signalled");
+                } else if let Err(error) = os::killpg(pgid, signal) {
                     debug!(pgid, signal = %Sig(signal), %error, "group not signalled");
                 }
             }

@@ -2,4 +2,4 @@
 //! with the monitor's sampler (`monitor::procfs`), so that killing and sampling agree on
 //! what the tree is.
 
-pub use crate::monitor::procfs::descendants;
+pub use crate::monitor::procfs::{descendants, group_in_tree};
