@@ -4,6 +4,7 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -155,6 +156,36 @@ fn gsup_tells_its_own_notify_socket_ready_and_stopping() {
         seen.push(String::from_utf8_lossy(&buffer[..n]).to_string());
     }
     assert!(seen.iter().any(|m| m.starts_with("STATUS=")), "{seen:?}");
+    gsup.wait_code(PATIENCE);
+}
+
+/// With `WATCHDOG_USEC` gsup pings systemd every half period from its loop, also while the
+/// loop wakes more often than that (the monitor ticks every second): a 3 s watchdog gets
+/// a `WATCHDOG=1` every 1.5 s, not never.
+#[test]
+fn gsup_pings_the_systemd_watchdog_while_the_monitor_ticks_faster() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("systemd.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind");
+    socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let notify = path.to_str().expect("utf-8");
+    let mut gsup = gsup_run(
+        &["--", CHILD, "echo", "up", "forever"],
+        &[("NOTIFY_SOCKET", notify), ("WATCHDOG_USEC", "3000000")],
+    );
+    gsup.expect_line("up");
+    let mut buffer = [0u8; 4096];
+    let mut pings = Vec::new();
+    let started = Instant::now();
+    while pings.len() < 3 {
+        let n = socket.recv(&mut buffer).expect("a datagram from gsup");
+        if String::from_utf8_lossy(&buffer[..n]) == "WATCHDOG=1" {
+            pings.push(started.elapsed());
+        }
+    }
+    // Three pings 1.5 s apart: the last one well before 3 × 3 s; generous for a busy machine.
+    assert!(pings[2] < Duration::from_secs(8), "{pings:?}");
+    gsup.signal(libc::SIGTERM);
     gsup.wait_code(PATIENCE);
 }
 

@@ -346,6 +346,8 @@ impl Supervisor {
                 warn!(%error, "cannot become a child subreaper: orphans of the child will not be reaped by gsup");
             }
         }
+        // When gsup's next WATCHDOG=1 to systemd is due (half of WATCHDOG_USEC).
+        let mut next_systemd_ping: Option<Instant> = None;
         debug!(pid = self.own_pid, tty = self.tty.is_some(), "gsup started");
         self.queue.push_back(Event::Start);
 
@@ -371,7 +373,12 @@ impl Supervisor {
             let notify_server = self.notify_server.clone();
             let reload_notify = self.reload_notify.clone();
             let child_watchdog = self.child_watchdog;
-            let systemd_watchdog = self.systemd.as_ref().and_then(SystemdNotifier::watchdog_interval);
+            // A deadline, not a fresh sleep per round: the loop wakes more often than the
+            // period (monitor ticks, requests), and a sleep re-created each time never ends.
+            let systemd_ping = match self.systemd.as_ref().and_then(SystemdNotifier::watchdog_interval) {
+                Some(half_period) => Some(*next_systemd_ping.get_or_insert_with(|| Instant::now() + half_period)),
+                None => None,
+            };
             // The safety tick is needed only where the ticker does not wake the loop anyway.
             let tick = if self.state.awaiting_tree() {
                 Some(TREE_POLL)
@@ -419,7 +426,8 @@ impl Supervisor {
                     self.child_watchdog_missed();
                 }
                 // Half of systemd's watchdog period: the loop is alive, say so.
-                _ = sleep(systemd_watchdog.unwrap_or(IDLE_TICK)), if systemd_watchdog.is_some() => {
+                _ = sleep_until(systemd_ping.unwrap_or_else(Instant::now)), if systemd_ping.is_some() => {
+                    next_systemd_ping = None;
                     if let Some(systemd) = &self.systemd {
                         let _ = systemd.watchdog();
                     }
