@@ -375,10 +375,11 @@ impl Supervisor {
             let child_watchdog = self.child_watchdog;
             // A deadline, not a fresh sleep per round: the loop wakes more often than the
             // period (monitor ticks, requests), and a sleep re-created each time never ends.
-            let systemd_ping = match self.systemd.as_ref().and_then(SystemdNotifier::watchdog_interval) {
-                Some(half_period) => Some(*next_systemd_ping.get_or_insert_with(|| Instant::now() + half_period)),
-                None => None,
-            };
+            let systemd_ping = self
+                .systemd
+                .as_ref()
+                .and_then(SystemdNotifier::watchdog_interval)
+                .map(|half_period| *next_systemd_ping.get_or_insert_with(|| Instant::now() + half_period));
             // The safety tick is needed only where the ticker does not wake the loop anyway.
             let tick = if self.state.awaiting_tree() {
                 Some(TREE_POLL)
