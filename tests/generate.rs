@@ -22,7 +22,10 @@ fn generate_from(kind: &str, path: &str) -> (i32, String, String) {
 }
 
 const CONFIG: &str = "[process]\ncommand = [\"/usr/bin/sleep\", \"600\"]\n\
-                      [shutdown]\ntimeout = \"20s\"\nforce_timeout = \"5s\"\ndrain_delay = \"3s\"\n";
+                      [shutdown]\ntimeout = \"20s\"\nforce_timeout = \"5s\"\ndrain_delay = \"3s\"\n\
+                      [restart]\nstartup_timeout = \"10s\"\n\
+                      [readiness]\nprobe = { notify = true }\n\
+                      [[listen]]\naddress = \"127.0.0.1:3000\"\n";
 
 #[test]
 fn systemd_stop_timeout_is_the_budget_and_the_unit_verifies() {
@@ -36,7 +39,11 @@ fn systemd_stop_timeout_is_the_budget_and_the_unit_verifies() {
         unit.contains("Type=notify") && unit.contains("KillMode=mixed"),
         "{unit}"
     );
-    assert!(unit.contains(&format!("ExecStart={GSUP} run --config ")), "{unit}");
+    // The config by environment, so ExecReload's `ctl` reads it as `run` does.
+    assert!(unit.contains("\nEnvironment=GSUP_CONFIG=/"), "{unit}");
+    assert!(unit.contains(&format!("ExecStart={GSUP} run -- /usr/bin/sleep 600")), "{unit}");
+    assert!(unit.contains(&format!("\nExecReload={GSUP} ctl reload\n")), "with sockets: {unit}");
+    assert!(unit.contains("\nTimeoutStartSec=15\n"), "startup_timeout + 5 s bounds the reload: {unit}");
     let have = start(cmd("sh", &["-c", "command -v systemd-analyze"]), &[]).wait_code(PATIENCE) == 0;
     if !have {
         eprintln!("SKIPPED: systemd-analyze not installed");
@@ -67,6 +74,10 @@ fn kubernetes_grace_period_and_probes_follow_the_config() {
         "{yaml}"
     );
     assert!(yaml.contains(r#"command: ["gsup", "ctl", "prestop"]"#), "{yaml}");
+    assert!(
+        yaml.contains("- name: GSUP_CONFIG\n              value: /etc/gsup/supervisor.toml"),
+        "ctl prestop reads the config (its wait is drain_delay + 5 s): {yaml}"
+    );
     assert!(
         yaml.contains("GSUP_CONTROL_SOCKET"),
         "no [control] socket configured: set it by env: {yaml}"

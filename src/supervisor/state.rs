@@ -964,8 +964,12 @@ impl State {
         };
         let draining = self.config.shutdown.connection_draining && !self.config.shutdown.max_drain_time.is_zero();
         if drain_delay.is_zero() && !draining {
-            self.rows()
-                .record(PhaseName::Drain, Outcome::Skipped, "drain_delay is 0", now);
+            let detail = if self.config.shutdown.drain_delay.is_zero() {
+                "drain_delay is 0"
+            } else {
+                "drain_delay already waited out since the preStop"
+            };
+            self.rows().record(PhaseName::Drain, Outcome::Skipped, detail, now);
             return self.pre_stop(now, actions);
         }
         self.rows().start(PhaseName::Drain, now);
