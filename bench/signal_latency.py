@@ -71,7 +71,9 @@ class Lines:
 def start(prefix, fixture, actions):
     argv = prefix.split() + [fixture] + actions
     # stderr to /dev/null: tini warns that it is not PID 1 on every start.
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    # A session of its own, so stop() can kill what a supervisor leaves behind when it is
+    # SIGKILLed (tini's child survives that; gsup's dies with it by PDEATHSIG).
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
     lines = Lines(proc.stdout)
     if lines.wait_for(lambda l: l == "ready") is None:
         stop(proc)
@@ -83,7 +85,23 @@ def stop(proc):
     if proc.poll() is None:
         proc.kill()
     proc.wait()
+    kill_session(proc.pid)
     proc.stdout.close()
+
+
+def kill_session(sid):
+    """SIGKILL every process left in session `sid` (tini moves its child to a group of its
+    own, so a group kill would miss it)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:  # field 6, session
+                os.kill(int(entry), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
 
 
 def stamp_of(line, name):
