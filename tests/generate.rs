@@ -41,9 +41,18 @@ fn systemd_stop_timeout_is_the_budget_and_the_unit_verifies() {
     );
     // The config by environment, so ExecReload's `ctl` reads it as `run` does.
     assert!(unit.contains("\nEnvironment=GSUP_CONFIG=/"), "{unit}");
-    assert!(unit.contains(&format!("ExecStart={GSUP} run -- /usr/bin/sleep 600")), "{unit}");
-    assert!(unit.contains(&format!("\nExecReload={GSUP} ctl reload\n")), "with sockets: {unit}");
-    assert!(unit.contains("\nTimeoutStartSec=15\n"), "startup_timeout + 5 s bounds the reload: {unit}");
+    assert!(
+        unit.contains(&format!("ExecStart={GSUP} run -- /usr/bin/sleep 600")),
+        "{unit}"
+    );
+    assert!(
+        unit.contains(&format!("\nExecReload={GSUP} ctl reload\n")),
+        "with sockets: {unit}"
+    );
+    assert!(
+        unit.contains("\nTimeoutStartSec=15\n"),
+        "startup_timeout + 5 s bounds the reload: {unit}"
+    );
     let have = start(cmd("sh", &["-c", "command -v systemd-analyze"]), &[]).wait_code(PATIENCE) == 0;
     if !have {
         eprintln!("SKIPPED: systemd-analyze not installed");

@@ -684,24 +684,29 @@ impl Supervisor {
         }
         let now = Instant::now().into_std();
         let rows = self.state.phases();
-        let failed = phases::failed(rows);
-        let report = serde_json::json!({
-            "event": "shutdown",
-            "reason": shutdown.reason,
-            "started_at": self.clock.json(shutdown.started_at),
-            "ended_at": self.clock.json(now),
-            "duration_seconds": now.saturating_duration_since(shutdown.started_at).as_secs_f64(),
-            "deadline": self.clock.json(shutdown.deadline),
-            "exit_code": code,
-            "restart": shutdown.restart,
-            "outcome": if failed { "failure" } else { "success" },
-            "active_connections": self.state.connections_at_trigger().map(|c| c.active),
-            "inflight_connections": self.state.connections_at_trigger().map(|c| c.inflight),
-            "active_connections_at_end": self.state.connections().map(|c| c.active),
-            "phases": rows.iter().map(|row| snapshot::phase_json(row, &self.clock)).collect::<Vec<_>>(),
-        });
-        let line = report.to_string();
-        info!(report = %line, "shutdown report");
+        let wall = |at: std::time::Instant| crate::timefmt::rfc3339_millis(self.clock.wall(at));
+        let report = ShutdownReport {
+            event: "shutdown",
+            reason: &shutdown.reason,
+            started_at: wall(shutdown.started_at),
+            ended_at: wall(now),
+            duration_seconds: now.saturating_duration_since(shutdown.started_at).as_secs_f64(),
+            deadline: wall(shutdown.deadline),
+            exit_code: code,
+            restart: shutdown.restart,
+            outcome: if phases::failed(rows) { "failure" } else { "success" },
+            active_connections: self.state.connections_at_trigger().map(|c| c.active),
+            inflight_connections: self.state.connections_at_trigger().map(|c| c.inflight),
+            active_connections_at_end: self.state.connections().map(|c| c.active),
+            phases: rows
+                .iter()
+                .map(|row| snapshot::PhaseView::of(row, &self.clock))
+                .collect(),
+        };
+        let Ok(line) = serde_json::to_string(&report) else {
+            return;
+        };
+        crate::logging::shutdown_report(&line);
         if let Some(path) = &self.state.config().shutdown.log {
             let written = std::fs::OpenOptions::new()
                 .create(true)
@@ -1072,6 +1077,24 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// The shutdown report's line (DESIGN §4), in this field order.
+#[derive(serde::Serialize)]
+struct ShutdownReport<'a> {
+    event: &'static str,
+    reason: &'a str,
+    started_at: String,
+    ended_at: String,
+    duration_seconds: f64,
+    deadline: String,
+    exit_code: Option<i32>,
+    restart: bool,
+    outcome: &'static str,
+    active_connections: Option<u64>,
+    inflight_connections: Option<u64>,
+    active_connections_at_end: Option<u64>,
+    phases: Vec<snapshot::PhaseView<'a>>,
 }
 
 /// stdin, when it is a terminal whose foreground group is gsup's own: then the child's

@@ -200,19 +200,38 @@ pub fn reload_json(record: &ReloadRecord, clock: &Clock) -> Value {
 
 /// One phase row as `/status` and the shutdown log show it (DESIGN §4).
 pub fn phase_json(row: &PhaseRow, clock: &Clock) -> Value {
-    let duration = match (row.started_at, row.ended_at) {
-        (Some(start), Some(end)) => Some(seconds(end.saturating_duration_since(start))),
-        _ => None,
-    };
-    json!({
-        "name": row.name.as_str(),
-        "timeout_seconds": seconds(row.timeout),
-        "started_at": row.started_at.map(|t| clock.json(t)),
-        "ended_at": row.ended_at.map(|t| clock.json(t)),
-        "duration_seconds": duration,
-        "outcome": row.outcome.map(|o| o.as_str()),
-        "detail": row.detail,
-    })
+    serde_json::to_value(PhaseView::of(row, clock)).unwrap_or(Value::Null)
+}
+
+/// A phase row ready to serialize: the shutdown report writes these straight to its line,
+/// without building a `Value` tree first (it is on gsup's way out).
+#[derive(serde::Serialize)]
+pub struct PhaseView<'a> {
+    name: &'static str,
+    timeout_seconds: f64,
+    started_at: Option<String>,
+    ended_at: Option<String>,
+    duration_seconds: Option<f64>,
+    outcome: Option<&'static str>,
+    detail: &'a str,
+}
+
+impl<'a> PhaseView<'a> {
+    pub fn of(row: &'a PhaseRow, clock: &Clock) -> Self {
+        let wall = |at: Instant| rfc3339_millis(clock.wall(at));
+        PhaseView {
+            name: row.name.as_str(),
+            timeout_seconds: seconds(row.timeout),
+            started_at: row.started_at.map(wall),
+            ended_at: row.ended_at.map(wall),
+            duration_seconds: match (row.started_at, row.ended_at) {
+                (Some(start), Some(end)) => Some(seconds(end.saturating_duration_since(start))),
+                _ => None,
+            },
+            outcome: row.outcome.map(|o| o.as_str()),
+            detail: &row.detail,
+        }
+    }
 }
 
 /// Remaining wait of a preStop started at `since`, given `drain_delay`.
