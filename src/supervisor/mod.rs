@@ -110,7 +110,7 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
         .map_err(RunError::Runtime)?;
     let sockets = crate::listen::open(&loaded.config.listen, &|name| std::env::var(name).ok())?;
     let loaded = Arc::new(loaded);
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new().map_err(RunError::Metrics)?);
         let (mut supervisor, hook_reports, check_results) =
             Supervisor::new(loaded.config.clone(), spec, inherited, metrics, sockets);
@@ -129,10 +129,15 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
         }
         drop(api);
         let code = supervisor.run(requests, hook_reports, check_results).await;
-        // Removes the socket file; the runtime's drop then closes open connections.
+        // Removes the socket file; the process's exit closes everything else.
         drop(control_socket);
         code
-    })
+    });
+    // gsup exits right after this: dropping the runtime would free every task, connection
+    // and metric one by one (a sixth of the work from SIGTERM to exit) and wait for any
+    // blocking thread still running (an http hook past its deadline). The kernel does both.
+    std::mem::forget(runtime);
+    code
 }
 
 fn child_spec(config: &Config, argv: Vec<String>) -> Result<ChildSpec, RunError> {
