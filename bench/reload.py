@@ -79,9 +79,18 @@ def alive(pid):
     return os.path.exists(f"/proc/{pid}")
 
 
-def get_json(url):
-    with urllib.request.urlopen(url, timeout=2) as r:
-        return json.load(r)
+def get_json(url, what="GET"):
+    """GET url as JSON; slow (> 1 s) or failed answers are reported, with how long they took."""
+    t0 = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body = json.load(r)
+    except (OSError, ValueError) as error:
+        raise BenchError(f"{what}: {url} failed after {time.monotonic() - t0:.2f} s: {error!r}")
+    took = time.monotonic() - t0
+    if took > 1:
+        print(f"# slow: {what}: {url} took {took:.2f} s", flush=True)
+    return body
 
 
 def parse_wrk(text):
@@ -191,7 +200,7 @@ def run_gsup(args, procs, workdir, duration):
     time.sleep(WARMUP)  # load before the first reload, not synchronisation
     samples = []
     for i in range(args.reloads):
-        old_pid = get_json(status_url)["child"]["pid"]
+        old_pid = get_json(status_url, f"reload {i + 1}: status before")["child"]["pid"]
         procs.server_pids.add(old_pid)
         t0 = time.monotonic()
         ctl = subprocess.run([args.gsup, "ctl", "--socket", sock, "reload"], capture_output=True,
@@ -206,7 +215,7 @@ def run_gsup(args, procs, workdir, duration):
             raise BenchError(f"reload {i + 1}: old child {old_pid} still there after {STEP_BOUND} s")
         t_gone = time.monotonic() - t0
         reply = json.loads(ctl.stdout).get("reload", {})
-        status = get_json(status_url)
+        status = get_json(status_url, f"reload {i + 1}: status after")
         new_pid = status["child"]["pid"]
         procs.server_pids.add(new_pid)
         if new_pid == old_pid or reply.get("old_pid") != old_pid or reply.get("new_pid") != new_pid:
@@ -325,6 +334,11 @@ def main():
         # Both streams: the results file (stdout, tee'd) must show it too.
         print(f"reload.py: FAILED: {error}", file=sys.stderr)
         print(f"# FAILED: {str(error).splitlines()[0]}")
+        failed = True
+    except Exception as error:  # anything unforeseen: still a clean stop and a table
+        import traceback
+        traceback.print_exc()
+        print(f"# FAILED: {error!r}")
         failed = True
     except KeyboardInterrupt:
         print("reload.py: interrupted", file=sys.stderr)
