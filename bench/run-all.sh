@@ -9,14 +9,20 @@ cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
 GSUP=${GSUP:-$target/release/gsup}
 FIXTURE=${FIXTURE:-$target/release/gsup-test-child}
+SERVER=${SERVER:-$target/release/examples/drain_server}
 if [ ! -x "$FIXTURE" ]; then
     cargo build --release --bin gsup-test-child
+fi
+if [ ! -x "$SERVER" ]; then
+    cargo build --release --example drain_server
 fi
 
 prefixes=("" "tini --" "dumb-init" "catatonit --")
 gsup_note="gsup: included ($GSUP)"
+gsup_ok=0
 if [ -x "$GSUP" ] && timeout 10 "$GSUP" run -- true >/dev/null 2>&1; then
     prefixes+=("$GSUP run --")
+    gsup_ok=1
 else
     gsup_note="gsup: TODO, not measured: \`$GSUP run -- true\` does not exit 0 (or $GSUP is missing)"
 fi
@@ -45,6 +51,15 @@ echo "## signal latency"; bench/signal_latency.py --fixture "$FIXTURE" "${prefix
 echo "## orphans"; bench/orphans.sh "$FIXTURE" "${prefixes[@]}"; echo
 # Bare has no supervisor to measure while idle.
 echo "## idle"; bench/idle.sh "${prefixes[@]:1}"; echo
+# Reloads are gsup's alone (against a plain stop + start); a failed reload is reported,
+# and the rest of the run goes on.
+echo "## reload"
+if [ "$gsup_ok" = 1 ]; then
+    bench/reload.py --gsup "$GSUP" --server "$SERVER" || echo "# reload: FAILED (see above)"
+else
+    echo "# reload: TODO, not measured (gsup not included)"
+fi
+echo
 echo "## summary"
 python3 bench/table.py "$out"
 echo
