@@ -48,6 +48,25 @@ fn reloadable(startup_timeout: &str, program: &[&str], env: &[(&str, &str)]) -> 
     }
 }
 
+/// gsup with only flags: `--listen web=<free loopback port>`, a control socket, `extra`,
+/// then `program`. Returns (gsup, app address, control socket, its directory).
+fn with_listen_flag(
+    extra: &[&str],
+    program: &[&str],
+    env: &[(&str, &str)],
+) -> (Running, String, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
+    let app = format!("127.0.0.1:{}", free_port());
+    let listen = format!("web={app}");
+    let mut args = vec!["--listen", listen.as_str(), "--control-socket", socket.as_str()];
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.extend_from_slice(program);
+    let gsup = gsup_run(&args, env);
+    (gsup, app, socket, dir)
+}
+
 const TOKEN: &str = "reload-test-token";
 
 fn token_file(dir: &tempfile::TempDir) -> String {
@@ -316,15 +335,8 @@ fn with_a_socket_from_systemd_a_reload_works_and_systemd_is_told() {
 /// connections meanwhile and none is lost.
 #[test]
 fn one_listen_flag_and_no_config_reload_under_load_without_losing_a_request() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
-    let app = format!("127.0.0.1:{}", free_port());
     let server = drain_server();
-    let listen = format!("web={app}");
-    let mut gsup = gsup_run(
-        &["--listen", &listen, "--control-socket", &socket, "--", &server],
-        &[("STARTUP_DELAY_MS", "150")],
-    );
+    let (mut gsup, app, socket, _dir) = with_listen_flag(&[], &[&server], &[("STARTUP_DELAY_MS", "150")]);
     gsup.expect_line("drain_server: listening");
     let clients = Load::start(&app, "/", 4);
     clients.wait_for(20);
@@ -333,8 +345,9 @@ fn one_listen_flag_and_no_config_reload_under_load_without_losing_a_request() {
         let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &socket, "reload"], &[]);
         assert_eq!(code, 0, "{stdout} {stderr}");
         let answer: serde_json::Value = serde_json::from_str(&stdout).expect("json");
-        pids.push(answer["reload"]["new_pid"].as_i64().expect("new_pid"));
-        gsup.expect_line("drain_server: listening");
+        let new = answer["reload"]["new_pid"].as_i64().expect("new_pid");
+        gsup.expect_line(&format!("listening on {app} (pid {new})"));
+        pids.push(new);
         clients.wait_for(20);
     }
     let (total, failures, answered_by) = clients.finish();
@@ -354,18 +367,9 @@ fn one_listen_flag_and_no_config_reload_under_load_without_losing_a_request() {
 /// grandchild (same program, another group) is left alone.
 #[test]
 fn a_retired_generation_group_gets_sigkill_after_timeout_and_the_new_one_is_untouched() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
-    let listen = format!("web=127.0.0.1:{}", free_port());
-    let mut gsup = gsup_run(
+    let (mut gsup, _app, socket, _dir) = with_listen_flag(
+        &["--timeout", "1s"],
         &[
-            "--listen",
-            &listen,
-            "--control-socket",
-            &socket,
-            "--timeout",
-            "1s",
-            "--",
             CHILD,
             "grandchild",
             "ignore",
