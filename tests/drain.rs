@@ -198,14 +198,8 @@ fn under_load_drain_delay_loses_no_request_started_before_readiness_turned_503()
     gsup.signal(libc::SIGTERM);
     assert!(watcher.join().expect("watcher"), "readiness turned 503");
     clients.stop_starting();
-    let (total, failures, _) = clients.finish();
+    let (total, _) = clients.finish_without_failures();
     assert!(total >= 20, "{total}");
-    assert!(
-        failures.is_empty(),
-        "{} of {total} failed, first: {:?}",
-        failures.len(),
-        failures.first()
-    );
     assert_eq!(
         gsup.wait_code(PATIENCE),
         143,

@@ -110,13 +110,7 @@ fn five_reloads_under_load_lose_no_request_and_change_the_pid_each_time() {
         pids.push(new);
         clients.wait_for(20);
     }
-    let (total, failures, answered_by) = clients.finish();
-    assert!(
-        failures.is_empty(),
-        "{} of {total} requests failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    let (_, answered_by) = clients.finish_without_failures();
     assert!(
         answered_by.len() >= 3,
         "the load ran across the reloads: {answered_by:?} of {pids:?}"
@@ -177,13 +171,7 @@ fn a_reload_whose_new_child_never_gets_ready_leaves_the_old_one_serving() {
         "the failed generation is stopped"
     );
     clients.wait_for(20);
-    let (total, failures, answered_by) = clients.finish();
-    assert!(
-        failures.is_empty(),
-        "{} of {total} failed, first: {:?}",
-        failures.len(),
-        failures.first()
-    );
+    let (_, answered_by) = clients.finish_without_failures();
     assert_eq!(answered_by, vec![old], "only the old generation answered");
 
     let last = status(&r.api);
@@ -350,13 +338,7 @@ fn one_listen_flag_and_no_config_reload_under_load_without_losing_a_request() {
         pids.push(new);
         clients.wait_for(20);
     }
-    let (total, failures, answered_by) = clients.finish();
-    assert!(
-        failures.is_empty(),
-        "{} of {total} failed, first: {:?}",
-        failures.len(),
-        failures.first()
-    );
+    let (_, answered_by) = clients.finish_without_failures();
     assert!(answered_by.contains(&pids[2]), "{answered_by:?} {pids:?}");
     gsup.signal(libc::SIGTERM);
     assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());

@@ -518,6 +518,19 @@ impl Load {
         self.stop.store(true, Ordering::SeqCst);
     }
 
+    /// Stops the clients and asserts that no request failed (naming the first failure);
+    /// returns (requests, pids that answered).
+    pub fn finish_without_failures(self) -> (u64, Vec<i64>) {
+        let (total, failures, pids) = self.finish();
+        assert!(
+            failures.is_empty(),
+            "{} of {total} requests failed, the first: {:?}",
+            failures.len(),
+            failures.first()
+        );
+        (total, pids)
+    }
+
     /// (requests, failures, pids that answered).
     pub fn finish(self) -> ClientReport {
         self.stop.store(true, Ordering::SeqCst);
