@@ -169,6 +169,8 @@ pub struct Sampler {
     previous_at: Option<Instant>,
     /// `cpu_seconds_total` in ticks, exact.
     total_ticks: u64,
+    /// A negative delta carried to the next sample (see the end of `sample`).
+    debt_ticks: i64,
     /// gsup's own previous reading for its `cpu_percent`: (when, starttime, own ticks).
     own_previous: Option<(Instant, u64, u64)>,
     queue: Vec<Pid>,
@@ -197,6 +199,7 @@ impl Sampler {
             current: HashMap::new(),
             previous_at: None,
             total_ticks: 0,
+            debt_ticks: 0,
             own_previous: None,
             queue: Vec::new(),
             seen: HashSet::new(),
@@ -329,8 +332,18 @@ impl Sampler {
         }
         std::mem::swap(&mut self.previous, &mut self.current);
         self.previous_at = Some(now);
-        // Negative only when a parent ignoring SIGCHLD let a child's time go uncounted.
-        self.total_ticks += delta_ticks.max(0) as u64;
+        // Negative when a parent reaped a child between the read of its own stat and the
+        // listing of its children: the child's time leaves the walk now and shows in the
+        // parent's cutime only next time. Carry that to the next sample (once), or the
+        // time is counted twice (seen in CI under load). Negative for good only when a
+        // parent ignoring SIGCHLD let a child's time go uncounted: then the debt lapses.
+        let had_debt = self.debt_ticks != 0;
+        let delta = delta_ticks + std::mem::take(&mut self.debt_ticks);
+        if delta >= 0 {
+            self.total_ticks += delta as u64;
+        } else if !had_debt {
+            self.debt_ticks = delta;
+        }
 
         link_children(&mut processes);
         let totals = Totals {
