@@ -405,3 +405,30 @@ fn sample_cost_50_processes() {
             .trim()
     );
 }
+
+#[test]
+fn kept_files_are_closed_once_their_processes_leave_the_tree() {
+    let shell = Shell::spawn("sleep 30 & sleep 30 & wait");
+    let roots = [Root::tree(shell.pid())];
+    let mut sampler = Sampler::new().expect("sampler");
+    let sample = sample_until(&mut sampler, &roots, &none(), |s| s.processes.len() == 3);
+    assert_eq!(sample.processes.len(), 3);
+    // sh's and both sleeps' stat files, and their children files, stay open.
+    let kept = sampler.reader.kept.len();
+    assert!(kept >= 3, "{kept} files kept");
+    let second = sampler.sample(&roots, &none());
+    assert_eq!(second.processes.len(), 3, "the kept files read the same tree");
+    drop(shell); // SIGKILL to the group; sh is reaped, the sleeps go to init
+    // A process that left the walk is looked at for a few more samples (MAX_MISSES, in
+    // case the walk missed it); its files close once it is gone for good.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sampler.reader.kept.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "still open: {:?}",
+            sampler.reader.kept.keys()
+        );
+        sampler.sample(&roots, &none());
+        sleep(Duration::from_millis(20));
+    }
+}
