@@ -785,7 +785,10 @@ impl Supervisor {
         };
         self.next_sample = now + interval;
         let hook_pids = self.helper_pids();
-        let full = self.sampler.is_some() && self.next_full_sample <= now;
+        // Due within half a tick counts as due: the ticks come exactly one interval apart,
+        // a hair before `next_full_sample` (set from when the last one was handled), and
+        // without the slack every other tick skipped the full sample (a 2 s cadence).
+        let full = self.sampler.is_some() && self.next_full_sample <= now + interval / 2;
         let pids: Vec<Pid> = match &mut self.sampler {
             Some(sampler) if full => {
                 self.next_full_sample = now + self.monitor_interval;
