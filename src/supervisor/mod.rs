@@ -785,10 +785,7 @@ impl Supervisor {
         };
         self.next_sample = now + interval;
         let hook_pids = self.helper_pids();
-        // Due within half a tick counts as due: the ticks come exactly one interval apart,
-        // a hair before `next_full_sample` (set from when the last one was handled), and
-        // without the slack every other tick skipped the full sample (a 2 s cadence).
-        let full = self.sampler.is_some() && self.next_full_sample <= now + interval / 2;
+        let full = self.sampler.is_some() && full_sample_due(self.next_full_sample, now, interval);
         let pids: Vec<Pid> = match &mut self.sampler {
             Some(sampler) if full => {
                 self.next_full_sample = now + self.monitor_interval;
@@ -1116,6 +1113,14 @@ fn interactive_tty(own_pgid: Pid) -> Option<i32> {
     (foreground == own_pgid).then(|| stdin.as_raw_fd())
 }
 
+/// Whether a tick at `now` (ticks `tick` apart) takes the full tree sample due at `due`.
+/// Due within half a tick counts as due: the ticks come exactly one interval apart, a hair
+/// before `due` (set from when the previous tick was handled), and without the slack every
+/// other tick skipped the full sample (a 2 s cadence with `interval = "1s"`).
+fn full_sample_due(due: Instant, now: Instant, tick: Duration) -> bool {
+    due <= now + tick / 2
+}
+
 /// `/process`: gsup and the child's tree from the monitor's latest sample; with
 /// monitoring off, a one-off read (cpu_percent is then 0: it needs two samples).
 pub fn process_json(snapshot: &Snapshot) -> serde_json::Value {
@@ -1179,5 +1184,25 @@ async fn tick_of(
     match ticker {
         Some(ticker) => ticker.readable().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tick_a_hair_early_still_takes_the_full_sample() {
+        let tick = Duration::from_secs(1);
+        let handled = Instant::now();
+        let due = handled + tick;
+        // The next tick fires one interval after the previous one fired, which was a
+        // little before it was handled.
+        assert!(full_sample_due(due, handled + tick - Duration::from_micros(300), tick));
+        assert!(full_sample_due(due, due, tick));
+        // While the drain samples connections every 100 ms, the full sample keeps its 1 s.
+        let drain_tick = Duration::from_millis(100);
+        assert!(!full_sample_due(due, handled + Duration::from_millis(800), drain_tick));
+        assert!(full_sample_due(due, handled + Duration::from_millis(960), drain_tick));
     }
 }
