@@ -10,7 +10,9 @@
 //!   `$STARTUP_DELAY_MS` waits that long first (a slow start: loading, warming caches).
 //! - On SIGTERM (or SIGINT): stops accepting, finishes the requests in flight, closes idle
 //!   keep-alive connections, exits 0. `$DIE_ON_TERM=1` makes it die at once instead, as
-//!   many servers do.
+//!   many servers do. The blocked `accept()` is woken by a signal to its thread, not by a
+//!   connection to its own address: on a socket shared with another generation (a
+//!   reload), the other one may accept that connection and this one would never stop.
 //!
 //! Standard library and nix only; one thread per connection.
 
@@ -69,39 +71,45 @@ fn main() {
     notify_ready();
 
     let draining = Arc::new(AtomicBool::new(false));
+    let accepting = Arc::new(AtomicBool::new(true));
     let open = Arc::new(AtomicUsize::new(0));
-    {
-        let draining = Arc::clone(&draining);
-        let listener = listener.try_clone().ok();
-        if !die_on_term {
-            thread::spawn(move || {
-                if let Ok(signal) = stop_signals.wait() {
-                    println!("drain_server: got {signal:?}: draining");
-                    draining.store(true, Ordering::SeqCst);
-                    // Wake the accept loop so it sees the flag.
-                    if let Some(addr) = listener.and_then(|l| l.local_addr().ok()) {
-                        let _ = TcpStream::connect(addr);
+    if !die_on_term {
+        let (draining, accepting) = (Arc::clone(&draining), Arc::clone(&accepting));
+        let acceptor = interruptible_accepts();
+        thread::spawn(move || {
+            only_the_accept_loop_takes_sigusr1();
+            if let Ok(signal) = stop_signals.wait() {
+                println!("drain_server: got {signal:?}: draining");
+                draining.store(true, Ordering::SeqCst);
+                // Interrupt the blocked accept() until the loop has seen the flag. (A
+                // connection to our own address would not do: on a socket shared with
+                // another generation, that one may accept it.) Repeated, since a wake-up
+                // sent just before the loop re-enters accept() would be lost. Bounded.
+                for _ in 0..500 {
+                    if !accepting.load(Ordering::SeqCst) {
+                        break;
                     }
+                    acceptor.interrupt();
+                    thread::sleep(Duration::from_millis(10));
                 }
-            });
-        }
+            }
+        });
     }
 
-    for stream in listener.incoming() {
+    while !draining.load(Ordering::SeqCst) {
         // A connection accepted is served, even the one accepted as the drain began: on a
         // socket shared with another generation, dropping it would reset a client.
-        if let Ok(stream) = stream {
+        if let Some(stream) = accept(&listener) {
             open.fetch_add(1, Ordering::SeqCst);
             let (draining, open) = (Arc::clone(&draining), Arc::clone(&open));
             thread::spawn(move || {
+                only_the_accept_loop_takes_sigusr1();
                 serve(stream, delay_ms, &draining);
                 open.fetch_sub(1, Ordering::SeqCst);
             });
         }
-        if draining.load(Ordering::SeqCst) {
-            break;
-        }
     }
+    accepting.store(false, Ordering::SeqCst);
     drop(listener);
     // Let every connection finish its request (bounded: gsup's deadline is the real bound).
     for _ in 0..3000 {
@@ -111,6 +119,62 @@ fn main() {
         thread::sleep(Duration::from_millis(10));
     }
     println!("drain_server: drained, exiting");
+}
+
+/// The calling thread (the accept loop), and a way to make its blocked `accept()` return
+/// `EINTR`: SIGUSR1 with a handler that does nothing, installed without `SA_RESTART`.
+struct Acceptor(libc::pthread_t);
+
+#[allow(unsafe_code)]
+fn interruptible_accepts() -> Acceptor {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, sigaction};
+    extern "C" fn wake(_: libc::c_int) {}
+    let action = SigAction::new(SigHandler::Handler(wake), SaFlags::empty(), SigSet::empty());
+    // SAFETY: the handler does nothing, so it is async-signal-safe; installed before any
+    // thread but this one exists.
+    if let Err(error) = unsafe { sigaction(Signal::SIGUSR1, &action) } {
+        eprintln!("drain_server: cannot install the SIGUSR1 handler: {error}");
+    }
+    // SAFETY: pthread_self has no preconditions.
+    Acceptor(unsafe { libc::pthread_self() })
+}
+
+/// One `accept4`, or `None` when it failed or was interrupted (std's `accept` retries
+/// `EINTR`, so it could not be woken).
+#[allow(unsafe_code)]
+fn accept(listener: &TcpListener) -> Option<TcpStream> {
+    use std::os::fd::AsRawFd;
+    let fd = match nix::sys::socket::accept4(listener.as_raw_fd(), nix::sys::socket::SockFlag::SOCK_CLOEXEC) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::EINTR) => return None,
+        Err(error) => {
+            // Out of fds, a connection reset in the queue…: do not spin on it.
+            eprintln!("drain_server: accept: {error}");
+            thread::sleep(Duration::from_millis(10));
+            return None;
+        }
+    };
+    // SAFETY: accept4 just returned this descriptor; nothing else owns it.
+    Some(unsafe { TcpStream::from_raw_fd(fd) })
+}
+
+/// Blocks SIGUSR1 in the calling thread, so that only the accept loop is interrupted by it
+/// (a SIGUSR1 a supervisor forwards must not cut a connection's read short).
+fn only_the_accept_loop_takes_sigusr1() {
+    let mut usr1 = SigSet::empty();
+    usr1.add(Signal::SIGUSR1);
+    let _ = usr1.thread_block();
+}
+
+impl Acceptor {
+    #[allow(unsafe_code)]
+    fn interrupt(&self) {
+        // SAFETY: the accept loop's thread is the main thread, alive until the process
+        // exits; a signal to it runs the no-op handler.
+        unsafe {
+            libc::pthread_kill(self.0, libc::SIGUSR1);
+        }
+    }
 }
 
 /// `READY=1` on `$NOTIFY_SOCKET` (a path, or `@name` for an abstract socket), if set.
