@@ -527,7 +527,7 @@ impl Supervisor {
                 // ready once it runs; or it could not be started).
                 let running = self.state.reload().map(|r| r.id);
                 let decided = self.state.last_reload().cloned().filter(|_| running.is_none());
-                let id = running.or(decided.as_ref().map(|r| r.id)).unwrap_or_default();
+                let id = running.or(decided.as_ref().map(|r| r.reload.id)).unwrap_or_default();
                 let _ = reply.send(Ok(id));
                 match (outcome, decided) {
                     (Some(outcome), Some(record)) => {

@@ -180,14 +180,14 @@ impl Snapshot {
 /// A reload's outcome as `/status` `last_reload` and `ctl reload` show it (DESIGN §8).
 pub fn reload_json(record: &ReloadRecord, clock: &Clock) -> Value {
     json!({
-        "id": record.id,
+        "id": record.reload.id,
         "outcome": if record.ok { "ok" } else { "failed" },
         "detail": record.detail,
-        "started_at": clock.json(record.started_at),
+        "started_at": clock.json(record.reload.started_at),
         "duration_seconds": seconds(record.duration),
-        "old_pid": record.old_pid,
-        "new_pid": record.new_pid,
-        "old_exit": record.old_exit.map(|e| json!({
+        "old_pid": record.reload.old_pid,
+        "new_pid": record.new_pid(),
+        "old_exit": record.reload.old_exit.map(|e| json!({
             "code": e.status.code(),
             "signal": match e.status {
                 ExitStatus::Signal(signal) => Some(Sig(signal).to_string()),

@@ -269,18 +269,20 @@ pub struct Reload {
     pub old_exit: Option<ExitRecord>,
 }
 
-/// The outcome of a reload, for `/status` `last_reload` and `ctl reload`.
+/// The outcome of a reload, for `/status` `last_reload` and `ctl reload`: the reload as
+/// it ended (its `old_exit` filled in later, once the old generation has gone).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReloadRecord {
-    pub id: u64,
+    pub reload: Reload,
     pub ok: bool,
     pub detail: String,
-    pub started_at: Instant,
     pub duration: Duration,
-    pub old_pid: Pid,
-    pub new_pid: Option<Pid>,
-    /// Null until the old generation has exited.
-    pub old_exit: Option<ExitRecord>,
+}
+
+impl ReloadRecord {
+    pub fn new_pid(&self) -> Option<Pid> {
+        self.reload.new.as_ref().map(|c| c.pid)
+    }
 }
 
 /// A generation on its way out: the old one after a reload, or a new one that failed.
@@ -819,20 +821,16 @@ impl State {
 
     fn record_reload(&mut self, reload: Reload, ok: bool, detail: String, now: Instant, actions: &mut Vec<Action>) {
         let record = ReloadRecord {
-            id: reload.id,
+            duration: now.saturating_duration_since(reload.started_at),
+            reload,
             ok,
             detail,
-            started_at: reload.started_at,
-            duration: now.saturating_duration_since(reload.started_at),
-            old_pid: reload.old_pid,
-            new_pid: reload.new.as_ref().map(|c| c.pid),
-            old_exit: reload.old_exit,
         };
         if ok {
             info!(
-                id = record.id,
-                old_pid = record.old_pid,
-                new_pid = record.new_pid,
+                id = record.reload.id,
+                old_pid = record.reload.old_pid,
+                new_pid = record.new_pid(),
                 duration_ms = record.duration.as_millis() as u64,
                 "reload done"
             );
@@ -886,8 +884,8 @@ impl State {
             uptime_ms = exit.uptime.as_millis() as u64,
             "retired generation exited"
         );
-        if let Some(record) = self.last_reload.as_mut().filter(|r| r.old_pid == pid) {
-            record.old_exit = Some(exit);
+        if let Some(record) = self.last_reload.as_mut().filter(|r| r.reload.old_pid == pid) {
+            record.reload.old_exit = Some(exit);
         }
         actions.push(Action::SignalGroup {
             pgid,
@@ -2566,7 +2564,7 @@ mod tests {
         );
         let actions = state.step(Event::Spawned { pid: NEW }, t0);
         assert!(
-            reload_done(&actions).is_some_and(|r| r.ok && r.new_pid == Some(NEW)),
+            reload_done(&actions).is_some_and(|r| r.ok && r.new_pid() == Some(NEW)),
             "{actions:?}"
         );
         assert_eq!(state.child().map(|c| c.pid), Some(NEW));
@@ -2613,10 +2611,10 @@ mod tests {
         let record = reload_done(&actions).expect("an outcome").clone();
         assert!(record.ok);
         assert_eq!(
-            (record.old_pid, record.new_pid, record.duration),
+            (record.reload.old_pid, record.new_pid(), record.duration),
             (CHILD, Some(NEW), ms(700))
         );
-        assert_eq!(record.old_exit, None);
+        assert_eq!(record.reload.old_exit, None);
         assert_eq!(state.child().map(|c| (c.pid, c.generation)), Some((NEW, 2)));
         assert_eq!(state.lifecycle(), Lifecycle::Running);
         assert!(state.ready());
@@ -2640,7 +2638,7 @@ mod tests {
             pgid: CHILD,
             signal: libc::SIGTERM
         }));
-        let old_exit = state.last_reload().and_then(|r| r.old_exit).expect("old_exit");
+        let old_exit = state.last_reload().and_then(|r| r.reload.old_exit).expect("old_exit");
         assert_eq!((old_exit.status, old_exit.at), (ExitStatus::Code(0), t2));
         assert!(!state.is_generation(CHILD));
         assert_eq!(state.last_exit(), None, "the retired one's exit is not the child's");
@@ -2692,12 +2690,27 @@ mod tests {
         assert!(!actions.iter().any(|a| matches!(a, Action::Exit(_) | Action::Spawn)));
         assert_eq!(state.child().map(|c| c.pid), Some(CHILD));
         assert_eq!(
-            state.last_reload().and_then(|r| r.old_exit),
+            state.last_reload().and_then(|r| r.reload.old_exit),
             None,
             "the old one did not exit"
         );
         // A late READY=1 from the failed generation is ignored.
         assert_eq!(state.step(ready(2), t1), vec![]);
+    }
+
+    #[test]
+    fn a_new_generation_that_cannot_be_started_fails_the_reload_and_gsup_stays() {
+        let (mut state, t0) = machine_on(true, |_| {});
+        state.step(Event::Command(Command::Reload), t0);
+        let actions = state.step(Event::SpawnFailed { code: 1 }, t0);
+        let record = reload_done(&actions).expect("an outcome");
+        assert!(!record.ok && record.new_pid().is_none(), "{record:?}");
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Exit(_))),
+            "not a start failure: {actions:?}"
+        );
+        assert_eq!(state.child().map(|c| c.pid), Some(CHILD));
+        assert_eq!(state.lifecycle(), Lifecycle::Running);
     }
 
     #[test]
@@ -2743,7 +2756,7 @@ mod tests {
         let actions = state.step(ready(2), t0);
         let record = reload_done(&actions).expect("an outcome");
         assert!(record.ok);
-        assert_eq!(record.old_exit.map(|e| e.status), Some(ExitStatus::Code(1)));
+        assert_eq!(record.reload.old_exit.map(|e| e.status), Some(ExitStatus::Code(1)));
         assert!(
             !actions.iter().any(|a| matches!(a, Action::Forward { .. })),
             "nothing old to stop: {actions:?}"
