@@ -401,3 +401,53 @@ fn a_retired_generation_group_gets_sigkill_after_timeout_and_the_new_one_is_unto
         "the shutdown takes the rest"
     );
 }
+
+/// An `exec` readiness probe follows the new generation: it runs for it at once (not after
+/// its 10 s interval) and gets the pid it is about as `GSUP_CHILD_PID`.
+#[test]
+fn an_exec_probe_is_run_for_the_new_generation_at_once_with_its_pid() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("probes");
+    let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
+    let app = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        "[[listen]]\naddress = \"{app}\"\n\n\
+         [readiness]\nprobe = {{ exec = [\"sh\", \"-c\", \"echo $GSUP_CHILD_PID >> {}\"] }}\ninterval = \"10s\"\n\n\
+         [control]\nsocket = \"{socket}\"\n",
+        log.display()
+    );
+    let server = drain_server();
+    let (mut gsup, api, _config) = gsup_with_api(&config, &[server.as_str()], &[]);
+    assert!(
+        wait_until(PATIENCE, || status(&api)["ready"] == true),
+        "{}",
+        gsup.stderr()
+    );
+    let started = Instant::now();
+    let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &socket, "reload"], &[]);
+    assert_eq!(code, 0, "{stdout} {stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "probed at once, not after the 10 s interval: {:?}",
+        started.elapsed()
+    );
+    let answer: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let (old, new) = (
+        answer["reload"]["old_pid"].as_i64(),
+        answer["reload"]["new_pid"].as_i64(),
+    );
+    let probed = std::fs::read_to_string(&log).expect("probe log");
+    let pids: Vec<i64> = probed.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert_eq!(
+        pids.first().copied(),
+        old,
+        "the first probe was the first generation's: {pids:?}"
+    );
+    assert_eq!(
+        pids.last().copied(),
+        new,
+        "the probe that ended the reload was the new one's: {pids:?}"
+    );
+    gsup.signal(libc::SIGTERM);
+    assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
+}

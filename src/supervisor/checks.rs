@@ -52,6 +52,20 @@ struct Check {
     timeout: Duration,
     next_due: Instant,
     running: Option<Running>,
+    /// Run again as soon as the one under way ends: it was for an older generation.
+    rerun: bool,
+}
+
+impl Check {
+    /// The run under way ended: the next is due after the interval, or at once.
+    fn ended(&mut self, now: Instant) {
+        self.running = None;
+        self.next_due = if std::mem::take(&mut self.rerun) {
+            now
+        } else {
+            now + self.interval
+        };
+    }
 }
 
 struct Running {
@@ -97,6 +111,7 @@ impl Checks {
                 timeout,
                 next_due: now,
                 running: None,
+                rerun: false,
             });
         }
         for (index, dependency) in config.dependencies.iter().enumerate() {
@@ -112,6 +127,7 @@ impl Checks {
                 timeout: dependency.interval.min(DEPENDENCY_TIMEOUT),
                 next_due: now,
                 running: None,
+                rerun: false,
             });
         }
         let (results, incoming) = mpsc::unbounded_channel();
@@ -135,7 +151,11 @@ impl Checks {
         }
         self.probed = (generation, pid);
         if let Some(check) = self.checks.iter_mut().find(|c| c.id == CheckId::Readiness) {
-            check.next_due = now;
+            // A probe of the older generation under way: the new one's starts when it ends.
+            match check.running {
+                Some(_) => check.rerun = true,
+                None => check.next_due = now,
+            }
         }
     }
 
@@ -169,8 +189,7 @@ impl Checks {
                         None => {
                             let latency = now.saturating_duration_since(running.started);
                             let generation = running.generation;
-                            check.running = None;
-                            check.next_due = now + check.interval;
+                            check.ended(now);
                             results.push(CheckResult {
                                 id: check.id,
                                 generation,
@@ -265,8 +284,7 @@ impl Checks {
     /// A tcp/http result from its thread: the check may run again after its interval.
     pub fn on_result(&mut self, result: &CheckResult, now: Instant) {
         if let Some(check) = self.checks.iter_mut().find(|c| c.id == result.id) {
-            check.running = None;
-            check.next_due = now + check.interval;
+            check.ended(now);
         }
     }
 
@@ -277,7 +295,7 @@ impl Checks {
             .iter_mut()
             .find(|c| c.running.as_ref().is_some_and(|r| r.pid == Some(pid)))?;
         let running = check.running.take()?;
-        check.next_due = now + check.interval;
+        check.ended(now);
         let latency = now.saturating_duration_since(running.started);
         let (ok, detail) = match (running.killed, status) {
             (true, _) => (false, "timed out".to_string()),

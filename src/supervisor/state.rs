@@ -396,8 +396,12 @@ pub struct State {
     /// The latest result of each `[[dependencies]]` entry, and when it came.
     dependencies: Vec<Option<(CheckResult, Instant)>>,
     restarts: Restarts,
-    /// The `Startup` timer is armed: the child has not been ready since it started.
+    /// The child (with a readiness probe) has not been ready since it started, or failed
+    /// its start and is being stopped: no reload then (DESIGN §11).
     startup_pending: bool,
+    /// The child stopped as a failed start: `StartupKill` is for it alone, never for a
+    /// later generation.
+    failed_start: Option<Pid>,
     reload: Option<Reload>,
     last_reload: Option<ReloadRecord>,
     /// Reloads begun so far (their ids).
@@ -427,6 +431,7 @@ impl State {
             dependencies: vec![None; config.dependencies.len()],
             restarts: Restarts::default(),
             startup_pending: false,
+            failed_start: None,
             reload: None,
             last_reload: None,
             reloads: 0,
@@ -759,9 +764,10 @@ impl State {
         self.child = Some(started);
         self.last_pgid = Some(pid);
         self.probe_ok = None;
+        self.failed_start = None;
+        self.startup_pending = has_probe;
         info!(pid, generation = self.generation, "child started");
         if has_probe {
-            self.startup_pending = true;
             actions.push(Action::Arm(Timer::Startup, now + self.config.restart.startup_timeout));
         }
     }
@@ -797,6 +803,7 @@ impl State {
         }
         self.child = Some(new.clone());
         self.last_pgid = Some(new.pgid);
+        self.startup_pending = false;
         if self.config.readiness.probe.is_some() {
             self.probe_ok = Some(true);
         }
@@ -1110,6 +1117,10 @@ impl State {
         let Some(child) = self.child.take_if(|c| c.pid == pid) else {
             return;
         };
+        if self.failed_start.take().is_some() {
+            // Its stragglers get the aftermath's own stop and SIGKILL below.
+            actions.push(Action::Disarm(Timer::StartupKill));
+        }
         let exit = exit_record(&child, status, now);
         let uptime = exit.uptime;
         self.last_exit = Some(exit);
@@ -1174,6 +1185,7 @@ impl State {
                 self.last_pgid = Some(new.pgid);
                 self.child = Some(new);
                 self.probe_ok = None;
+                self.startup_pending = self.config.readiness.probe.is_some();
             }
             None => self.fail_reload(
                 "the old generation exited before the new one started".into(),
@@ -1240,13 +1252,13 @@ impl State {
                 self.arm_retire(actions);
             }
             Timer::Startup => {
-                self.startup_pending = false;
                 if self.child.is_some() && self.shutdown.is_none() && self.probe_ok != Some(true) {
                     self.stop_failed_start(now, actions);
                 }
             }
             Timer::StartupKill => {
-                if self.child.is_some() && self.shutdown.is_none() {
+                let failed = self.failed_start.take();
+                if failed.is_some() && self.child.as_ref().map(|c| c.pid) == failed && self.shutdown.is_none() {
                     actions.push(Action::SignalTree { signal: libc::SIGKILL });
                 }
             }
@@ -1333,6 +1345,8 @@ impl State {
 
     /// A failed start: stop it; its exit then goes to the restart policy.
     fn stop_failed_start(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        self.startup_pending = true;
+        self.failed_start = self.child.as_ref().map(|c| c.pid);
         error!(
             startup_timeout_ms = self.config.restart.startup_timeout.as_millis() as u64,
             "child not ready within startup_timeout: stopping it"
@@ -2696,6 +2710,59 @@ mod tests {
         );
         // A late READY=1 from the failed generation is ignored.
         assert_eq!(state.step(ready(2), t1), vec![]);
+    }
+
+    #[test]
+    fn a_child_stopped_as_a_failed_start_cannot_be_reloaded() {
+        let (mut state, t0) = machine_on(true, |c| c.readiness.probe = Some(crate::config::Probe::Notify));
+        assert!(state.reload_refusal().is_some(), "never ready yet");
+        let actions = state.step(Event::Timer(Timer::Startup), t0 + Duration::from_secs(60));
+        assert!(actions.iter().any(|a| matches!(a, Action::Arm(Timer::StartupKill, _))));
+        assert_eq!(
+            state.reload_refusal(),
+            Some("the child has not become ready since it started"),
+            "it is being stopped: a restart's business, not a reload's"
+        );
+    }
+
+    /// Found in review: a failed promoted generation armed `StartupKill`; it exited, the
+    /// policy restarted the child, and the stale timer then SIGKILLed the healthy new one.
+    #[test]
+    fn a_stale_startup_kill_never_hits_a_later_generation() {
+        let (mut state, t0) = machine_on(true, |c| {
+            c.readiness.probe = Some(crate::config::Probe::Notify);
+            c.restart.policy = RestartPolicy::Always;
+        });
+        state.step(ready(1), t0);
+        state.step(Event::Command(Command::Reload), t0);
+        state.step(Event::Spawned { pid: NEW }, t0);
+        let exited = |pid| Event::ChildExited {
+            pid,
+            status: ExitStatus::Code(0),
+        };
+        state.step(exited(CHILD), t0); // the old one goes: NEW takes over, not ready
+        let t1 = t0 + Duration::from_secs(60);
+        let actions = state.step(Event::Timer(Timer::ReloadStartup), t1);
+        assert!(
+            actions.iter().any(|a| matches!(a, Action::Arm(Timer::StartupKill, _))),
+            "{actions:?}"
+        );
+        let actions = state.step(exited(NEW), t1);
+        assert!(actions.contains(&Action::Disarm(Timer::StartupKill)), "{actions:?}");
+        state.step(Event::Poll { tree_empty: true }, t1);
+        assert_eq!(state.lifecycle(), Lifecycle::Restarting);
+        let actions = state.step(Event::Timer(Timer::Restart), t1 + Duration::from_secs(1));
+        assert_eq!(actions, vec![Action::Spawn]);
+        state.step(Event::Spawned { pid: 300 }, t1 + Duration::from_secs(1));
+        state.step(ready(3), t1 + Duration::from_secs(1));
+        assert!(state.ready());
+        // Even if the old timer fired anyway (it was disarmed), nothing is killed.
+        let actions = state.step(Event::Timer(Timer::StartupKill), t1 + Duration::from_secs(30));
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::SignalTree { .. })),
+            "{actions:?}"
+        );
+        assert!(state.ready());
     }
 
     #[test]
