@@ -10,8 +10,9 @@ use crate::cli::{ConfigFlags, CtlAction, CtlArgs};
 use crate::config::{self, Config};
 use crate::http::client::{self, Target};
 
-/// Connecting and the answer to `status`, `shutdown` and `kill` (DESIGN §2).
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connecting and the answer to `status`, `shutdown` and `kill` (DESIGN §2), and what
+/// `prestop` and `reload` wait on top of `drain_delay` and `startup_timeout`.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
     // The config gives the prefix, the socket when no flag or variable names it, and the

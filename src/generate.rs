@@ -10,8 +10,6 @@ use crate::config::{self, Loaded};
 
 /// Extra time Kubernetes gets on top of gsup's worst case (DESIGN §2).
 const KUBERNETES_MARGIN: Duration = Duration::from_secs(5);
-/// What `gsup ctl` waits on top of `drain_delay` (prestop) or `startup_timeout` (reload).
-const CTL_MARGIN: Duration = Duration::from_secs(5);
 
 pub fn run(args: &GenerateArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
     let flags = ConfigFlags {
@@ -83,7 +81,7 @@ fn systemd(loaded: &Loaded, gsup: &str) -> String {
     let reload = if loaded.config.listen.is_empty() {
         String::new()
     } else {
-        let start = seconds_up(loaded.config.restart.startup_timeout + CTL_MARGIN);
+        let start = seconds_up(loaded.config.restart.startup_timeout + crate::ctl::ANSWER_TIMEOUT);
         format!("ExecReload={gsup} ctl reload\nTimeoutStartSec={start}\n")
     };
     let program: Vec<String> = command(loaded).iter().map(|w| shell_quote(w)).collect();

@@ -579,11 +579,15 @@ impl Reader {
     }
 
     fn read(&mut self, path: fmt::Arguments) -> io::Result<&[u8]> {
-        self.path.clear();
-        let _ = self.path.write_fmt(path);
-        let file = File::open(&self.path)?;
+        let file = self.open(path)?;
         read_whole(&file, &mut self.buf)?;
         Ok(&self.buf)
+    }
+
+    fn open(&mut self, path: fmt::Arguments) -> io::Result<File> {
+        self.path.clear();
+        let _ = self.path.write_fmt(path);
+        File::open(&self.path)
     }
 
     /// Like `read`, through a file kept open across walks. A file of a process that has
@@ -596,9 +600,7 @@ impl Reader {
             }
             self.kept.remove(&key);
         }
-        self.path.clear();
-        let _ = self.path.write_fmt(path);
-        let file = File::open(&self.path)?;
+        let file = self.open(path)?;
         read_whole(&file, &mut self.buf)?;
         if self.kept.len() < MAX_KEPT_FILES {
             self.kept.insert(key, (file, self.pass));

@@ -668,9 +668,12 @@ impl Supervisor {
             let _ = systemd.ready();
         }
         let serving = self.state.child().map(|c| c.generation);
-        match self.reload_notify.take() {
-            Some(server) if Some(server.0) == serving => self.notify_server = Some(server),
-            _ => {}
+        if let Some(server) = self
+            .reload_notify
+            .take()
+            .filter(|(generation, _)| Some(*generation) == serving)
+        {
+            self.notify_server = Some(server);
         }
         if record.ok {
             // The new child was ready just now: its watchdog clock starts (DESIGN §9).

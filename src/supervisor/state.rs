@@ -849,10 +849,7 @@ impl State {
     /// `stop_signal` (after rewrite, per `forward_to`) to a generation leaving, and its
     /// group's SIGKILL after `timeout`.
     fn retire(&mut self, leaving: &RunningChild, now: Instant, actions: &mut Vec<Action>) {
-        let target = match self.config.signals.forward_to {
-            ForwardTo::Group => Target::Group(leaving.pgid),
-            ForwardTo::Child => Target::Child(leaving.pid),
-        };
+        let target = self.target_of(leaving);
         actions.push(Action::Forward {
             target,
             signal: self.config.effective_stop_signal(),
@@ -936,6 +933,14 @@ impl State {
         self.forward(signal, actions);
     }
 
+    /// Where a signal for `child` goes: its group or itself (`forward_to`).
+    fn target_of(&self, child: &RunningChild) -> Target {
+        match self.config.signals.forward_to {
+            ForwardTo::Group => Target::Group(child.pgid),
+            ForwardTo::Child => Target::Child(child.pid),
+        }
+    }
+
     /// Forwarded signals go to the newest generation (DESIGN §8).
     fn forward(&self, received: c_int, actions: &mut Vec<Action>) {
         let Some(child) = self.newest() else {
@@ -946,10 +951,7 @@ impl State {
             info!(signal = %Sig(received), "signal dropped by the rewrite map");
             return;
         };
-        let target = match self.config.signals.forward_to {
-            ForwardTo::Group => Target::Group(child.pgid),
-            ForwardTo::Child => Target::Child(child.pid),
-        };
+        let target = self.target_of(child);
         actions.push(Action::Forward { target, signal });
     }
 
@@ -1076,10 +1078,7 @@ impl State {
         let stop = self.config.effective_stop_signal();
         match &self.child {
             Some(child) => {
-                let target = match self.config.signals.forward_to {
-                    ForwardTo::Group => Target::Group(child.pgid),
-                    ForwardTo::Child => Target::Child(child.pid),
-                };
+                let target = self.target_of(child);
                 actions.push(Action::Forward { target, signal: stop });
                 let detail = format!("{} sent", Sig(stop));
                 self.rows().record(PhaseName::CloseServer, Outcome::Ok, &detail, now);
@@ -1755,10 +1754,18 @@ mod tests {
     }
 
     fn term() -> Event {
+        signal_from(libc::SIGTERM, 1)
+    }
+
+    fn signal_from(signal: c_int, sender: Pid) -> Event {
         Event::Signal {
-            signal: libc::SIGTERM,
-            sender: Some(1),
+            signal,
+            sender: Some(sender),
         }
+    }
+
+    fn exited(pid: Pid, status: ExitStatus) -> Event {
+        Event::ChildExited { pid, status }
     }
 
     fn ms(n: u64) -> Duration {
@@ -2539,6 +2546,13 @@ mod tests {
         (state, t0)
     }
 
+    fn to_group(pgid: Pid, signal: c_int) -> Action {
+        Action::Forward {
+            target: Target::Group(pgid),
+            signal,
+        }
+    }
+
     fn reload_done(actions: &[Action]) -> Option<&ReloadRecord> {
         actions.iter().find_map(|a| match a {
             Action::ReloadDone(record) => Some(record),
@@ -2551,26 +2565,14 @@ mod tests {
         let (mut state, t0) = machine(|_| {});
         assert!(state.reload_refusal().is_some_and(|why| why.contains("no sockets")));
         assert_eq!(state.step(Event::Command(Command::Reload), t0), vec![]);
-        let hup = Event::Signal {
-            signal: libc::SIGHUP,
-            sender: Some(1),
-        };
-        assert_eq!(
-            state.step(hup, t0),
-            vec![Action::Forward {
-                target: Target::Group(CHILD),
-                signal: libc::SIGHUP
-            }]
-        );
+        let hup = signal_from(libc::SIGHUP, 1);
+        assert_eq!(state.step(hup, t0), vec![to_group(CHILD, libc::SIGHUP)]);
     }
 
     #[test]
     fn the_reload_signal_reloads_when_there_are_sockets_and_a_second_one_is_refused() {
         let (mut state, t0) = machine_on(true, |_| {});
-        let hup = Event::Signal {
-            signal: libc::SIGHUP,
-            sender: Some(1),
-        };
+        let hup = signal_from(libc::SIGHUP, 1);
         // No probe: the new generation is ready once it runs, so the reload ends at once.
         assert_eq!(
             state.step(hup.clone(), t0),
@@ -2583,10 +2585,7 @@ mod tests {
         );
         assert_eq!(state.child().map(|c| c.pid), Some(NEW));
         // The old one got the stop signal; while it retires, HUP reloads again.
-        assert!(actions.contains(&Action::Forward {
-            target: Target::Group(CHILD),
-            signal: libc::SIGTERM
-        }));
+        assert!(actions.contains(&to_group(CHILD, libc::SIGTERM)));
         assert_eq!(
             state.step(hup, t0),
             vec![Action::ReloadStarted { id: 2 }, Action::Spawn]
@@ -2599,17 +2598,8 @@ mod tests {
     fn a_ready_new_generation_takes_over_and_the_old_one_retires_without_the_restart_policy() {
         let (mut state, t0) = reloading();
         // Forwarded signals go to the newest generation.
-        let usr1 = Event::Signal {
-            signal: libc::SIGUSR1,
-            sender: Some(1),
-        };
-        assert_eq!(
-            state.step(usr1, t0),
-            vec![Action::Forward {
-                target: Target::Group(NEW),
-                signal: libc::SIGUSR1
-            }]
-        );
+        let usr1 = signal_from(libc::SIGUSR1, 1);
+        assert_eq!(state.step(usr1, t0), vec![to_group(NEW, libc::SIGUSR1)]);
         // The old generation's READY=1 says nothing about the new one.
         assert_eq!(reload_done(&state.step(ready(1), t0)), None);
         assert_eq!(state.lifecycle(), Lifecycle::Reloading);
@@ -2617,10 +2607,7 @@ mod tests {
         let t1 = t0 + ms(700);
         let actions = state.step(ready(2), t1);
         assert!(actions.contains(&Action::Disarm(Timer::ReloadStartup)));
-        assert!(actions.contains(&Action::Forward {
-            target: Target::Group(CHILD),
-            signal: libc::SIGTERM
-        }));
+        assert!(actions.contains(&to_group(CHILD, libc::SIGTERM)));
         assert!(actions.contains(&Action::Arm(Timer::Retire, t1 + Duration::from_secs(30))));
         let record = reload_done(&actions).expect("an outcome").clone();
         assert!(record.ok);
@@ -2636,13 +2623,7 @@ mod tests {
         // The old one exits: recorded, its group stopped, no restart, no exit.
         assert!(state.is_generation(CHILD));
         let t2 = t1 + ms(100);
-        let actions = state.step(
-            Event::ChildExited {
-                pid: CHILD,
-                status: ExitStatus::Code(0),
-            },
-            t2,
-        );
+        let actions = state.step(exited(CHILD, ExitStatus::Code(0)), t2);
         assert!(
             !actions
                 .iter()
@@ -2682,10 +2663,7 @@ mod tests {
             !record.ok && record.detail.contains("not ready within startup_timeout"),
             "{record:?}"
         );
-        assert!(actions.contains(&Action::Forward {
-            target: Target::Group(NEW),
-            signal: libc::SIGTERM
-        }));
+        assert!(actions.contains(&to_group(NEW, libc::SIGTERM)));
         assert!(
             !actions.iter().any(|a| matches!(a, Action::SignalTree { .. })),
             "{actions:?}"
@@ -2694,13 +2672,7 @@ mod tests {
         assert_eq!(state.lifecycle(), Lifecycle::Running);
         assert!(state.ready());
         // The failed one's exit changes nothing for the serving child.
-        let actions = state.step(
-            Event::ChildExited {
-                pid: NEW,
-                status: ExitStatus::Signal(libc::SIGTERM),
-            },
-            t1,
-        );
+        let actions = state.step(exited(NEW, ExitStatus::Signal(libc::SIGTERM)), t1);
         assert!(!actions.iter().any(|a| matches!(a, Action::Exit(_) | Action::Spawn)));
         assert_eq!(state.child().map(|c| c.pid), Some(CHILD));
         assert_eq!(
@@ -2736,18 +2708,14 @@ mod tests {
         state.step(ready(1), t0);
         state.step(Event::Command(Command::Reload), t0);
         state.step(Event::Spawned { pid: NEW }, t0);
-        let exited = |pid| Event::ChildExited {
-            pid,
-            status: ExitStatus::Code(0),
-        };
-        state.step(exited(CHILD), t0); // the old one goes: NEW takes over, not ready
+        state.step(exited(CHILD, ExitStatus::Code(0)), t0); // the old one goes: NEW takes over, not ready
         let t1 = t0 + Duration::from_secs(60);
         let actions = state.step(Event::Timer(Timer::ReloadStartup), t1);
         assert!(
             actions.iter().any(|a| matches!(a, Action::Arm(Timer::StartupKill, _))),
             "{actions:?}"
         );
-        let actions = state.step(exited(NEW), t1);
+        let actions = state.step(exited(NEW, ExitStatus::Code(0)), t1);
         assert!(actions.contains(&Action::Disarm(Timer::StartupKill)), "{actions:?}");
         state.step(Event::Poll { tree_empty: true }, t1);
         assert_eq!(state.lifecycle(), Lifecycle::Restarting);
@@ -2783,13 +2751,7 @@ mod tests {
     #[test]
     fn a_new_generation_that_exits_fails_the_reload() {
         let (mut state, t0) = reloading();
-        let actions = state.step(
-            Event::ChildExited {
-                pid: NEW,
-                status: ExitStatus::Code(127),
-            },
-            t0,
-        );
+        let actions = state.step(exited(NEW, ExitStatus::Code(127)), t0);
         let record = reload_done(&actions).expect("an outcome");
         assert!(
             !record.ok && record.detail.contains("exited with code 127"),
@@ -2804,13 +2766,7 @@ mod tests {
     #[test]
     fn the_old_one_exiting_during_a_reload_hands_over_to_the_new_one_once_ready() {
         let (mut state, t0) = reloading();
-        let actions = state.step(
-            Event::ChildExited {
-                pid: CHILD,
-                status: ExitStatus::Code(1),
-            },
-            t0,
-        );
+        let actions = state.step(exited(CHILD, ExitStatus::Code(1)), t0);
         assert!(
             !actions
                 .iter()
@@ -2834,20 +2790,8 @@ mod tests {
     #[test]
     fn after_the_old_one_exited_a_failing_new_one_goes_to_the_restart_policy() {
         let (mut state, t0) = reloading();
-        state.step(
-            Event::ChildExited {
-                pid: CHILD,
-                status: ExitStatus::Code(0),
-            },
-            t0,
-        );
-        let actions = state.step(
-            Event::ChildExited {
-                pid: NEW,
-                status: ExitStatus::Code(3),
-            },
-            t0,
-        );
+        state.step(exited(CHILD, ExitStatus::Code(0)), t0);
+        let actions = state.step(exited(NEW, ExitStatus::Code(3)), t0);
         assert!(reload_done(&actions).is_some_and(|r| !r.ok));
         // restart = never: once the tree is gone gsup exits with the new one's code.
         assert!(state.awaiting_tree());
@@ -2860,14 +2804,8 @@ mod tests {
         let (mut state, t0) = reloading();
         let actions = state.step(term(), t0);
         assert!(reload_done(&actions).is_some_and(|r| !r.ok && r.detail.contains("shutdown")));
-        assert!(actions.contains(&Action::Forward {
-            target: Target::Group(NEW),
-            signal: libc::SIGTERM
-        }));
-        assert!(actions.contains(&Action::Forward {
-            target: Target::Group(CHILD),
-            signal: libc::SIGTERM
-        }));
+        assert!(actions.contains(&to_group(NEW, libc::SIGTERM)));
+        assert!(actions.contains(&to_group(CHILD, libc::SIGTERM)));
         assert_eq!(state.reload_refusal(), Some("a shutdown is running"));
     }
 }
