@@ -19,10 +19,16 @@ struct Reloadable {
     _config: tempfile::NamedTempFile,
 }
 
-fn reloadable(startup_timeout: &str, program: &[&str], env: &[(&str, &str)]) -> Reloadable {
+/// A temporary directory, a control socket path in it, and a free loopback address for
+/// the app's `[[listen]]` socket.
+fn scratch() -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
-    let app = format!("127.0.0.1:{}", free_port());
+    (dir, socket, format!("127.0.0.1:{}", free_port()))
+}
+
+fn reloadable(startup_timeout: &str, program: &[&str], env: &[(&str, &str)]) -> Reloadable {
+    let (dir, socket, app) = scratch();
     let config = format!(
         "[[listen]]\nname = \"web\"\naddress = \"{app}\"\n\n\
          [readiness]\nprobe = {{ notify = true }}\n\n\
@@ -55,9 +61,7 @@ fn with_listen_flag(
     program: &[&str],
     env: &[(&str, &str)],
 ) -> (Running, String, String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
-    let app = format!("127.0.0.1:{}", free_port());
+    let (dir, socket, app) = scratch();
     let listen = format!("web={app}");
     let mut args = vec!["--listen", listen.as_str(), "--control-socket", socket.as_str()];
     args.extend_from_slice(extra);
@@ -65,6 +69,19 @@ fn with_listen_flag(
     args.extend_from_slice(program);
     let gsup = gsup_run(&args, env);
     (gsup, app, socket, dir)
+}
+
+/// `gsup ctl reload`: (exit code, stdout, stderr).
+fn ctl_reload(socket: &str) -> (i32, String, String) {
+    gsup_cmd(&["ctl", "--socket", socket, "reload"], &[])
+}
+
+/// A `ctl reload` that must succeed; its outcome, `{"id","outcome","old_pid","new_pid",…}`.
+fn reloaded(socket: &str) -> serde_json::Value {
+    let (code, stdout, stderr) = ctl_reload(socket);
+    assert_eq!(code, 0, "{stdout} {stderr}");
+    let answer: serde_json::Value = serde_json::from_str(&stdout).expect("ctl prints the outcome as JSON");
+    answer["reload"].clone()
 }
 
 const TOKEN: &str = "reload-test-token";
@@ -95,15 +112,10 @@ fn five_reloads_under_load_lose_no_request_and_change_the_pid_each_time() {
     clients.wait_for(20);
     let mut pids = vec![first];
     for round in 1..=5 {
-        let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &r.socket, "reload"], &[]);
-        assert_eq!(code, 0, "reload {round}: {stdout} {stderr}");
-        let answer: serde_json::Value = serde_json::from_str(&stdout).expect("ctl prints the outcome");
-        assert_eq!(answer["reload"]["outcome"], "ok", "{answer}");
-        let (old, new) = (
-            answer["reload"]["old_pid"].as_i64(),
-            answer["reload"]["new_pid"].as_i64(),
-        );
-        assert_eq!(old, pids.last().copied(), "{answer}");
+        let reload = reloaded(&r.socket);
+        assert_eq!(reload["outcome"], "ok", "reload {round}: {reload}");
+        let (old, new) = (reload["old_pid"].as_i64(), reload["new_pid"].as_i64());
+        assert_eq!(old, pids.last().copied(), "{reload}");
         let new = new.expect("new_pid");
         assert!(!pids.contains(&new), "a new pid each time: {pids:?} {new}");
         assert_eq!(child_pid(&r.api), new);
@@ -161,7 +173,7 @@ fn a_reload_whose_new_child_never_gets_ready_leaves_the_old_one_serving() {
     std::fs::write(&marker, "").expect("marker");
     let clients = Load::start(&r.app, "/", 2);
     let started = Instant::now();
-    let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &r.socket, "reload"], &[]);
+    let (code, stdout, stderr) = ctl_reload(&r.socket);
     assert_eq!(code, 1, "{stdout} {stderr}");
     assert!(started.elapsed() >= Duration::from_secs(2), "waited startup_timeout");
     assert!(stderr.contains("not ready within startup_timeout"), "{stderr}");
@@ -210,7 +222,7 @@ fn post_reload_answers_202_a_concurrent_one_409_and_hup_reloads() {
     let (code, _, body) = http(&r.api, "POST", "/api/v1/shutdown/reload", &headers);
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("already running"), "{body}");
-    let (code, _, stderr) = gsup_cmd(&["ctl", "--socket", &r.socket, "reload"], &[]);
+    let (code, _, stderr) = ctl_reload(&r.socket);
     assert_eq!(code, 1, "ctl is refused too: {stderr}");
     assert!(
         wait_until(PATIENCE, || status(&r.api)["last_reload"]["outcome"] == "ok"),
@@ -292,8 +304,8 @@ fn with_a_socket_from_systemd_a_reload_works_and_systemd_is_told() {
     while !seen.iter().any(|m: &String| m.contains("READY=1")) {
         seen.push(next());
     }
-    let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &control, "reload"], &[]);
-    assert_eq!(code, 0, "the inherited socket counts as configured: {stdout} {stderr}");
+    // The inherited socket counts as configured: the reload is not refused.
+    let reload = reloaded(&control);
     let mut after = Vec::new();
     while !after.iter().any(|m: &String| m.contains("READY=1")) {
         after.push(next());
@@ -304,8 +316,7 @@ fn with_a_socket_from_systemd_a_reload_works_and_systemd_is_told() {
         reloading.is_some() && reloading < ready,
         "RELOADING=1, then READY=1: {after:?}"
     );
-    let answer: serde_json::Value = serde_json::from_str(&stdout).expect("json");
-    let new = answer["reload"]["new_pid"].as_i64().expect("new_pid");
+    let new = reload["new_pid"].as_i64().expect("new_pid");
     assert_ne!(new, first);
     assert!(wait_until(PATIENCE, || !alive(first as i32)), "the old generation went");
     assert_eq!(
@@ -330,10 +341,7 @@ fn one_listen_flag_and_no_config_reload_under_load_without_losing_a_request() {
     clients.wait_for(20);
     let mut pids = Vec::new();
     for _ in 0..3 {
-        let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &socket, "reload"], &[]);
-        assert_eq!(code, 0, "{stdout} {stderr}");
-        let answer: serde_json::Value = serde_json::from_str(&stdout).expect("json");
-        let new = answer["reload"]["new_pid"].as_i64().expect("new_pid");
+        let new = reloaded(&socket)["new_pid"].as_i64().expect("new_pid");
         gsup.expect_line(&format!("listening on {app} (pid {new})"));
         pids.push(new);
         clients.wait_for(20);
@@ -366,9 +374,8 @@ fn a_retired_generation_group_gets_sigkill_after_timeout_and_the_new_one_is_unto
         &[],
     );
     let old_grandchild = field(&gsup.expect_line("grandchild "), "grandchild");
-    let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &socket, "reload"], &[]);
-    assert_eq!(code, 0, "{stdout} {stderr}");
-    let reloaded = Instant::now();
+    reloaded(&socket);
+    let reloaded_at = Instant::now();
     let new_grandchild = field(
         &gsup.expect_where("the new generation's grandchild", PATIENCE, |line| {
             line.starts_with("grandchild ") && field(line, "grandchild") != old_grandchild
@@ -380,9 +387,9 @@ fn a_retired_generation_group_gets_sigkill_after_timeout_and_the_new_one_is_unto
         "the old group's straggler is killed"
     );
     assert!(
-        reloaded.elapsed() >= Duration::from_millis(900),
+        reloaded_at.elapsed() >= Duration::from_millis(900),
         "not before `timeout`: {:?}",
-        reloaded.elapsed()
+        reloaded_at.elapsed()
     );
     assert!(
         alive(new_grandchild),
@@ -406,10 +413,8 @@ fn a_retired_generation_group_gets_sigkill_after_timeout_and_the_new_one_is_unto
 /// its 10 s interval) and gets the pid it is about as `GSUP_CHILD_PID`.
 #[test]
 fn an_exec_probe_is_run_for_the_new_generation_at_once_with_its_pid() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (dir, socket, app) = scratch();
     let log = dir.path().join("probes");
-    let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
-    let app = format!("127.0.0.1:{}", free_port());
     let config = format!(
         "[[listen]]\naddress = \"{app}\"\n\n\
          [readiness]\nprobe = {{ exec = [\"sh\", \"-c\", \"echo $GSUP_CHILD_PID >> {}\"] }}\ninterval = \"10s\"\n\n\
@@ -424,18 +429,13 @@ fn an_exec_probe_is_run_for_the_new_generation_at_once_with_its_pid() {
         gsup.stderr()
     );
     let started = Instant::now();
-    let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &socket, "reload"], &[]);
-    assert_eq!(code, 0, "{stdout} {stderr}");
+    let reload = reloaded(&socket);
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "probed at once, not after the 10 s interval: {:?}",
         started.elapsed()
     );
-    let answer: serde_json::Value = serde_json::from_str(&stdout).expect("json");
-    let (old, new) = (
-        answer["reload"]["old_pid"].as_i64(),
-        answer["reload"]["new_pid"].as_i64(),
-    );
+    let (old, new) = (reload["old_pid"].as_i64(), reload["new_pid"].as_i64());
     let probed = std::fs::read_to_string(&log).expect("probe log");
     let pids: Vec<i64> = probed.lines().filter_map(|l| l.trim().parse().ok()).collect();
     assert_eq!(
