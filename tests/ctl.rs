@@ -102,10 +102,17 @@ fn probe_finds_the_address_in_the_config() {
 }
 
 fn with_control_socket(dir: &tempfile::TempDir, extra: &[&str]) -> (Running, String) {
+    with_control_socket_running(dir, extra, &["exit-on", "TERM", "0"])
+}
+
+/// The same with the fixture running `actions` before it says `ready`.
+fn with_control_socket_running(dir: &tempfile::TempDir, extra: &[&str], actions: &[&str]) -> (Running, String) {
     let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
     let mut args = vec!["--control-socket", socket.as_str()];
     args.extend_from_slice(extra);
-    args.extend_from_slice(&["--", CHILD, "exit-on", "TERM", "0", "echo", "ready", "forever"]);
+    args.extend_from_slice(&["--", CHILD]);
+    args.extend_from_slice(actions);
+    args.extend_from_slice(&["echo", "ready", "forever"]);
     let mut gsup = gsup_run(&args, &[]);
     gsup.expect_line("ready");
     assert!(
@@ -142,23 +149,7 @@ fn ctl_status_and_shutdown_round_trip_without_a_token() {
 #[test]
 fn ctl_kill_forces_and_reload_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
-    let mut gsup = gsup_run(
-        &[
-            "--control-socket",
-            &socket,
-            "--",
-            CHILD,
-            "ignore",
-            "TERM",
-            "echo",
-            "ready",
-            "forever",
-        ],
-        &[],
-    );
-    gsup.expect_line("ready");
-    assert!(wait_until(PATIENCE, || std::path::Path::new(&socket).exists()));
+    let (mut gsup, socket) = with_control_socket_running(&dir, &[], &["ignore", "TERM"]);
     let (code, _, stderr) = gsup_cmd(&["ctl", "--socket", &socket, "reload"], &[]);
     assert_eq!(code, 1, "no sockets to hand over: refused");
     assert!(stderr.contains("409"), "{stderr}");

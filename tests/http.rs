@@ -199,22 +199,7 @@ fn readiness_turns_503_at_once_and_delete_forces() {
     assert_eq!(state["state"], "stopping", "{status_body}");
     let phases = state["shutdown"]["phases"].as_array().expect("phases").clone();
     let names: Vec<&str> = phases.iter().filter_map(|p| p["name"].as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "stop_accepting",
-            "drain",
-            "pre_stop",
-            "close_server",
-            "wait_exit",
-            "force",
-            "database",
-            "redis",
-            "external",
-            "cleanup",
-            "exit"
-        ]
-    );
+    assert_eq!(names, PHASES);
     assert_eq!(phases[0]["outcome"], "ok");
     assert_eq!(phases[3]["outcome"], "ok");
     assert!(

@@ -149,22 +149,7 @@ fn phases_run_in_order_with_drain_and_hooks() {
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
-    assert_eq!(
-        order,
-        [
-            "stop_accepting",
-            "drain",
-            "pre_stop",
-            "close_server",
-            "wait_exit",
-            "force",
-            "database",
-            "redis",
-            "external",
-            "cleanup",
-            "exit"
-        ]
-    );
+    assert_eq!(order, PHASES);
     for name in [
         "stop_accepting",
         "drain",

@@ -19,6 +19,21 @@ pub const GSUP: &str = env!("CARGO_BIN_EXE_gsup");
 pub const CHILD: &str = env!("CARGO_BIN_EXE_gsup-test-child");
 
 /// Generous: the machines are shared and noisy.
+/// The shutdown phases in their order (DESIGN §4), as `/status` and the report name them.
+pub const PHASES: [&str; 11] = [
+    "stop_accepting",
+    "drain",
+    "pre_stop",
+    "close_server",
+    "wait_exit",
+    "force",
+    "database",
+    "redis",
+    "external",
+    "cleanup",
+    "exit",
+];
+
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A running gsup (or any command) with its stdout as a stream of lines.
