@@ -53,7 +53,7 @@ fn systemd_stop_timeout_is_the_budget_and_the_unit_verifies() {
         unit.contains("\nTimeoutStartSec=15\n"),
         "startup_timeout + 5 s bounds the reload: {unit}"
     );
-    let have = start(cmd("sh", &["-c", "command -v systemd-analyze"]), &[]).wait_code(PATIENCE) == 0;
+    let have = have("systemd-analyze");
     if !have {
         eprintln!("SKIPPED: systemd-analyze not installed");
         return;
@@ -61,13 +61,7 @@ fn systemd_stop_timeout_is_the_budget_and_the_unit_verifies() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("gsup-app.service");
     std::fs::write(&path, &unit).expect("write unit");
-    let mut verify = start(cmd("systemd-analyze", &["verify", path.to_str().expect("utf-8")]), &[]);
-    assert_eq!(verify.wait_code(PATIENCE), 0, "{}", verify.stderr());
-    let complaints = verify.stderr();
-    assert!(
-        complaints.trim().is_empty(),
-        "systemd-analyze verify complained (it exits 0 on unknown keys): {complaints}"
-    );
+    assert_verifies(&path);
 }
 
 #[test]
@@ -273,7 +267,7 @@ fn the_systemd_unit_agrees_with_generate() {
 
 #[test]
 fn the_systemd_unit_verifies() {
-    let have = start(cmd("sh", &["-c", "command -v systemd-analyze"]), &[]).wait_code(PATIENCE) == 0;
+    let have = have("systemd-analyze");
     if !have {
         eprintln!("SKIPPED: systemd-analyze not installed");
         return;
@@ -289,16 +283,7 @@ fn the_systemd_unit_verifies() {
     .expect("write unit");
     // An instance of the template, as `systemctl enable gsup@api` makes it.
     let instance = dir.path().join("gsup@api.service");
-    let mut verify = start(
-        cmd("systemd-analyze", &["verify", instance.to_str().expect("utf-8")]),
-        &[],
-    );
-    assert_eq!(verify.wait_code(PATIENCE), 0, "{}", verify.stderr());
-    let complaints = verify.stderr();
-    assert!(
-        complaints.trim().is_empty(),
-        "systemd-analyze verify complained (it exits 0 on unknown keys): {complaints}"
-    );
+    assert_verifies(&instance);
 }
 
 #[test]
@@ -404,5 +389,17 @@ fn the_kubernetes_deployment_agrees_with_generate_and_its_configmap_is_the_deplo
         yaml.contains(&format!("mountPath: {} }}", dir.display())),
         "no writable volume at {} for the control socket {socket}",
         dir.display()
+    );
+}
+
+/// `systemd-analyze verify UNIT` exits 0 and prints nothing (it exits 0 on unknown keys,
+/// so its complaints are the real verdict).
+fn assert_verifies(unit: &std::path::Path) {
+    let mut verify = start(cmd("systemd-analyze", &["verify", unit.to_str().expect("utf-8")]), &[]);
+    assert_eq!(verify.wait_code(PATIENCE), 0, "{}", verify.stderr());
+    let complaints = verify.stderr();
+    assert!(
+        complaints.trim().is_empty(),
+        "systemd-analyze verify complained (it exits 0 on unknown keys): {complaints}"
     );
 }

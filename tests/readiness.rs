@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -82,7 +81,7 @@ fn tcp_and_exec_probes() {
 /// `probe = { notify = true }`: the real `systemd-notify --ready` makes the child ready.
 #[test]
 fn systemd_notify_ready_makes_the_child_ready() {
-    let have = start(cmd("sh", &["-c", "command -v systemd-notify"]), &[]).wait_code(PATIENCE) == 0;
+    let have = have("systemd-notify");
     if !have {
         eprintln!("SKIPPED: systemd-notify not installed");
         return;
@@ -125,11 +124,7 @@ fn own_code_ready_makes_the_child_ready() {
 /// READY=1 once the child is ready and STOPPING=1 at shutdown; the child never sees it.
 #[test]
 fn gsup_tells_its_own_notify_socket_ready_and_stopping() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("systemd.sock");
-    let socket = UnixDatagram::bind(&path).expect("bind");
-    socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    let notify = path.to_str().expect("utf-8");
+    let systemd = FakeSystemd::new();
     let mut gsup = gsup_run(
         &[
             "--",
@@ -137,7 +132,7 @@ fn gsup_tells_its_own_notify_socket_ready_and_stopping() {
             "-c",
             "echo child-notify=${NOTIFY_SOCKET:-unset}; exec sleep 600",
         ],
-        &[("NOTIFY_SOCKET", notify)],
+        &[("NOTIFY_SOCKET", &systemd.path)],
     );
     assert_eq!(
         gsup.expect_line("child-notify="),
@@ -145,16 +140,9 @@ fn gsup_tells_its_own_notify_socket_ready_and_stopping() {
         "systemd's socket is gsup's, not the child's"
     );
     let mut seen = Vec::new();
-    let mut buffer = [0u8; 4096];
-    while !seen.iter().any(|m: &String| m.contains("READY=1")) {
-        let n = socket.recv(&mut buffer).expect("a datagram from gsup");
-        seen.push(String::from_utf8_lossy(&buffer[..n]).to_string());
-    }
+    systemd.until(&mut seen, "READY=1");
     gsup.signal(libc::SIGTERM);
-    while !seen.iter().any(|m| m.contains("STOPPING=1")) {
-        let n = socket.recv(&mut buffer).expect("a datagram from gsup");
-        seen.push(String::from_utf8_lossy(&buffer[..n]).to_string());
-    }
+    systemd.until(&mut seen, "STOPPING=1");
     assert!(seen.iter().any(|m| m.starts_with("STATUS=")), "{seen:?}");
     gsup.wait_code(PATIENCE);
 }
@@ -164,22 +152,16 @@ fn gsup_tells_its_own_notify_socket_ready_and_stopping() {
 /// a `WATCHDOG=1` every 1.5 s, not never.
 #[test]
 fn gsup_pings_the_systemd_watchdog_while_the_monitor_ticks_faster() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("systemd.sock");
-    let socket = UnixDatagram::bind(&path).expect("bind");
-    socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    let notify = path.to_str().expect("utf-8");
+    let systemd = FakeSystemd::new();
     let mut gsup = gsup_run(
         &["--", CHILD, "echo", "up", "forever"],
-        &[("NOTIFY_SOCKET", notify), ("WATCHDOG_USEC", "3000000")],
+        &[("NOTIFY_SOCKET", &systemd.path), ("WATCHDOG_USEC", "3000000")],
     );
     gsup.expect_line("up");
-    let mut buffer = [0u8; 4096];
     let mut pings = Vec::new();
     let started = Instant::now();
     while pings.len() < 3 {
-        let n = socket.recv(&mut buffer).expect("a datagram from gsup");
-        if String::from_utf8_lossy(&buffer[..n]) == "WATCHDOG=1" {
+        if systemd.next() == "WATCHDOG=1" {
             pings.push(started.elapsed());
         }
     }
@@ -193,7 +175,7 @@ fn gsup_pings_the_systemd_watchdog_while_the_monitor_ticks_faster() {
 /// `watchdog_signal` (ABRT); with `on-failure` it is restarted with a new pid.
 #[test]
 fn a_silent_watchdog_restarts_the_child() {
-    let have = start(cmd("sh", &["-c", "command -v systemd-notify"]), &[]).wait_code(PATIENCE) == 0;
+    let have = have("systemd-notify");
     if !have {
         eprintln!("SKIPPED: systemd-notify not installed");
         return;

@@ -252,19 +252,15 @@ fn post_reload_answers_202_a_concurrent_one_409_and_hup_reloads() {
 /// `RELOADING=1` and then `READY=1` around the reload (DESIGN §8, §9).
 #[test]
 fn with_a_socket_from_systemd_a_reload_works_and_systemd_is_told() {
-    let have = start(cmd("sh", &["-c", "command -v systemd-socket-activate"]), &[]).wait_code(PATIENCE) == 0;
+    let have = have("systemd-socket-activate");
     if !have {
         eprintln!("SKIPPED: systemd-socket-activate not installed");
         return;
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let systemd_path = dir.path().join("systemd.sock");
-    let systemd = std::os::unix::net::UnixDatagram::bind(&systemd_path).expect("bind");
-    systemd.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    let control = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
+    let systemd = FakeSystemd::new();
+    let (_dir, control, app) = scratch();
     let config = config_file("[readiness]\nprobe = { notify = true }\n");
-    let app = format!("127.0.0.1:{}", free_port());
-    let notify_env = format!("NOTIFY_SOCKET={}", systemd_path.display());
+    let notify_env = format!("NOTIFY_SOCKET={}", systemd.path);
     let server = drain_server();
     let args = [
         "-l",
@@ -296,20 +292,11 @@ fn with_a_socket_from_systemd_a_reload_works_and_systemd_is_told() {
         .expect("client")
         .expect("the first request is answered");
     let mut seen = Vec::new();
-    let next = || {
-        let mut buffer = [0u8; 4096];
-        let n = systemd.recv(&mut buffer).expect("a datagram from gsup");
-        String::from_utf8_lossy(&buffer[..n]).to_string()
-    };
-    while !seen.iter().any(|m: &String| m.contains("READY=1")) {
-        seen.push(next());
-    }
+    systemd.until(&mut seen, "READY=1");
     // The inherited socket counts as configured: the reload is not refused.
     let reload = reloaded(&control);
     let mut after = Vec::new();
-    while !after.iter().any(|m: &String| m.contains("READY=1")) {
-        after.push(next());
-    }
+    systemd.until(&mut after, "READY=1");
     let reloading = after.iter().position(|m| m.starts_with("RELOADING=1"));
     let ready = after.iter().position(|m| m.contains("READY=1"));
     assert!(

@@ -563,3 +563,44 @@ impl Load {
         (total, failures, pids)
     }
 }
+
+/// Whether `tool` is on the PATH (tests that need it print SKIPPED without it).
+pub fn have(tool: &str) -> bool {
+    start(cmd("sh", &["-c", &format!("command -v {tool}")]), &[]).wait_code(PATIENCE) == 0
+}
+
+/// A datagram socket standing in for systemd's `NOTIFY_SOCKET`, in a directory of its own.
+pub struct FakeSystemd {
+    socket: std::os::unix::net::UnixDatagram,
+    pub path: String,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeSystemd {
+    pub fn new() -> FakeSystemd {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("systemd.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+        socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        let path = path.to_str().expect("utf-8").to_string();
+        FakeSystemd {
+            socket,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// The next datagram gsup sent, within `PATIENCE`.
+    pub fn next(&self) -> String {
+        let mut buffer = [0u8; 4096];
+        let n = self.socket.recv(&mut buffer).expect("a datagram from gsup");
+        String::from_utf8_lossy(&buffer[..n]).to_string()
+    }
+
+    /// Datagrams into `seen` until one contains `needle`.
+    pub fn until(&self, seen: &mut Vec<String>, needle: &str) {
+        while !seen.iter().any(|m| m.contains(needle)) {
+            seen.push(self.next());
+        }
+    }
+}
