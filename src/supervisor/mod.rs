@@ -692,7 +692,7 @@ impl Supervisor {
         }
         let now = Instant::now().into_std();
         let rows = self.state.phases();
-        let wall = |at: std::time::Instant| crate::timefmt::rfc3339_millis(self.clock.wall(at));
+        let wall = |at: std::time::Instant| self.clock.text(at);
         let report = ShutdownReport {
             event: "shutdown",
             reason: &shutdown.reason,

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 
 use super::phases::PhaseRow;
-use super::state::{ExitStatus, Lifecycle, ReloadRecord, State};
-use crate::signals::Sig;
+use super::state::{Lifecycle, ReloadRecord, State};
 use crate::timefmt::{rfc3339_millis, seconds};
 
 /// Maps the monotonic clock the state machine uses to wall-clock time for JSON.
@@ -34,7 +33,12 @@ impl Clock {
     }
 
     pub fn json(&self, at: Instant) -> Value {
-        Value::String(rfc3339_millis(self.wall(at)))
+        Value::String(self.text(at))
+    }
+
+    /// `at` as an RFC 3339 UTC timestamp with milliseconds.
+    pub fn text(&self, at: Instant) -> String {
+        rfc3339_millis(self.wall(at))
     }
 }
 
@@ -116,10 +120,7 @@ impl Snapshot {
             restarts: state.restarts(),
             last_exit: state.last_exit().map(|e| ExitView {
                 code: e.status.code(),
-                signal: match e.status {
-                    ExitStatus::Signal(signal) => Some(Sig(signal).to_string()),
-                    ExitStatus::Code(_) => None,
-                },
+                signal: e.status.signal_name(),
                 at: e.at,
             }),
             shutdown: state.shutdown().map(|s| ShutdownView {
@@ -189,10 +190,7 @@ pub fn reload_json(record: &ReloadRecord, clock: &Clock) -> Value {
         "new_pid": record.new_pid(),
         "old_exit": record.reload.old_exit.map(|e| json!({
             "code": e.status.code(),
-            "signal": match e.status {
-                ExitStatus::Signal(signal) => Some(Sig(signal).to_string()),
-                ExitStatus::Code(_) => None,
-            },
+            "signal": e.status.signal_name(),
             "at": clock.json(e.at),
         })),
     })
@@ -218,7 +216,7 @@ pub struct PhaseView<'a> {
 
 impl<'a> PhaseView<'a> {
     pub fn of(row: &'a PhaseRow, clock: &Clock) -> Self {
-        let wall = |at: Instant| rfc3339_millis(clock.wall(at));
+        let wall = |at: Instant| clock.text(at);
         PhaseView {
             name: row.name.as_str(),
             timeout_seconds: seconds(row.timeout),

@@ -38,6 +38,14 @@ impl ExitStatus {
     pub fn success(self) -> bool {
         self == ExitStatus::Code(0)
     }
+
+    /// The signal that killed the process, by name (logs, `/status`).
+    pub fn signal_name(self) -> Option<String> {
+        match self {
+            ExitStatus::Signal(signal) => Some(Sig(signal).to_string()),
+            ExitStatus::Code(_) => None,
+        }
+    }
 }
 
 /// Everything the supervisor reacts to.
@@ -884,7 +892,7 @@ impl State {
         info!(
             pid,
             code = status.code(),
-            signal = status_signal(status).as_deref(),
+            signal = status.signal_name().as_deref(),
             uptime_ms = exit.uptime.as_millis() as u64,
             "retired generation exited"
         );
@@ -1126,7 +1134,7 @@ impl State {
         info!(
             pid,
             code = status.code(),
-            signal = status_signal(status).as_deref(),
+            signal = status.signal_name().as_deref(),
             uptime_ms = uptime.as_millis() as u64,
             "child exited"
         );
@@ -1163,7 +1171,7 @@ impl State {
         info!(
             pid = old.pid,
             code = status.code(),
-            signal = status_signal(status).as_deref(),
+            signal = status.signal_name().as_deref(),
             "child exited during a reload: the new generation takes over"
         );
         self.last_exit = Some(exit);
@@ -1702,14 +1710,6 @@ fn describe(status: ExitStatus) -> String {
     match status {
         ExitStatus::Code(code) => format!("exited with code {code}"),
         ExitStatus::Signal(signal) => format!("killed by {}", Sig(signal)),
-    }
-}
-
-/// The signal that killed a process, by name, for logs.
-fn status_signal(status: ExitStatus) -> Option<String> {
-    match status {
-        ExitStatus::Signal(signal) => Some(Sig(signal).to_string()),
-        ExitStatus::Code(_) => None,
     }
 }
 
