@@ -290,13 +290,7 @@ async fn answer(
 /// took over and 500 when it failed (the old one still serving); 409 when refused.
 async fn reload(api: &Api, wait: bool) -> Response<Full<Bytes>> {
     let (reply, answered) = oneshot::channel();
-    let (outcome, result) = match wait {
-        true => {
-            let (sender, receiver) = oneshot::channel();
-            (Some(sender), Some(receiver))
-        }
-        false => (None, None),
-    };
+    let (outcome, result) = wait.then(oneshot::channel).unzip();
     if api.control.send(Control::Reload { reply, outcome }).is_err() {
         return gone();
     }
