@@ -435,6 +435,9 @@ fn an_exec_probe_is_run_for_the_new_generation_at_once_with_its_pid() {
         new,
         "the probe that ended the reload was the new one's: {pids:?}"
     );
+    // This probe passes as soon as it runs, maybe before the new server has blocked TERM
+    // (it may still be in the exec shim): wait for it to listen before stopping it.
+    gsup.expect_line(&format!("(pid {})", new.expect("new_pid")));
     gsup.signal(libc::SIGTERM);
     assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
 }
