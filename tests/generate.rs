@@ -53,9 +53,7 @@ fn systemd_stop_timeout_is_the_budget_and_the_unit_verifies() {
         unit.contains("\nTimeoutStartSec=15\n"),
         "startup_timeout + 5 s bounds the reload: {unit}"
     );
-    let have = have("systemd-analyze");
-    if !have {
-        eprintln!("SKIPPED: systemd-analyze not installed");
+    if !tool("systemd-analyze", "systemd") {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
@@ -267,9 +265,7 @@ fn the_systemd_unit_agrees_with_generate() {
 
 #[test]
 fn the_systemd_unit_verifies() {
-    let have = have("systemd-analyze");
-    if !have {
-        eprintln!("SKIPPED: systemd-analyze not installed");
+    if !tool("systemd-analyze", "systemd") {
         return;
     }
     // verify wants every Exec* binary to exist: point them at the gsup under test.

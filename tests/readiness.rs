@@ -81,9 +81,7 @@ fn tcp_and_exec_probes() {
 /// `probe = { notify = true }`: the real `systemd-notify --ready` makes the child ready.
 #[test]
 fn systemd_notify_ready_makes_the_child_ready() {
-    let have = have("systemd-notify");
-    if !have {
-        eprintln!("SKIPPED: systemd-notify not installed");
+    if !tool("systemd-notify", "systemd") {
         return;
     }
     let (mut gsup, addr, _file) = gsup_with_api(
@@ -175,9 +173,7 @@ fn gsup_pings_the_systemd_watchdog_while_the_monitor_ticks_faster() {
 /// `watchdog_signal` (ABRT); with `on-failure` it is restarted with a new pid.
 #[test]
 fn a_silent_watchdog_restarts_the_child() {
-    let have = have("systemd-notify");
-    if !have {
-        eprintln!("SKIPPED: systemd-notify not installed");
+    if !tool("systemd-notify", "systemd") {
         return;
     }
     let file =

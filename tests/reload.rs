@@ -252,9 +252,7 @@ fn post_reload_answers_202_a_concurrent_one_409_and_hup_reloads() {
 /// `RELOADING=1` and then `READY=1` around the reload (DESIGN §8, §9).
 #[test]
 fn with_a_socket_from_systemd_a_reload_works_and_systemd_is_told() {
-    let have = have("systemd-socket-activate");
-    if !have {
-        eprintln!("SKIPPED: systemd-socket-activate not installed");
+    if !tool("systemd-socket-activate", "systemd") {
         return;
     }
     let systemd = FakeSystemd::new();

@@ -7,9 +7,7 @@ use common::*;
 
 fn scenario(name: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tty/job_control.py");
-    let mut probe = start(cmd("sh", &["-c", "command -v python3 && command -v bash"]), &[]);
-    if probe.wait_code(PATIENCE) != 0 {
-        eprintln!("SKIPPED: python3 and bash are needed to drive a pty");
+    if !(tool("python3", "python3") && tool("bash", "bash")) {
         return;
     }
     let mut driver = start(cmd("python3", &[script, GSUP, CHILD, name]), &[]);

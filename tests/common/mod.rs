@@ -564,9 +564,35 @@ impl Load {
     }
 }
 
-/// Whether `tool` is on the PATH (tests that need it print SKIPPED without it).
+/// Whether `tool` is on the PATH.
 pub fn have(tool: &str) -> bool {
     start(cmd("sh", &["-c", &format!("command -v {tool}")]), &[]).wait_code(PATIENCE) == 0
+}
+
+/// The variable under which a missing prerequisite fails the test (.ci/run sets it).
+pub const REQUIRE_ALL: &str = "GSUP_REQUIRE_ALL";
+
+/// Whether a test can run here: `holds` says whether its prerequisite (`what`, with how
+/// to get it) is present. Without it the test cannot check anything: under
+/// `GSUP_REQUIRE_ALL=1` that is a failure; by hand it prints SKIPPED and the test returns.
+/// Use as `if !prerequisite(have("x"), "x (package x)") { return; }`.
+#[must_use]
+pub fn prerequisite(holds: bool, what: &str) -> bool {
+    if holds {
+        return true;
+    }
+    assert!(
+        std::env::var_os(REQUIRE_ALL).is_none_or(|value| value.is_empty() || value == "0"),
+        "{REQUIRE_ALL} is set and this test cannot run: {what} is missing"
+    );
+    eprintln!("SKIPPED: {what} is missing (set {REQUIRE_ALL}=1 to make this a failure)");
+    false
+}
+
+/// `prerequisite` for a tool on the PATH; `package` is where it comes from.
+#[must_use]
+pub fn tool(name: &str, package: &str) -> bool {
+    prerequisite(have(name), &format!("`{name}` (Debian package {package})"))
 }
 
 /// A datagram socket standing in for systemd's `NOTIFY_SOCKET`, in a directory of its own.
