@@ -99,7 +99,8 @@ fn run_refuses_bad_values_with_exit_2() {
         (&["--token-file", "/nonexistent/token"], &[], "/nonexistent/token"),
     ];
     for (flags, env, needle) in cases {
-        let mut args = vec!["run"];
+        // Never the default 127.0.0.1:9090, should a case get as far as binding it.
+        let mut args = vec!["run", "--http", "off"];
         args.extend_from_slice(flags);
         args.extend_from_slice(&["--", CHILD, "echo", "child-ran"]);
         let (code, stdout, stderr) = gsup(&args, env);
@@ -119,7 +120,7 @@ fn run_refuses_bad_values_with_exit_2() {
 fn run_refuses_a_broken_file_naming_it() {
     let config = config_file("[shutdown\ntimeout = \"1s\"\n");
     let path = config.path().to_str().expect("utf-8 path");
-    let (code, _, stderr) = gsup(&["run", "--config", path, "--", "true"], &[]);
+    let (code, _, stderr) = gsup(&["run", "--http", "off", "--config", path, "--", "true"], &[]);
     assert_eq!(code, 2);
     assert!(stderr.contains(path), "{stderr}");
 }

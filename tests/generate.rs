@@ -120,22 +120,9 @@ fn docker_names_the_budget_and_works_without_a_command() {
 /// The probe command the Kubernetes snippet writes works against a running gsup.
 #[test]
 fn the_generated_exec_probe_works() {
-    let port = free_port();
-    let mut gsup = gsup_run(
-        &[
-            "--http",
-            &format!("127.0.0.1:{port}"),
-            "--",
-            CHILD,
-            "echo",
-            "up",
-            "forever",
-        ],
-        &[],
-    );
+    let mut gsup = gsup_run(&["--http", "127.0.0.1:0", "--", CHILD, "echo", "up", "forever"], &[]);
     gsup.expect_line("up");
-    gsup.http_addr();
-    let url = format!("http://127.0.0.1:{port}/ready");
+    let url = format!("http://{}/ready", gsup.http_addr());
     let mut probe = start(cmd(GSUP, &["probe", "--url", &url]), &[]);
     assert_eq!(probe.wait_code(PATIENCE), 0, "{}", probe.stderr());
 }

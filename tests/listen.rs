@@ -22,7 +22,7 @@ fn get(addr: &str) -> String {
 
 #[test]
 fn the_child_gets_the_socket_on_fd_3_with_its_own_pid() {
-    let addr = format!("127.0.0.1:{}", free_port());
+    let (_reserved, addr) = reserved_addr();
     let script = format!("echo fds=$LISTEN_FDS names=$LISTEN_FDNAMES; exec {CHILD} pid listen 127.0.0.1:0 forever");
     let mut gsup = gsup_run(&["--listen", &format!("web={addr}"), "--", "sh", "-c", &script], &[]);
     assert_eq!(gsup.expect_line("fds="), "fds=1 names=web");
@@ -45,7 +45,7 @@ fn the_child_gets_the_socket_on_fd_3_with_its_own_pid() {
 /// restart backoff is queued by the kernel and answered by the next generation.
 #[test]
 fn connections_queue_across_a_restart() {
-    let addr = format!("127.0.0.1:{}", free_port());
+    let (_reserved, addr) = reserved_addr();
     let file = config_file("[restart]\npolicy = \"always\"\nbackoff_initial = \"1s\"\n");
     let path = file.path().to_str().expect("utf-8");
     let mut gsup = gsup_run(
@@ -82,7 +82,7 @@ fn connections_queue_across_a_restart() {
 
 #[test]
 fn a_missing_program_behind_the_shim_is_still_127() {
-    let addr = format!("127.0.0.1:{}", free_port());
+    let (_reserved, addr) = reserved_addr();
     let mut gsup = gsup_run(&["--listen", &format!("web={addr}"), "--", "/nonexistent/program"], &[]);
     assert_eq!(gsup.wait_code(PATIENCE), 127, "{}", gsup.stderr());
 }

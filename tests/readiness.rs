@@ -16,9 +16,9 @@ fn ready(addr: &str) -> (u16, serde_json::Value) {
 /// passes, then 200.
 #[test]
 fn ready_waits_for_the_http_probe() {
-    let port = free_port();
-    let script = format!("sleep 1; exec {CHILD} listen 127.0.0.1:{port} forever");
-    let url = format!("http://127.0.0.1:{port}/");
+    let (_reserved, app) = reserved_addr();
+    let script = format!("sleep 1; exec {CHILD} listen {app} forever");
+    let url = format!("http://{app}/");
     let mut gsup = gsup_run(
         &["--http", "127.0.0.1:0", "--ready-http", &url, "--", "sh", "-c", &script],
         &[],
@@ -45,19 +45,10 @@ fn ready_waits_for_the_http_probe() {
 
 #[test]
 fn tcp_and_exec_probes() {
-    let port = free_port();
-    let script = format!("sleep 0.5; exec {CHILD} listen 127.0.0.1:{port} forever");
+    let (_reserved, app) = reserved_addr();
+    let script = format!("sleep 0.5; exec {CHILD} listen {app} forever");
     let tcp = gsup_run(
-        &[
-            "--http",
-            "127.0.0.1:0",
-            "--ready-tcp",
-            &format!("127.0.0.1:{port}"),
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
+        &["--http", "127.0.0.1:0", "--ready-tcp", &app, "--", "sh", "-c", &script],
         &[],
     );
     let addr = tcp.http_addr();
@@ -245,7 +236,8 @@ fn a_closed_dependency_port_turns_ready_off_and_health_names_it() {
 fn a_child_not_ready_within_startup_timeout_is_a_failed_start() {
     let file = config_file("[restart]\nstartup_timeout = \"800ms\"\n");
     let path = file.path().to_str().expect("utf-8");
-    let port = free_port();
+    // Nothing ever listens there.
+    let (_closed_socket, port) = refused_port();
     let mut gsup = gsup_run(
         &[
             "--config",

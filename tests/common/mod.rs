@@ -403,12 +403,26 @@ pub fn config_file(text: &str) -> tempfile::NamedTempFile {
     file
 }
 
-/// A loopback port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// A loopback address (`127.0.0.1:PORT`) this test holds for as long as the returned
+/// socket lives, for the code under test to listen on: bound with `SO_REUSEADDR` and never
+/// listening. Linux lets another `SO_REUSEADDR` socket bind and listen on a port whose
+/// other sockets do not listen, and gsup's `[[listen]]` sockets, std's `TcpListener` (the
+/// fixture, drain_server) and systemd-socket-activate all set it; until one listens,
+/// connecting is refused. Meanwhile no `bind(…:0)` and no outgoing connection of another
+/// test is given the port, as it could be one picked and released before use.
+pub fn reserved_addr() -> (std::os::fd::OwnedFd, String) {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, setsockopt, socket, sockopt,
+    };
+    let socket = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    setsockopt(&socket, sockopt::ReuseAddr, &true).expect("SO_REUSEADDR");
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&socket),
+        &SockaddrIn::new(127, 0, 0, 1, 0),
+    )
+    .expect("bind 127.0.0.1:0");
+    let address: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&socket)).expect("getsockname");
+    (socket, format!("127.0.0.1:{}", address.port()))
 }
 
 /// gsup with a config file holding `config` and its HTTP port on an ephemeral loopback
@@ -426,7 +440,7 @@ pub fn gsup_with_api(config: &str, child: &[&str], env: &[(&str, &str)]) -> (Run
 
 /// A loopback port that refuses connections for as long as the returned socket lives:
 /// bound but never listening, so no other test (or the kernel's ephemeral allocator) can
-/// hand it to a listener meanwhile, as it could a port from `free_port`.
+/// hand it to a listener meanwhile.
 pub fn refused_port() -> (std::os::fd::OwnedFd, u16) {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket};
     let socket = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("socket");
