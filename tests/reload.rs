@@ -451,3 +451,35 @@ fn an_exec_probe_is_run_for_the_new_generation_at_once_with_its_pid() {
     gsup.signal(libc::SIGTERM);
     assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
 }
+
+/// Negative control for the load generator the reload and drain tests trust: against a
+/// server that closes one connection without answering (as a killed generation would),
+/// `Load` counts exactly that one request as failed, and every other one as answered.
+#[test]
+fn negative_control_the_load_counts_a_lost_request() {
+    use std::io::{BufRead, BufReader, Write};
+    const LOST: usize = 10;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let app = listener.local_addr().expect("addr").to_string();
+    // Serves until the test process ends (the thread stays blocked in accept).
+    std::thread::spawn(move || {
+        for (index, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            if index != LOST {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nok 4242\n");
+            }
+        }
+    });
+    let clients = Load::start(&app, "/", 2);
+    clients.wait_for(3 * LOST as u64);
+    clients.stop_starting();
+    let (total, failures, pids) = clients.finish();
+    assert_eq!(failures.len(), 1, "of {total}: {failures:?}");
+    assert!(failures[0].starts_with("answer"), "{failures:?}");
+    assert_eq!(pids, vec![4242]);
+}
