@@ -137,6 +137,12 @@ fn deploy_file(path: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
 }
 
+/// The committed unit, `systemd/gsup@.service` (top level, beside `deploy/`).
+fn systemd_unit() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/gsup@.service");
+    std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
 /// `gsup generate KIND --config deploy/supervisor.toml`.
 fn generated(kind: &str) -> String {
     let (code, text, stderr) = generate_from(kind, DEPLOY_CONFIG);
@@ -212,13 +218,13 @@ fn the_deploy_config_passes_check_without_warnings() {
 
 #[test]
 fn the_systemd_unit_agrees_with_generate() {
-    let unit = deploy_file("systemd/gsup@.service");
+    let unit = systemd_unit();
     let want = generated("systemd");
     for key in ["Type", "NotifyAccess", "KillMode", "TimeoutStopSec"] {
         assert_eq!(
             setting(&unit, key, "="),
             setting(&want, key, "="),
-            "{key}= of deploy/systemd/gsup@.service and of `gsup generate systemd`:\n{want}"
+            "{key}= of systemd/gsup@.service and of `gsup generate systemd`:\n{want}"
         );
     }
 
@@ -256,7 +262,7 @@ fn the_systemd_unit_verifies() {
         return;
     }
     // verify wants every Exec* binary to exist: point them at the gsup under test.
-    let unit = deploy_file("systemd/gsup@.service");
+    let unit = systemd_unit();
     assert!(unit.contains("/usr/local/bin/gsup "), "{unit}");
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
