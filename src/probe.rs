@@ -41,7 +41,7 @@ pub fn run(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -
             0
         }
         Ok(answer) => {
-            println!("not {what}: {} from {url}: {}", answer.status, answer.body.trim());
+            println!("not {what}: {} from {url}: {}", answer.status, answer.text().trim());
             1
         }
         Err(error) => {

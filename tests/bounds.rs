@@ -1,0 +1,149 @@
+//! DESIGN §5 "Everything gsup reads from others is bounded": HTTP answers to probes and
+//! `gsup probe`, hook output, and notify datagrams from outside the child's tree. Each
+//! test reproduces one finding of issue 12 against the real binary.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+
+use common::*;
+
+/// gsup's own memory ceiling (DESIGN §5), as its peak RSS.
+const MEMORY_CEILING_KIB: u64 = 32 * 1024;
+
+/// A `VmHWM`-style field of `/proc/<pid>/status`, in KiB.
+fn status_kib(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("gsup's /proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Reads a request head (up to the empty line) from `stream`.
+fn read_head(stream: &mut TcpStream) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+        head.push(byte[0]);
+    }
+}
+
+/// An HTTP server on 127.0.0.1:0 that answers every request with `head` and then a body
+/// that never ends (chunks of `x` until the client goes away). Returns its port and how
+/// many requests it took.
+fn endless_body_server(status: &str) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test server");
+    let port = listener.local_addr().expect("its address").port();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&requests);
+    let status = status.to_string();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let status = status.clone();
+            let counter = Arc::clone(&counter);
+            thread::spawn(move || {
+                read_head(&mut stream);
+                counter.fetch_add(1, Ordering::SeqCst);
+                let head = format!("HTTP/1.1 {status}\r\ntransfer-encoding: chunked\r\n\r\n");
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let mut chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();
+                chunk.resize(chunk.len() + 64 * 1024, b'x');
+                chunk.extend_from_slice(b"\r\n");
+                while stream.write_all(&chunk).is_ok() {}
+            });
+        }
+    });
+    (port, requests)
+}
+
+/// An HTTP server on 127.0.0.1:0 that answers every request with the bytes `answer`
+/// and closes.
+fn fixed_answer_server(answer: &'static [u8]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test server");
+    let port = listener.local_addr().expect("its address").port();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            read_head(&mut stream);
+            let _ = stream.write_all(answer);
+        }
+    });
+    port
+}
+
+/// Finding: a readiness probe at an endpoint that streams its body forever grew gsup to
+/// 1.4 GB within the probe's 3 s timeout, and the healthy endpoint never counted. Now
+/// 64 KiB of body are read at most and the 200 decides.
+#[test]
+fn a_probe_at_an_endless_body_is_ready_and_gsup_stays_small() {
+    let (port, requests) = endless_body_server("200 OK");
+    let (gsup, addr, _file) = gsup_with_api(
+        &format!(
+            "[readiness]\nprobe = {{ http = \"http://127.0.0.1:{port}/healthz\" }}\ninterval = \"200ms\"\ntimeout = \"3s\"\n"
+        ),
+        &[CHILD, "echo", "up", "forever"],
+        &[],
+    );
+    assert!(
+        wait_until(PATIENCE, || http(&addr, "GET", "/ready", &[]).0 == 200),
+        "the healthy endpoint with an endless body made the child ready: {}",
+        gsup.stderr()
+    );
+    // A few more probes, each reading from the endless body.
+    let seen = requests.load(Ordering::SeqCst);
+    assert!(
+        wait_until(PATIENCE, || requests.load(Ordering::SeqCst) >= seen + 3),
+        "the probe keeps running"
+    );
+    assert_eq!(http(&addr, "GET", "/ready", &[]).0, 200);
+    let peak = status_kib(gsup.pid(), "VmHWM");
+    eprintln!("gsup peaked at {peak} KiB");
+    assert!(
+        peak < MEMORY_CEILING_KIB,
+        "gsup peaked at {peak} KiB probing an endless body"
+    );
+}
+
+/// `gsup probe` at endless bodies: the status alone decides (and quickly: the body is
+/// not read to its end, so a 200 is not a timeout).
+#[test]
+fn gsup_probe_decides_on_the_status_of_an_endless_answer() {
+    let (healthy, _) = endless_body_server("200 OK");
+    let (failing, _) = endless_body_server("503 Service Unavailable");
+    let url = |port: u16| format!("http://127.0.0.1:{port}/ready");
+    let (code, stdout, stderr) = gsup_cmd(&["probe", "--timeout", "10s", "--url", &url(healthy)], &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.starts_with("up: 200"), "{stdout}");
+    let (code, stdout, stderr) = gsup_cmd(&["probe", "--timeout", "10s", "--url", &url(failing)], &[]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.starts_with("not up: 503"), "{stdout}");
+    assert!(
+        stdout.len() < 80 * 1024,
+        "the body shown is bounded: {} bytes",
+        stdout.len()
+    );
+}
+
+/// Finding: a chunked answer `1\r\né` (a chunk of one byte that is half of `é`) made
+/// `gsup probe` panic ("not a char boundary", exit 101). Now the status decides.
+#[test]
+fn gsup_probe_takes_half_a_character_in_a_chunk() {
+    let healthy = fixed_answer_server("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\né".as_bytes());
+    let failing = fixed_answer_server("HTTP/1.1 500 Oops\r\ntransfer-encoding: chunked\r\n\r\n1\r\né".as_bytes());
+    let url = |port: u16| format!("http://127.0.0.1:{port}/alive");
+    let (code, stdout, stderr) = gsup_cmd(&["probe", "--url", &url(healthy)], &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) = gsup_cmd(&["probe", "--url", &url(failing)], &[]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.starts_with("not up: 500"), "{stdout}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
