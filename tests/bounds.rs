@@ -9,6 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
+use std::time::Duration;
 
 use common::*;
 
@@ -146,4 +147,119 @@ fn gsup_probe_takes_half_a_character_in_a_chunk() {
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stdout.starts_with("not up: 500"), "{stdout}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A `[shutdown] log` and a `pre_stop` hook running `script` under `sh -c`; returns the
+/// config path (in `dir`).
+fn pre_stop_config(dir: &std::path::Path, script: &str) -> String {
+    let config = dir.join("supervisor.toml");
+    let text = format!(
+        "[shutdown]\nlog = \"{}\"\n[[hooks]]\nphase = \"pre_stop\"\nname = \"flush\"\nexec = [\"sh\", \"-c\", \"{script}\"]\n",
+        dir.join("shutdown.log").display()
+    );
+    std::fs::write(&config, text).expect("write config");
+    config.to_str().expect("utf-8 path").to_string()
+}
+
+/// The last line of the shutdown log: the report (JSON).
+fn report(dir: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("shutdown.log")).expect("shutdown.log written");
+    serde_json::from_str(text.lines().last().expect("a report line")).expect("the report is JSON")
+}
+
+fn pre_stop_outcome(report: &serde_json::Value) -> &serde_json::Value {
+    &report["phases"]
+        .as_array()
+        .and_then(|phases| phases.iter().find(|p| p["name"] == "pre_stop"))
+        .unwrap_or_else(|| panic!("no pre_stop phase: {report}"))["outcome"]
+}
+
+/// Finding: a `pre_stop` hook that printed `caf\xe9` was killed by SIGPIPE (gsup stopped
+/// reading at the first non-UTF-8 line) and the shutdown counted as failed. The hook
+/// prints more than a pipe holds afterwards, so a reader that gave up is certain to
+/// kill it.
+#[test]
+fn a_hook_printing_binary_is_read_to_its_end() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = pre_stop_config(
+        dir.path(),
+        "printf 'caf\\\\351\\\\n'; i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done",
+    );
+    let mut gsup = gsup_run(
+        &[
+            "--config", &config, "--", CHILD, "exit-on", "TERM", "0", "echo", "ready", "forever",
+        ],
+        &[],
+    );
+    gsup.expect_line("ready");
+    gsup.signal(libc::SIGTERM);
+    assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
+    let stderr = gsup.stderr();
+    assert!(
+        stderr.contains("flush: exit 0"),
+        "the hook exited 0, not by SIGPIPE: {stderr}"
+    );
+    assert!(stderr.contains("caf\u{fffd}"), "the line is logged as lossy UTF-8");
+    assert!(stderr.contains("line-19999"), "every line after it is logged too");
+    let report = report(dir.path());
+    assert_eq!(pre_stop_outcome(&report), "ok", "{report}");
+    assert_eq!(report["outcome"], "success", "{report}");
+}
+
+/// Finding: a hook that wrote 200 MB without a newline took gsup to 395 MB RSS and one
+/// 200 MB log line. Now lines are cut at 8 KiB and gsup's memory stays under its
+/// ceiling. The hook waits for a file after writing, so gsup's peak is read while it
+/// still runs.
+#[test]
+fn a_hook_writing_without_newlines_is_cut_into_bounded_lines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let written = dir.path().join("written");
+    let release = dir.path().join("release");
+    let megabytes = 64;
+    let config = pre_stop_config(
+        dir.path(),
+        &format!(
+            "head -c {} /dev/zero | tr '\\\\0' x; touch {}; while [ ! -e {} ]; do sleep 0.05; done",
+            megabytes << 20,
+            written.display(),
+            release.display()
+        ),
+    );
+    let mut gsup = gsup_run(
+        &[
+            "--config", &config, "--", CHILD, "exit-on", "TERM", "0", "echo", "ready", "forever",
+        ],
+        &[],
+    );
+    gsup.expect_line("ready");
+    gsup.signal(libc::SIGTERM);
+    assert!(
+        wait_until(Duration::from_secs(60), || written.exists()),
+        "the hook wrote its output: {}",
+        gsup.stderr()
+    );
+    let peak = status_kib(gsup.pid(), "VmHWM");
+    eprintln!("gsup peaked at {peak} KiB");
+    std::fs::write(&release, "").expect("release the hook");
+    assert_eq!(gsup.wait_code(PATIENCE), 0);
+    assert!(
+        peak < MEMORY_CEILING_KIB,
+        "gsup peaked at {peak} KiB reading {megabytes} MiB without a newline"
+    );
+    let stderr = gsup.stderr();
+    let longest = stderr.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 9 * 1024, "a log line of {longest} bytes");
+    let pieces = stderr.lines().filter(|line| line.contains("xxxxxxxx")).count();
+    assert_eq!(
+        pieces,
+        (megabytes << 20) / (8 * 1024),
+        "every byte logged, in 8 KiB lines"
+    );
+    assert!(
+        stderr.contains("flush: exit 0"),
+        "{}",
+        &stderr[stderr.len().saturating_sub(4096)..]
+    );
+    let report = report(dir.path());
+    assert_eq!(pre_stop_outcome(&report), "ok", "{report}");
 }
