@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -262,4 +262,84 @@ fn a_hook_writing_without_newlines_is_cut_into_bounded_lines() {
     );
     let report = report(dir.path());
     assert_eq!(pre_stop_outcome(&report), "ok", "{report}");
+}
+
+/// utime + stime of `pid`, in clock ticks (proc(5) fields 14 and 15).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("gsup's /proc stat");
+    let after_comm = &stat[stat.rfind(')').expect("comm in stat") + 2..];
+    let fields: Vec<&str> = after_comm.split(' ').collect();
+    // after_comm starts at field 3 (state).
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// Finding: 44,600 datagrams in 3 s from outside the child's tree cost gsup a second of
+/// CPU, a `/proc` walk each. Now an outsider is dropped unread after its first look.
+/// A flood from this test's own pid (outside gsup's tree): its READY=1 never counts, and
+/// gsup's CPU time over it stays far below a walk per datagram; then a READY=1 from a
+/// grandchild of the child (inside the tree, not the child's pid) still counts.
+#[test]
+fn a_notify_flood_from_outside_the_tree_is_cheap_and_ignored() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let go = dir.path().join("go");
+    let go = go.to_str().expect("utf-8");
+    let (mut gsup, addr, _file) = gsup_with_api(
+        "[readiness]\nprobe = { notify = true }\n",
+        &[
+            CHILD,
+            "env",
+            "NOTIFY_SOCKET",
+            "grandchild",
+            "await-file",
+            go,
+            "notify",
+            "READY=1",
+            ";",
+            "forever",
+        ],
+        &[],
+    );
+    let line = gsup.expect_line("env NOTIFY_SOCKET=");
+    let socket = line
+        .split_once('=')
+        .map(|(_, path)| path.trim().to_string())
+        .expect("a path");
+    assert!(!socket.is_empty(), "the child got a notify socket: {line}");
+    let sender = std::os::unix::net::UnixDatagram::unbound().expect("a datagram socket");
+    // Blocking sends: a full queue waits for gsup, so every datagram is read by it.
+    let datagrams = 40_000;
+    let before = cpu_ticks(gsup.pid());
+    let started = Instant::now();
+    for _ in 0..datagrams {
+        sender.send_to(b"READY=1", &socket).expect("send to the notify socket");
+    }
+    let flood = started.elapsed();
+    // A last one from outside, then the grandchild's: when the child is ready, every
+    // datagram before it was read.
+    sender.send_to(b"READY=1\nSTATUS=outsider", &socket).expect("send");
+    assert_eq!(
+        http(&addr, "GET", "/ready", &[]).0,
+        503,
+        "an outsider's READY=1 counted"
+    );
+    std::fs::write(go, "").expect("let the grandchild send");
+    gsup.expect_line("notified");
+    assert!(
+        wait_until(PATIENCE, || http(&addr, "GET", "/ready", &[]).0 == 200),
+        "the grandchild's READY=1 counts: {}",
+        gsup.stderr()
+    );
+    let ticks = cpu_ticks(gsup.pid()) - before;
+    let stderr = gsup.stderr();
+    assert!(!stderr.contains("outsider"), "an outsider's STATUS was taken");
+    let ready_lines = stderr.lines().filter(|l| l.contains("child sent READY=1")).count();
+    assert_eq!(ready_lines, 1, "only the grandchild's READY=1 counted");
+    // 100 ticks a second. A /proc walk each costs ~20 µs and more: 0.8 s and up for the
+    // flood (2.7 s measured in a debug build). Dropped unread: under 0.1 s.
+    let clk_tck = 100;
+    eprintln!("{datagrams} datagrams in {flood:?}: gsup used {ticks} ticks");
+    assert!(
+        ticks < clk_tck / 2,
+        "{datagrams} outsider datagrams cost gsup {ticks} ticks of CPU (limit 0.5 s)"
+    );
 }
