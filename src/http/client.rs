@@ -83,6 +83,35 @@ async fn exchange(target: &Target<'_>, method: &str, path: &str) -> io::Result<A
     }
 }
 
+/// `http://host:port/path` → (host, port, path); port 80 when absent.
+pub fn split_url(url: &str) -> Option<(String, u16, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => port.parse().ok()?,
+            None => 80,
+        };
+        (host.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host.to_string(), port.parse().ok()?),
+            None => (authority.to_string(), 80),
+        }
+    };
+    (!host.is_empty()).then_some((host, port, path))
+}
+
+/// `request` to an `http://HOST[:PORT]/PATH` URL (from the config); errors name the URL.
+pub fn request_url(method: &str, url: &str, timeout: Duration) -> Result<Answer, String> {
+    let (host, port, path) = split_url(url).ok_or_else(|| format!("{url}: expected http://HOST[:PORT]/PATH"))?;
+    request(&Target::Tcp { host: &host, port }, method, &path, timeout).map_err(|error| format!("{url}: {error}"))
+}
+
 /// Blocking, as before: a name here is a config value, nearly always an address or
 /// `localhost`.
 fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
@@ -210,6 +239,33 @@ mod tests {
         let answer = ask(&answer).unwrap();
         assert_eq!(answer.status, 200);
         assert_eq!(answer.body.len(), MAX_BODY);
+    }
+
+    #[test]
+    fn splits_urls() {
+        assert_eq!(
+            split_url("http://127.0.0.1:9090/ready"),
+            Some(("127.0.0.1".into(), 9090, "/ready".into()))
+        );
+        assert_eq!(
+            split_url("http://[::1]:8080/alive"),
+            Some(("::1".into(), 8080, "/alive".into()))
+        );
+        assert_eq!(split_url("http://example:81"), Some(("example".into(), 81, "/".into())));
+        assert_eq!(split_url("https://x/"), None);
+        assert_eq!(split_url("http://:80/"), None);
+        assert_eq!(split_url("http://h:notaport/"), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Any text: no panic; a split URL gives a host and a path that starts with `/`.
+        #[test]
+        fn any_url_splits_or_is_refused(url in "(http://)?\\PC{0,40}") {
+            if let Some((host, _, path)) = split_url(&url) {
+                proptest::prop_assert!(!host.is_empty() && path.starts_with('/'));
+            }
+        }
     }
 
     proptest::proptest! {

@@ -19,7 +19,7 @@ use super::phases::Outcome;
 use super::spawn::{self, ChildSpec};
 use super::state::{ExitStatus, Pid};
 use crate::config::{Config, HookAction, HookConfig, HookPhase};
-use crate::http::client::{self, Target};
+use crate::http::client;
 use crate::os::{self, ChildSetup};
 use crate::signals::Sig;
 
@@ -410,30 +410,13 @@ impl HookRunner {
                 // A blocking request on its own thread: it never holds up the event loop,
                 // and gsup forks nothing from that thread.
                 tokio::task::spawn_blocking(move || {
-                    let result = request(&method, &url, timeout);
+                    let result = client::request_url(&method, &url, timeout).map(|answer| answer.status);
                     let _ = reports.send(HookReport::Http { run, index, result });
                 });
                 Ok(Current::Http { index, deadline })
             }
         }
     }
-}
-
-fn request(method: &str, url: &str, timeout: Duration) -> Result<u16, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs"))?;
-    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (
-            host.trim_matches(['[', ']']),
-            port.parse::<u16>().map_err(|_| format!("{url}: bad port"))?,
-        ),
-        None => (authority, 80),
-    };
-    client::request(&Target::Tcp { host, port }, method, path, timeout)
-        .map(|answer| answer.status)
-        .map_err(|error| format!("{url}: {error}"))
 }
 
 /// The longest line of hook output gsup logs; a longer one is cut into pieces this long.
