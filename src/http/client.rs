@@ -232,6 +232,28 @@ mod tests {
         assert_eq!(answer.text(), "\u{fffd}");
     }
 
+    /// A head that never ends is refused once it outgrows the buffer, long before the
+    /// deadline (the server would write forever).
+    #[test]
+    fn an_endless_head_is_an_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let Ok((mut stream, _)) = listener.accept() else { return };
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n");
+            let header = format!("x-filler: {}\r\n", "y".repeat(1000));
+            while stream.write_all(header.as_bytes()).is_ok() {}
+        });
+        let started = std::time::Instant::now();
+        let target = Target::Tcp {
+            host: "127.0.0.1",
+            port,
+        };
+        let error = request(&target, "GET", "/", Duration::from_secs(60)).unwrap_err();
+        assert_ne!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{error}");
+    }
+
     #[test]
     fn a_big_body_is_kept_up_to_the_bound() {
         let mut answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", 3 * MAX_BODY).into_bytes();
