@@ -436,7 +436,11 @@ fn log_lines(hook: &str, stream: &'static str, fd: OwnedFd, closed: impl FnOnce(
     tokio::spawn(async move {
         let mut lines = Lines::default();
         let mut buffer = vec![0u8; MAX_LINE];
-        let log = |line: &[u8]| info!(hook = %hook, stream, "{}", String::from_utf8_lossy(line));
+        // A `\r` before the newline goes too, as `lines()` did.
+        let log = |line: &[u8]| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            info!(hook = %hook, stream, "{}", String::from_utf8_lossy(line));
+        };
         loop {
             match pipe.read(&mut buffer).await {
                 Ok(0) => break,
