@@ -114,6 +114,60 @@ fn a_probe_at_an_endless_body_is_ready_and_gsup_stays_small() {
     );
 }
 
+/// The same bound for a dependency's `http` check and an `http` hook: both endpoints
+/// stream forever after their 200, and both count as answered at once (the old client
+/// read until its timeout).
+#[test]
+fn a_dependency_and_an_http_hook_at_endless_bodies_take_the_status() {
+    let (port, _) = endless_body_server("200 OK");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("supervisor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[shutdown]\nlog = \"{}\"\n\
+             [[dependencies]]\nname = \"api\"\nhttp = \"http://127.0.0.1:{port}/up\"\ninterval = \"10s\"\n\
+             [[hooks]]\nphase = \"pre_stop\"\nname = \"deregister\"\ntimeout = \"8s\"\n\
+             http = {{ url = \"http://127.0.0.1:{port}/deregister\", method = \"POST\", expect = 200 }}\n",
+            dir.path().join("shutdown.log").display()
+        ),
+    )
+    .expect("write config");
+    let config = config.to_str().expect("utf-8 path");
+    let mut gsup = gsup_run(
+        &[
+            "--config",
+            config,
+            "--http",
+            "127.0.0.1:0",
+            "--",
+            CHILD,
+            "exit-on",
+            "TERM",
+            "0",
+            "echo",
+            "ready",
+            "forever",
+        ],
+        &[],
+    );
+    gsup.expect_line("ready");
+    let addr = gsup.http_addr();
+    let mut health = String::new();
+    assert!(
+        wait_until(PATIENCE, || {
+            health = http(&addr, "GET", "/health", &[]).2;
+            !health.contains("\"api\":{\"status\":\"unknown\"")
+        }),
+        "{health}"
+    );
+    assert!(health.contains("\"api\":{\"status\":\"ok\""), "{health}");
+    gsup.signal(libc::SIGTERM);
+    assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
+    let report = report(dir.path());
+    assert_eq!(pre_stop_outcome(&report), "ok", "{report}");
+}
+
 /// `gsup probe` at endless bodies: the status alone decides (and quickly: the body is
 /// not read to its end, so a 200 is not a timeout).
 #[test]
