@@ -114,6 +114,13 @@ fn a_probe_at_an_endless_body_is_ready_and_gsup_stays_small() {
     );
 }
 
+/// `gsup run ARGS -- <child>`: a child that prints `ready` and exits 0 on SIGTERM.
+fn gsup_until_term(args: &[&str]) -> Running {
+    let mut all = args.to_vec();
+    all.extend(["--", CHILD, "exit-on", "TERM", "0", "echo", "ready", "forever"]);
+    gsup_run(&all, &[])
+}
+
 /// The same bound for a dependency's `http` check and an `http` hook: both endpoints
 /// stream forever after their 200, and both count as answered at once (the old client
 /// read until its timeout).
@@ -134,23 +141,7 @@ fn a_dependency_and_an_http_hook_at_endless_bodies_take_the_status() {
     )
     .expect("write config");
     let config = config.to_str().expect("utf-8 path");
-    let mut gsup = gsup_run(
-        &[
-            "--config",
-            config,
-            "--http",
-            "127.0.0.1:0",
-            "--",
-            CHILD,
-            "exit-on",
-            "TERM",
-            "0",
-            "echo",
-            "ready",
-            "forever",
-        ],
-        &[],
-    );
+    let mut gsup = gsup_until_term(&["--config", config, "--http", "127.0.0.1:0"]);
     gsup.expect_line("ready");
     let addr = gsup.http_addr();
     let mut health = String::new();
@@ -239,12 +230,7 @@ fn a_hook_printing_binary_is_read_to_its_end() {
         dir.path(),
         "printf 'caf\\\\351\\\\n'; i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done",
     );
-    let mut gsup = gsup_run(
-        &[
-            "--config", &config, "--", CHILD, "exit-on", "TERM", "0", "echo", "ready", "forever",
-        ],
-        &[],
-    );
+    let mut gsup = gsup_until_term(&["--config", &config]);
     gsup.expect_line("ready");
     gsup.signal(libc::SIGTERM);
     assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
@@ -279,12 +265,7 @@ fn a_hook_writing_without_newlines_is_cut_into_bounded_lines() {
             release.display()
         ),
     );
-    let mut gsup = gsup_run(
-        &[
-            "--config", &config, "--", CHILD, "exit-on", "TERM", "0", "echo", "ready", "forever",
-        ],
-        &[],
-    );
+    let mut gsup = gsup_until_term(&["--config", &config]);
     gsup.expect_line("ready");
     gsup.signal(libc::SIGTERM);
     assert!(
