@@ -23,7 +23,6 @@ pub const CHILD: &str = env!("CARGO_BIN_EXE_gsup-test-child");
 #[cfg(not(feature = "test-fixture"))]
 compile_error!("the integration tests need the fixture child: cargo test --features test-fixture");
 
-/// Generous: the machines are shared and noisy.
 /// The shutdown phases in their order (DESIGN §4), as `/status` and the report name them.
 pub const PHASES: [&str; 11] = [
     "stop_accepting",
@@ -39,6 +38,7 @@ pub const PHASES: [&str; 11] = [
     "exit",
 ];
 
+/// Generous: the machines are shared and noisy.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A running gsup (or any command) with its stdout as a stream of lines.
