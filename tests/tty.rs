@@ -29,3 +29,10 @@ fn job_control_from_the_users_shell() {
 fn job_control_inside_a_supervised_shell() {
     scenario("inner");
 }
+
+/// DESIGN §2: on a terminal, whose default log level is warn, the start-up line shows a
+/// config file found implicitly (./supervisor.toml), and stays quiet for one named.
+#[test]
+fn an_implicit_config_file_is_shown_on_the_terminal() {
+    scenario("implicit");
+}

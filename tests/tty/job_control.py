@@ -12,6 +12,7 @@ import re
 import select
 import signal
 import sys
+import tempfile
 import time
 
 PATIENCE = 20.0
@@ -245,6 +246,30 @@ def scenario_inner_shell(gsup, fixture):
             term.close()
 
 
+def scenario_implicit_config(gsup, fixture):
+    """On a terminal (default level warn) a config file found implicitly is shown; one
+    named with --config is not."""
+    with tempfile.TemporaryDirectory() as work:
+        with open(os.path.join(work, "supervisor.toml"), "w") as f:
+            f.write('[shutdown]\ntimeout = "5s"\n')
+        os.chdir(work)
+        for named in (False, True):
+            flags = ["--config", "supervisor.toml"] if named else []
+            term = Terminal([gsup, "run", "--http", "off", *flags, "--", fixture, "echo", "child-ran", "exit", "0"])
+            try:
+                term.expect(r"child-ran")
+                shown = re.search(r"found implicitly.*supervisor\.toml", term.screen)
+                if named and shown:
+                    fail("a config file named with --config is announced on the terminal", term.screen)
+                if not named and not shown:
+                    fail("no word on the terminal of the implicitly found supervisor.toml", term.screen)
+            finally:
+                term.close()
+        ok("an implicitly found supervisor.toml is shown on the terminal; a named one is not")
+
+
 if __name__ == "__main__":
     gsup_path, fixture_path, which = sys.argv[1], sys.argv[2], sys.argv[3]
-    {"outer": scenario_outer_shell, "inner": scenario_inner_shell}[which](gsup_path, fixture_path)
+    {"outer": scenario_outer_shell, "inner": scenario_inner_shell, "implicit": scenario_implicit_config}[which](
+        gsup_path, fixture_path
+    )
