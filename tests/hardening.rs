@@ -644,6 +644,50 @@ fn the_cap_is_a_quarter_of_a_low_fd_limit() {
     assert!(!gsup.stderr().contains("accept failed"), "{}", gsup.stderr());
 }
 
+/// Finding: out of descriptors, gsup logged `accept failed` 55 times. Lowering gsup's fd
+/// limit under it (prlimit --pid) makes `accept` fail with EMFILE: gsup pauses, warns
+/// once, lives, and serves again once descriptors are back.
+#[test]
+fn accept_failures_pause_warn_once_and_never_end_gsup() {
+    let (gsup, addr, _file) = api("");
+    let pid = gsup.pid().to_string();
+    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fds").count();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .expect("Max open files")
+        .to_string();
+    // The soft limit only: raising a hard one back needs CAP_SYS_RESOURCE.
+    let lowered = format!("--nofile={}:", open_fds + 2);
+    let (code, stderr) = run_tool("prlimit", &["--pid", &pid, &lowered]);
+    assert_eq!(code, 0, "{stderr}");
+    let idle: Vec<TcpStream> = (0..10).map(|_| TcpStream::connect(&addr).expect("connect")).collect();
+    let failing = wait_until(PATIENCE, || gsup.stderr().contains("accept failed"));
+    assert!(failing, "accept never failed:\n{}", gsup.stderr());
+    // The observation window: failures go on (every 100 ms) while it lasts.
+    std::thread::sleep(Duration::from_secs(1));
+    let warnings = gsup.stderr().matches("accept failed").count();
+    assert_eq!(warnings, 1, "{}", gsup.stderr());
+    let (code, stderr) = run_tool("prlimit", &["--pid", &pid, &format!("--nofile={soft}:")]);
+    assert_eq!(code, 0, "{stderr}");
+    drop(idle);
+    assert!(
+        wait_until(PATIENCE, || http(&addr, "GET", "/alive", &[]).0 == 200),
+        "{}",
+        gsup.stderr()
+    );
+    assert!(alive(gsup.pid()));
+}
+
+/// A helper tool run to its end: (exit code, stderr).
+fn run_tool(program: &str, args: &[&str]) -> (i32, String) {
+    let mut tool = start(cmd(program, args), &[]);
+    let code = tool.wait_code(PATIENCE);
+    (code, tool.stderr())
+}
+
 // ---------------------------------------------------------------------------------------
 // ctl (issue 13 item 13)
 

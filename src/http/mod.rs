@@ -178,7 +178,8 @@ static OWED: AtomicUsize = AtomicUsize::new(0);
 static ANSWERED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// One connection's debt: marked by the handler, paid when the connection has ended (its
-/// answer written and the connection closed).
+/// answer written and the connection closed): when the last `Arc` of it drops, with the
+/// connection's task, whether it ended well, with an error or in a panic.
 #[derive(Default)]
 pub(crate) struct OwedAnswer(std::sync::atomic::AtomicBool);
 
@@ -188,8 +189,10 @@ impl OwedAnswer {
             OWED.fetch_add(1, Ordering::SeqCst);
         }
     }
+}
 
-    fn pay(&self) {
+impl Drop for OwedAnswer {
+    fn drop(&mut self) {
         if self.0.swap(false, Ordering::SeqCst) {
             OWED.fetch_sub(1, Ordering::SeqCst);
             ANSWERED.notify_waiters();
@@ -321,9 +324,10 @@ where
     };
     let api = Arc::clone(api);
     let owed = Arc::new(OwedAnswer::default());
+    // Its own task: a panic in a handler unwinds this task only (tokio catches it), so it
+    // ends this connection alone, releasing the permit and the debt on the way.
     tokio::spawn(async move {
-        let debt = Arc::clone(&owed);
-        let service = service_fn(move |request| routes::handle(request, Arc::clone(&api), caller, Arc::clone(&debt)));
+        let service = service_fn(move |request| routes::handle(request, Arc::clone(&api), caller, Arc::clone(&owed)));
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -333,7 +337,6 @@ where
         if let Err(error) = connection.await {
             debug!(%error, "connection ended with an error");
         }
-        owed.pay();
         drop(permit);
     });
 }
