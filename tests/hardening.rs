@@ -354,6 +354,41 @@ fn a_rebound_host_name_gets_421_on_every_route() {
     }
 }
 
+/// On a non-loopback listen `Host` is checked only when `allowed_hosts` is set (a proxy
+/// in front may send any name).
+#[test]
+fn on_other_addresses_host_is_checked_only_with_allowed_hosts() {
+    for (config, evil, listed) in [
+        ("", 200, 200),
+        ("[http]\nallowed_hosts = [\"gsup.internal\"]\n", 421, 200),
+    ] {
+        let file = config_file(config);
+        let mut args = vec!["--config", utf8(file.path()), "--http", "0.0.0.0:0", "--"];
+        args.extend_from_slice(&SERVING);
+        let mut gsup = gsup_run(&args, &[]);
+        gsup.expect_line("ready");
+        let port = gsup.http_addr().rsplit(':').next().expect("port").to_string();
+        let addr = format!("127.0.0.1:{port}");
+        assert_eq!(
+            with_host(&addr, "GET", "/alive", Some("evil.example"), "").0,
+            evil,
+            "{config}"
+        );
+        assert_eq!(
+            with_host(&addr, "GET", "/alive", Some("gsup.internal:80"), "").0,
+            listed,
+            "{config}"
+        );
+        assert_eq!(
+            with_host(&addr, "GET", "/alive", Some("10.0.0.7:9090"), "").0,
+            200,
+            "{config}"
+        );
+        gsup.signal(libc::SIGTERM);
+        gsup.wait_exit(PATIENCE);
+    }
+}
+
 /// Finding: `Authorization: bearer x` was refused (RFC 9110: the scheme has no case).
 #[test]
 fn the_bearer_scheme_is_matched_in_any_case() {
@@ -438,16 +473,22 @@ fn config_is_served_at_the_top_level() {
 /// Finding: `/config` served DB_PASS, MYSQL_PWD, a DSN's password, a URL's token and a
 /// hook's `-pSECRET`; `/health` and the log printed a dependency URL's password.
 #[test]
-fn secrets_are_hidden_in_config_health_and_the_log() {
+fn secrets_are_hidden_in_config_health_the_log_and_the_report() {
     let (_refused, port) = refused_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("shutdown.log");
+    let log = utf8(&log);
     let config = format!(
         "[process]\nenv = {{ DB_PASS = \"hunter2\", MYSQL_PWD = \"pwd-secret-1\", DSN = \"host=db password=dsn-secret-2\", \
          REPO = \"https://ghp_tokensecret3@github.com/o/r.git\", SESSION_COOKIE = \"cookie-secret-4\", MODE = \"prod\" }}\n\
          [[hooks]]\nphase = \"cleanup\"\nexec = [\"mysql\", \"-pHOOKSECRET\", \"--password\", \"flag-secret-5\"]\n\
+         [[hooks]]\nphase = \"cleanup\"\nexec = [\"sh\", \"-c\", \"echo connecting to postgres://app:hook-out-7@db; exit 3\"]\n\
+         [shutdown]\nlog = \"{log}\"\n\
          [[dependencies]]\nname = \"api\"\nhttp = \"http://user:dep-secret-6@127.0.0.1:{port}/health\"\ncritical = false\ninterval = \"1s\"\n"
     );
-    let (gsup, addr, _file) = api(&config);
+    let (mut gsup, addr, _file) = api(&config);
     let secrets = [
+        "hook-out-7",
         "hunter2",
         "pwd-secret-1",
         "dsn-secret-2",
@@ -487,9 +528,19 @@ fn secrets_are_hidden_in_config_health_and_the_log() {
         config["hooks"][0]["exec"]["value"],
         serde_json::json!(["mysql", "-p***", "--password", "***"])
     );
-    let log = gsup.stderr();
+    // The shutdown runs the hooks: their output, the report, the log file.
+    gsup.signal(libc::SIGTERM);
+    gsup.wait_exit(PATIENCE);
+    let stderr = gsup.stderr();
+    assert!(stderr.contains("shutdown report"), "{stderr}");
+    assert!(
+        stderr.contains("app:***@db"),
+        "the hook's output is logged redacted: {stderr}"
+    );
+    let report = std::fs::read_to_string(log).expect("the shutdown log");
     for secret in secrets {
-        assert!(!log.contains(secret), "{secret} was logged:\n{log}");
+        assert!(!stderr.contains(secret), "{secret} was logged:\n{stderr}");
+        assert!(!report.contains(secret), "{secret} is in the report:\n{report}");
     }
 }
 
