@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -317,17 +319,36 @@ fn serve<S>(stream: S, limit: &Arc<Semaphore>, api: &Arc<Api>, caller: Caller)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let api = Arc::clone(api);
+    spawn_connection(stream, limit, move |owed| {
+        service_fn(move |request| routes::handle(request, Arc::clone(&api), caller, Arc::clone(&owed)))
+    });
+}
+
+/// One connection, in its own task, with the bounds of DESIGN §5; `service` gets the
+/// connection's debt (`OwedAnswer`). A panic in a handler unwinds this task only (tokio
+/// catches it), so it ends this connection alone, releasing its permit and its debt on
+/// the way.
+fn spawn_connection<S, F, Svc, Fut>(stream: S, limit: &Arc<Semaphore>, service: F)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: FnOnce(Arc<OwedAnswer>) -> Svc,
+    Svc: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<Full<Bytes>>,
+            Error = std::convert::Infallible,
+            Future = Fut,
+        > + Send
+        + 'static,
+    Fut: std::future::Future<Output = Result<hyper::Response<Full<Bytes>>, std::convert::Infallible>> + Send + 'static,
+{
     // Beyond the cap a new connection is closed at once (DESIGN §5).
     let Ok(permit) = Arc::clone(limit).try_acquire_owned() else {
         debug!("connection limit reached: closing a new connection");
         return;
     };
-    let api = Arc::clone(api);
-    let owed = Arc::new(OwedAnswer::default());
-    // Its own task: a panic in a handler unwinds this task only (tokio catches it), so it
-    // ends this connection alone, releasing the permit and the debt on the way.
+    let service = service(Arc::new(OwedAnswer::default()));
     tokio::spawn(async move {
-        let service = service_fn(move |request| routes::handle(request, Arc::clone(&api), caller, Arc::clone(&owed)));
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -352,5 +373,40 @@ mod tests {
         assert_eq!(max_connections(Some(524_288)), 1024);
         assert_eq!(max_connections(Some(3)), 1);
         assert_eq!(max_connections(None), 1024);
+    }
+
+    /// Over real loopback, with a cap of one connection: a handler that panics ends its
+    /// connection (no answer) and frees its slot; the next connection is served.
+    #[tokio::test]
+    async fn a_panicking_handler_ends_only_its_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let limit = Arc::new(Semaphore::new(1));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                spawn_connection(stream, &limit, |_owed| {
+                    service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
+                        assert_ne!(request.uri().path(), "/panic", "a handler panics (test)");
+                        Ok(hyper::Response::new(Full::new(Bytes::from_static(b"served"))))
+                    })
+                });
+            }
+        });
+        let ask = |path: &'static str| {
+            tokio::task::spawn_blocking(move || {
+                use std::io::{Read, Write};
+                let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+                stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+                let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+                stream.write_all(request.as_bytes()).expect("send");
+                let mut answer = String::new();
+                let _ = stream.read_to_string(&mut answer);
+                answer
+            })
+        };
+        let panicked = ask("/panic").await.expect("client");
+        assert!(panicked.is_empty(), "a panicking handler answered: {panicked}");
+        let served = ask("/ok").await.expect("client");
+        assert!(served.ends_with("served"), "{served}");
     }
 }
