@@ -165,10 +165,42 @@ impl std::os::fd::AsRawFd for SignalReceiver {
     }
 }
 
+/// Raises gsup's own soft `RLIMIT_NOFILE` to its hard limit (its connections, sockets and
+/// `/proc` handles must never starve a restart, DESIGN §4 Resources) and returns the limit
+/// gsup was started with, which every child gets back. A failure leaves the limit as it
+/// was (and says so).
+pub fn raise_nofile_limit() -> (libc::rlimit, io::Result<()>) {
+    let mut started = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into the local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut started) } != 0 {
+        let error = io::Error::last_os_error();
+        let unlimited = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        return (unlimited, Err(error));
+    }
+    let raised = libc::rlimit {
+        rlim_cur: started.rlim_max,
+        rlim_max: started.rlim_max,
+    };
+    // SAFETY: setrlimit reads only the local struct.
+    let result = match unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    };
+    (started, result)
+}
+
 /// Everything `pre_exec` needs, prepared before `fork` so the child allocates nothing.
 #[derive(Clone, Copy)]
 pub struct ChildSetup {
     pub inherited: InheritedSignals,
+    /// The `RLIMIT_NOFILE` gsup was started with (gsup raised its own soft limit).
+    pub nofile: libc::rlimit,
     /// gsup's pid, taken before `fork`: after PDEATHSIG is armed, a different parent
     /// means gsup already died and the signal was missed.
     pub parent_pid: libc::pid_t,
@@ -188,7 +220,7 @@ pub struct ChildSetup {
 /// child, where only async-signal-safe functions may be called.
 pub unsafe fn pre_exec(setup: &ChildSetup) -> io::Result<()> {
     // SAFETY: every call below is async-signal-safe (prctl, getppid, sigprocmask,
-    // tcsetpgrp, getpgrp, signal, _exit) and touches only memory prepared before fork.
+    // setrlimit, tcsetpgrp, getpgrp, signal, _exit) and touches only memory prepared before fork.
     unsafe {
         // PR_SET_PDEATHSIG belongs to the thread that forked: gsup forks only from its
         // main thread, which lives as long as gsup (DEPS §6).
@@ -216,6 +248,9 @@ pub unsafe fn pre_exec(setup: &ChildSetup) -> io::Result<()> {
             {
                 libc::signal(signal, libc::SIG_IGN);
             }
+        }
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &setup.nofile) != 0 {
+            return Err(io::Error::last_os_error());
         }
         if libc::sigprocmask(libc::SIG_SETMASK, &setup.inherited.mask, ptr::null_mut()) != 0 {
             return Err(io::Error::last_os_error());

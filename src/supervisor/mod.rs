@@ -91,7 +91,13 @@ impl RunError {
 
 /// Supervises `argv` (already merged with `[process] command`) until gsup should exit;
 /// returns gsup's exit code. `inherited` must be captured before any signal handler exists.
-pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Result<i32, RunError> {
+/// `nofile` is the `RLIMIT_NOFILE` gsup was started with, which every child gets.
+pub fn run(
+    loaded: Loaded,
+    argv: Vec<String>,
+    inherited: InheritedSignals,
+    nofile: libc::rlimit,
+) -> Result<i32, RunError> {
     let spec = child_spec(&loaded.config, argv)?;
     // Both bound before the child starts: a port in use or a live control socket is a
     // start-up error (exit 2), not a surprise later.
@@ -113,7 +119,7 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
     let code = runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new().map_err(RunError::Metrics)?);
         let (mut supervisor, hook_reports, check_results) =
-            Supervisor::new(loaded.config.clone(), spec, inherited, metrics, sockets);
+            Supervisor::new(loaded.config.clone(), spec, (inherited, nofile), metrics, sockets);
         let (control, requests) = mpsc::unbounded_channel();
         let api = Arc::new(Api {
             snapshot: supervisor.published.subscribe(),
@@ -243,7 +249,7 @@ impl Supervisor {
     fn new(
         config: Config,
         spec: ChildSpec,
-        inherited: InheritedSignals,
+        (inherited, nofile): (InheritedSignals, libc::rlimit),
         metrics: Arc<Metrics>,
         sockets: crate::listen::Sockets,
     ) -> (
@@ -271,6 +277,7 @@ impl Supervisor {
         let (listen_fds, listen_count) = sockets.raw();
         let setup = ChildSetup {
             inherited,
+            nofile,
             parent_pid: own_pid,
             foreground_tty: tty,
             listen_fds,
@@ -592,8 +599,12 @@ impl Supervisor {
                 Err(error) => {
                     error!(%error, "cannot start the child");
                     eprintln!("gsup: {error}");
-                    self.queue.push_front(Event::SpawnFailed {
-                        code: error.exit_code(),
+                    self.queue.push_front(if error.is_resources() {
+                        Event::SpawnOutOfResources
+                    } else {
+                        Event::SpawnFailed {
+                            code: error.exit_code(),
+                        }
                     });
                 }
             },

@@ -43,6 +43,10 @@ pub enum SpawnError {
     NotFound { program: String },
     #[error("program is not executable: {program}: {source}")]
     NotExecutable { program: String, source: io::Error },
+    /// The kernel lacked something for it (EMFILE, ENFILE, EAGAIN, ENOMEM): a child exit
+    /// with code 1 for the restart policy, never the 126 of a bad program (DESIGN §4).
+    #[error("cannot start {program}: {source}")]
+    Resources { program: String, source: io::Error },
     #[error("cannot start {program}: {source}")]
     Other { program: String, source: io::Error },
 }
@@ -53,7 +57,13 @@ impl SpawnError {
         match self {
             SpawnError::NotFound { .. } => 127,
             SpawnError::NotExecutable { .. } | SpawnError::Other { .. } => 126,
+            SpawnError::Resources { .. } => 1,
         }
+    }
+
+    /// Whether the start may work when tried again (the restart policy decides).
+    pub fn is_resources(&self) -> bool {
+        matches!(self, SpawnError::Resources { .. })
     }
 }
 
@@ -138,6 +148,12 @@ fn build(spec: &ChildSpec, setup: ChildSetup) -> (String, Command) {
 }
 
 fn classify(program: String, source: io::Error) -> SpawnError {
+    if matches!(
+        source.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+    ) {
+        return SpawnError::Resources { program, source };
+    }
     match source.kind() {
         io::ErrorKind::NotFound => SpawnError::NotFound { program },
         io::ErrorKind::PermissionDenied => SpawnError::NotExecutable { program, source },

@@ -1,0 +1,152 @@
+//! DESIGN §4 Spawning: resources the child starts with, resource failures at spawn time,
+//! PDEATHSIG on everything gsup starts, and the exec shim's failed starts.
+
+mod common;
+
+use common::*;
+
+/// The test runs as root (CI does): the resource failure below needs a privilege drop.
+fn require_root() {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("Uid:"))
+                .and_then(|line| line.split_whitespace().nth(2).map(str::to_string))
+        })
+        .unwrap_or_default();
+    assert_eq!(uid, "0", "this test needs root (a `[process] user` privilege drop)");
+}
+
+/// A process of user `nobody` for as long as the value lives. The kernel refuses a
+/// privilege drop's `execve` only when the user already has more processes than
+/// RLIMIT_NPROC allows, not counting the one that changes user: with the limit at 0, this
+/// one makes it so.
+fn a_process_of_nobody() -> Running {
+    assert!(have("setpriv"), "setpriv (util-linux) is needed");
+    let mut holder = start(
+        cmd(
+            "setpriv",
+            &[
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                "echo holding; exec sleep 60",
+            ],
+        ),
+        &[],
+    );
+    holder.expect_line("holding");
+    holder
+}
+
+/// `prlimit ARGS -- gsup run ARGS...`: gsup started with the given resource limits.
+fn gsup_under_limits(limits: &[&str], args: &[&str], env: &[(&str, &str)]) -> Running {
+    assert!(have("prlimit"), "prlimit (util-linux) is needed");
+    let mut command = cmd("prlimit", limits);
+    command.args(["--", GSUP, "run", "--http", "off"]).args(args);
+    start(command, env)
+}
+
+/// The soft `open files` limit of `pid`, from `/proc/<pid>/limits`.
+fn soft_nofile(pid: i32) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("an open files line");
+    line.split_whitespace().nth(3).expect("soft limit").to_string()
+}
+
+#[test]
+fn gsup_raises_its_own_nofile_limit_but_the_child_keeps_the_one_gsup_started_with() {
+    let mut gsup = gsup_under_limits(
+        &["--nofile=1024:8192"],
+        &[
+            "--",
+            "sh",
+            "-c",
+            "echo soft=$(ulimit -n) hard=$(ulimit -Hn); exec sleep 30",
+        ],
+        &[],
+    );
+    let line = gsup.expect_line("soft=");
+    assert_eq!(line.trim(), "soft=1024 hard=8192", "the child's limits");
+    assert_eq!(
+        soft_nofile(gsup.pid()),
+        "8192",
+        "gsup's own soft limit is raised to the hard one"
+    );
+    gsup.signal(libc::SIGTERM);
+    gsup.wait_exit(PATIENCE);
+}
+
+#[test]
+fn hooks_and_exec_probes_get_the_nofile_limit_gsup_started_with() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let probe_file = dir.path().join("probe");
+    let config = config_file(&format!(
+        "[readiness]\nprobe = {{ exec = [\"sh\", \"-c\", \"ulimit -n > {}\"] }}\n\
+         [[hooks]]\nphase = \"pre_stop\"\nexec = [\"sh\", \"-c\", \"echo hook-soft=$(ulimit -n)\"]\n",
+        probe_file.display()
+    ));
+    let path = config.path().to_str().expect("utf-8 path");
+    let mut gsup = gsup_under_limits(
+        &["--nofile=1024:8192"],
+        &["--config", path, "--", "sh", "-c", "echo started; exec sleep 30"],
+        &[],
+    );
+    gsup.expect_line("started");
+    let probed = wait_until(PATIENCE, || {
+        std::fs::read_to_string(&probe_file).is_ok_and(|text| text.ends_with('\n'))
+    });
+    assert!(probed, "the exec probe ran");
+    assert_eq!(std::fs::read_to_string(&probe_file).unwrap_or_default().trim(), "1024");
+    // The hook's output is logged by gsup (stderr).
+    gsup.signal(libc::SIGTERM);
+    gsup.wait_exit(PATIENCE);
+    let stderr = gsup.stderr();
+    assert!(stderr.contains("hook-soft=1024"), "hook's limit: {stderr}");
+}
+
+/// RLIMIT_NPROC 0 with a non-root `[process] user`: the privilege drop succeeds, but the
+/// kernel then refuses `execve` with EAGAIN (PF_NPROC_EXCEEDED). A resource failure: a
+/// child exit with code 1 for the restart policy, not the 126 of a bad program.
+#[test]
+fn a_spawn_refused_for_lack_of_resources_is_an_exit_with_code_1_that_on_failure_restarts() {
+    require_root();
+    let _holder = a_process_of_nobody();
+    let config = config_file(
+        "[process]\nuser = \"nobody\"\n[restart]\npolicy = \"on-failure\"\nmax_restarts = 2\n\
+         backoff_initial = \"10ms\"\nbackoff_max = \"10ms\"\n",
+    );
+    let path = config.path().to_str().expect("utf-8 path");
+    let mut gsup = gsup_under_limits(&["--nproc=0"], &["--config", path, "--", "true"], &[]);
+    let code = gsup.wait_code(PATIENCE);
+    let stderr = gsup.stderr();
+    assert_eq!(
+        code, 1,
+        "a resource failure is exit code 1 after the restarts: {stderr}"
+    );
+    assert!(
+        stderr.matches("restarting the child").count() >= 2,
+        "on-failure restarted it: {stderr}"
+    );
+    assert!(stderr.contains("Resource temporarily unavailable"), "{stderr}");
+}
+
+#[test]
+fn a_spawn_refused_for_lack_of_resources_under_policy_never_ends_gsup_with_1() {
+    require_root();
+    let _holder = a_process_of_nobody();
+    let config = config_file("[process]\nuser = \"nobody\"\n[restart]\npolicy = \"never\"\n");
+    let path = config.path().to_str().expect("utf-8 path");
+    let mut gsup = gsup_under_limits(&["--nproc=0"], &["--config", path, "--", "true"], &[]);
+    let code = gsup.wait_code(PATIENCE);
+    let stderr = gsup.stderr();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("Resource temporarily unavailable"), "{stderr}");
+}
