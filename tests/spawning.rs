@@ -150,3 +150,107 @@ fn a_spawn_refused_for_lack_of_resources_under_policy_never_ends_gsup_with_1() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("Resource temporarily unavailable"), "{stderr}");
 }
+
+/// A command line no other process on the machine has: `gsup-test-child echo MARKER
+/// forever` runs until killed, with the marker in its `/proc/<pid>/cmdline`.
+fn marker(what: &str) -> String {
+    format!("pdeathsig-{what}-{}", std::process::id())
+}
+
+/// The pids whose command line contains `needle`, gsup's own (`except`) left out: the
+/// child's command line is part of gsup's.
+fn processes_with(needle: &str, except: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != except)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
+                let line: Vec<u8> = raw.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
+                String::from_utf8_lossy(&line).contains(needle)
+            })
+        })
+        .collect()
+}
+
+/// SIGKILLs gsup once the process carrying `marker` runs, then waits for that process to
+/// be gone: PDEATHSIG (DESIGN §4 Spawning).
+fn kill_gsup_and_expect_gone(mut gsup: Running, marker: &str) {
+    let gsup_pid = gsup.pid();
+    assert!(
+        wait_until(PATIENCE, || !processes_with(marker, gsup_pid).is_empty()),
+        "the process `{marker}` never started: {}",
+        gsup.stderr()
+    );
+    send_signal(gsup_pid, libc::SIGKILL);
+    gsup.wait_exit(PATIENCE);
+    let gone = wait_until(PATIENCE, || processes_with(marker, gsup_pid).is_empty());
+    let left = processes_with(marker, gsup_pid);
+    for &pid in &left {
+        // Clean up after a failure: our own stray, by its pid.
+        send_signal(pid, libc::SIGKILL);
+    }
+    assert!(gone, "`{marker}` outlived a kill -9 of gsup: {left:?}");
+}
+
+fn forever_argv(marker: &str) -> String {
+    format!("[\"{CHILD}\", \"echo\", \"{marker}\", \"forever\"]")
+}
+
+#[test]
+fn kill_9_of_gsup_takes_the_child() {
+    let marker = marker("child");
+    let gsup = gsup_run(&["--", CHILD, "echo", &marker, "forever"], &[]);
+    kill_gsup_and_expect_gone(gsup, &marker);
+}
+
+#[test]
+fn kill_9_of_gsup_takes_a_running_hook() {
+    let marker = marker("hook");
+    let config = config_file(&format!(
+        "[shutdown]\ntimeout = \"60s\"\n[[hooks]]\nphase = \"pre_stop\"\nexec = {}\n",
+        forever_argv(&marker)
+    ));
+    let path = config.path().to_str().expect("utf-8 path");
+    let mut gsup = gsup_run(&["--config", path, "--", CHILD, "echo", "started", "forever"], &[]);
+    gsup.expect_line("started");
+    gsup.signal(libc::SIGTERM);
+    kill_gsup_and_expect_gone(gsup, &marker);
+}
+
+#[test]
+fn kill_9_of_gsup_takes_a_running_exec_probe() {
+    let marker = marker("probe");
+    let config = config_file(&format!(
+        "[readiness]\nprobe = {{ exec = {} }}\ntimeout = \"60s\"\n",
+        forever_argv(&marker)
+    ));
+    let path = config.path().to_str().expect("utf-8 path");
+    let gsup = gsup_run(&["--config", path, "--", CHILD, "forever"], &[]);
+    kill_gsup_and_expect_gone(gsup, &marker);
+}
+
+#[test]
+fn kill_9_of_gsup_takes_a_running_exec_dependency_check() {
+    let marker = marker("dependency");
+    let config = config_file(&format!(
+        "[[dependencies]]\nname = \"db\"\nexec = {}\n",
+        forever_argv(&marker)
+    ));
+    let path = config.path().to_str().expect("utf-8 path");
+    let gsup = gsup_run(&["--config", path, "--", CHILD, "forever"], &[]);
+    kill_gsup_and_expect_gone(gsup, &marker);
+}
+
+#[test]
+fn kill_9_of_gsup_takes_a_child_that_runs_as_another_user() {
+    require_root();
+    let marker = marker("user");
+    let config = config_file("[process]\nuser = \"nobody\"\n");
+    let path = config.path().to_str().expect("utf-8 path");
+    let gsup = gsup_run(&["--config", path, "--", CHILD, "echo", &marker, "forever"], &[]);
+    kill_gsup_and_expect_gone(gsup, &marker);
+}
