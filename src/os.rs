@@ -209,6 +209,14 @@ pub struct ChildSetup {
     /// Listening sockets to hand over as fds 3.. (the first `listen_count`).
     pub listen_fds: [RawFd; MAX_LISTEN_FDS],
     pub listen_count: usize,
+    /// The write end of the exec shim's error pipe (close-on-exec in gsup), handed to the
+    /// shim as fd [`shim_error_fd`]`(listen_count)`, right after the listening sockets.
+    pub shim_error: Option<RawFd>,
+}
+
+/// The fd number the exec shim finds its error pipe at: right after the sockets.
+pub fn shim_error_fd(listen_count: usize) -> RawFd {
+    3 + listen_count as RawFd
 }
 
 /// Runs in the child between `fork` and `exec` (after std's `setpgid`, so the child leads
@@ -220,7 +228,7 @@ pub struct ChildSetup {
 /// child, where only async-signal-safe functions may be called.
 pub unsafe fn pre_exec(setup: &ChildSetup) -> io::Result<()> {
     // SAFETY: every call below is async-signal-safe (prctl, getppid, sigprocmask,
-    // setrlimit, tcsetpgrp, getpgrp, signal, _exit) and touches only memory prepared before fork.
+    // setrlimit, fcntl, dup2, close, tcsetpgrp, getpgrp, signal, _exit) and touches only memory prepared before fork.
     unsafe {
         // PR_SET_PDEATHSIG belongs to the thread that forked: gsup forks only from its
         // main thread, which lives as long as gsup (DEPS §6).
@@ -255,8 +263,27 @@ pub unsafe fn pre_exec(setup: &ChildSetup) -> io::Result<()> {
         if libc::sigprocmask(libc::SIG_SETMASK, &setup.inherited.mask, ptr::null_mut()) != 0 {
             return Err(io::Error::last_os_error());
         }
+        // The error pipe first goes above the sockets' targets (3..), which may hold it.
+        let shim_error = match setup.shim_error {
+            Some(fd) => {
+                let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64);
+                if high < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Some(high)
+            }
+            None => None,
+        };
         if setup.listen_count > 0 {
             map_listen_fds(&setup.listen_fds[..setup.listen_count.min(MAX_LISTEN_FDS)])?;
+        }
+        if let Some(high) = shim_error {
+            // dup2's copy has close-on-exec cleared: it survives into the shim, which
+            // marks it close-on-exec again before it execs the program.
+            if libc::dup2(high, shim_error_fd(setup.listen_count)) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            libc::close(high);
         }
     }
     Ok(())
@@ -474,4 +501,16 @@ pub fn adopt_inherited_fd(fd: RawFd) -> io::Result<std::os::fd::OwnedFd> {
     // SAFETY: the socket protocol hands these fds to this process alone; nothing else in
     // gsup owns them (they are adopted once, at start-up).
     Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// The exec shim's side of its error pipe: `fd` inherited from gsup, marked close-on-exec
+/// so a successful `exec` closes it (gsup then reads EOF). Returns the fd to report to.
+pub fn shim_error_pipe(fd: RawFd) -> Option<std::os::fd::OwnedFd> {
+    // SAFETY: fcntl only reads and sets the flags of the integer fd.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return None;
+    }
+    // SAFETY: gsup handed this fd to the shim alone (DESIGN §8); nothing else in the shim
+    // owns it.
+    Some(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }

@@ -254,3 +254,80 @@ fn kill_9_of_gsup_takes_a_child_that_runs_as_another_user() {
     let gsup = gsup_run(&["--config", path, "--", CHILD, "echo", &marker, "forever"], &[]);
     kill_gsup_and_expect_gone(gsup, &marker);
 }
+
+/// With a watchdog the child runs through the exec shim (DESIGN §8): a missing program is
+/// still a failed start, 127 at once, not an exit the restart policy retries.
+#[test]
+fn a_missing_program_behind_the_exec_shim_is_a_failed_start_not_restarted() {
+    let config = config_file(
+        "[notify]\nwatchdog = \"10s\"\n[restart]\npolicy = \"on-failure\"\nmax_restarts = 5\n\
+         backoff_initial = \"10ms\"\nbackoff_max = \"10ms\"\n",
+    );
+    let path = config.path().to_str().expect("utf-8 path");
+    let mut gsup = gsup_run(&["--config", path, "--", "/nonexistent/program"], &[]);
+    let code = gsup.wait_code(PATIENCE);
+    let stderr = gsup.stderr();
+    assert_eq!(code, 127, "{stderr}");
+    assert!(
+        !stderr.contains("restarting the child"),
+        "a typo is not restarted: {stderr}"
+    );
+    assert_eq!(
+        stderr.matches("program not found: /nonexistent/program").count(),
+        1,
+        "reported once: {stderr}"
+    );
+}
+
+#[test]
+fn a_non_executable_program_behind_the_exec_shim_is_126_not_restarted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").expect("write script");
+    let config = config_file(
+        "[[listen]]\naddress = \"127.0.0.1:0\"\n[restart]\npolicy = \"always\"\n\
+         backoff_initial = \"10ms\"\nbackoff_max = \"10ms\"\n",
+    );
+    let path = config.path().to_str().expect("utf-8 path");
+    let mut gsup = gsup_run(&["--config", path, "--", script.to_str().expect("utf-8")], &[]);
+    let code = gsup.wait_code(PATIENCE);
+    let stderr = gsup.stderr();
+    assert_eq!(code, 126, "{stderr}");
+    assert!(!stderr.contains("restarting the child"), "{stderr}");
+    assert!(stderr.contains("not executable"), "{stderr}");
+}
+
+/// The program's own 127 is an exit like any other: the restart policy decides (the
+/// negative control for the two tests above).
+#[test]
+fn a_program_that_itself_exits_127_behind_the_exec_shim_is_restarted() {
+    let config = config_file(
+        "[notify]\nwatchdog = \"10s\"\n[restart]\npolicy = \"on-failure\"\nmax_restarts = 1\n\
+         backoff_initial = \"10ms\"\nbackoff_max = \"10ms\"\n",
+    );
+    let path = config.path().to_str().expect("utf-8 path");
+    let mut gsup = gsup_run(&["--config", path, "--", "sh", "-c", "exit 127"], &[]);
+    let code = gsup.wait_code(PATIENCE);
+    let stderr = gsup.stderr();
+    assert_eq!(code, 127, "{stderr}");
+    assert!(stderr.contains("restarting the child"), "{stderr}");
+}
+
+#[test]
+fn a_missing_program_is_reported_once() {
+    let mut gsup = gsup_run(&["--", "/nonexistent/program"], &[]);
+    assert_eq!(gsup.wait_code(PATIENCE), 127);
+    let stderr = gsup.stderr();
+    assert_eq!(stderr.matches("/nonexistent/program").count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_directory_as_the_program_says_it_is_a_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().to_str().expect("utf-8 path");
+    let mut gsup = gsup_run(&["--", path], &[]);
+    assert_eq!(gsup.wait_code(PATIENCE), 126);
+    let stderr = gsup.stderr();
+    assert!(stderr.contains("is a directory"), "{stderr}");
+    assert!(!stderr.contains("Permission denied"), "{stderr}");
+}

@@ -228,6 +228,8 @@ struct Supervisor {
     sockets: crate::listen::Sockets,
     /// gsup's own binary, resolved at start-up, for the exec shim.
     own_exe: Option<PathBuf>,
+    /// The read ends of the exec shims' error pipes, by generation pid, until it exits.
+    shim_errors: HashMap<Pid, std::os::fd::OwnedFd>,
     /// gsup's own relation to systemd (`NOTIFY_SOCKET` in gsup's environment).
     systemd: Option<SystemdNotifier>,
     /// What gsup last told systemd: ready sent, the last STATUS, STOPPING sent.
@@ -282,6 +284,7 @@ impl Supervisor {
             foreground_tty: tty,
             listen_fds,
             listen_count,
+            shim_error: None,
         };
         let (hooks, hook_reports) = hooks::HookRunner::new(config.clone(), spec.clone(), setup);
         let (checks, check_results) = checks::Checks::new(&config, spec.clone(), setup);
@@ -315,6 +318,7 @@ impl Supervisor {
             checks,
             sockets,
             own_exe: std::env::current_exe().ok(),
+            shim_errors: HashMap::new(),
             systemd: SystemdNotifier::from_env(&|name| std::env::var(name).ok(), own_pid),
             told: (false, String::new(), false),
             notify_server: None,
@@ -593,21 +597,7 @@ impl Supervisor {
 
     fn perform(&mut self, action: Action) -> Option<i32> {
         match action {
-            Action::Spawn => match spawn::spawn(&self.spec_for_next_generation(), self.setup) {
-                // Stepped before anything else, so the pid is known before its exit can be.
-                Ok(pid) => self.queue.push_front(Event::Spawned { pid }),
-                Err(error) => {
-                    error!(%error, "cannot start the child");
-                    eprintln!("gsup: {error}");
-                    self.queue.push_front(if error.is_resources() {
-                        Event::SpawnOutOfResources
-                    } else {
-                        Event::SpawnFailed {
-                            code: error.exit_code(),
-                        }
-                    });
-                }
-            },
+            Action::Spawn => self.start_child(),
             Action::Forward { target, signal } => self.forward(target, signal),
             Action::SignalTree { signal } => self.signal_tree(signal),
             Action::SignalGroup { pgid, signal } => {
@@ -666,6 +656,56 @@ impl Supervisor {
             }
         }
         None
+    }
+
+    /// Starts the next generation (`Action::Spawn`). Its `Spawned` is stepped before
+    /// anything else, so the pid is known before its exit can be.
+    fn start_child(&mut self) {
+        let (spec, shim_pipe) = self.spec_for_next_generation();
+        let setup = ChildSetup {
+            shim_error: shim_pipe.as_ref().map(|(_, write)| write.as_raw_fd()),
+            ..self.setup
+        };
+        match spawn::spawn(&spec, setup) {
+            Ok(pid) => {
+                // gsup's copy of the write end closes here: only the shim holds it.
+                if let Some((read, _)) = shim_pipe {
+                    self.shim_errors.insert(pid, read);
+                }
+                self.queue.push_front(Event::Spawned { pid });
+            }
+            Err(error) => {
+                self.report_start_failure(&error);
+                self.queue.push_front(if error.is_resources() {
+                    Event::SpawnOutOfResources
+                } else {
+                    Event::SpawnFailed {
+                        code: error.exit_code(),
+                    }
+                });
+            }
+        }
+    }
+
+    /// Says once why the child could not start: on stderr when it ends gsup (127/126),
+    /// in the log when gsup goes on (a reload fails, the restart policy decides).
+    fn report_start_failure(&self, error: &SpawnError) {
+        if error.is_resources() || self.state.reload().is_some() {
+            error!(%error, "cannot start the child");
+        } else {
+            eprintln!("gsup: {error}");
+        }
+    }
+
+    /// A generation run through the exec shim exited: when the shim wrote an errno to its
+    /// error pipe the program never ran, and this is a failed start (DESIGN §8).
+    fn shim_exec_failure(&mut self, pid: Pid) -> Option<SpawnError> {
+        let pipe = self.shim_errors.remove(&pid)?;
+        let mut errno = [0u8; 4];
+        match nix::unistd::read(&pipe, &mut errno) {
+            Ok(4) => Some(spawn::exec_failure(&self.spec, i32::from_ne_bytes(errno))),
+            _ => None,
+        }
     }
 
     /// A reload has its outcome: counted, answered, told to systemd; the notify socket of
@@ -883,13 +923,15 @@ impl Supervisor {
 
     /// The child's spec for its next start: with its own notify socket when `[notify]`
     /// asks for one (one per generation, so an old child's `READY=1` never counts).
-    fn spec_for_next_generation(&mut self) -> ChildSpec {
+    /// With the exec shim, also the pipe it reports a failed `exec` through (read, write).
+    fn spec_for_next_generation(&mut self) -> (ChildSpec, Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>) {
         let notify = &self.state.config().notify;
         let wanted = notify.socket
             || !notify.watchdog.is_zero()
             || matches!(self.state.config().readiness.probe, Some(crate::config::Probe::Notify));
         let mut spec = self.spec.clone();
         let watchdog_on = !notify.watchdog.is_zero();
+        let mut shim_pipe = None;
         // The child's own pid must be in LISTEN_PID / WATCHDOG_PID: the exec shim sets it.
         if !self.sockets.is_empty() || watchdog_on {
             if let Some(exe) = &self.own_exe {
@@ -903,10 +945,20 @@ impl Supervisor {
                 if watchdog_on {
                     spec.env.insert(crate::shim::SET_WATCHDOG_PID.into(), "1".into());
                 }
+                match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK) {
+                    Ok(pipe) => {
+                        let fd = os::shim_error_fd(self.setup.listen_count);
+                        spec.env.insert(crate::shim::ERROR_FD.into(), fd.to_string());
+                        shim_pipe = Some(pipe);
+                    }
+                    Err(error) => {
+                        warn!(%error, "no error pipe for the exec shim: a missing program looks like its exit")
+                    }
+                }
             }
         }
         if !wanted {
-            return spec;
+            return (spec, shim_pipe);
         }
         let watchdog = (!notify.watchdog.is_zero()).then_some(notify.watchdog);
         let dir = std::env::var_os("RUNTIME_DIRECTORY")
@@ -930,7 +982,7 @@ impl Supervisor {
             }
             Err(error) => error!(%error, "cannot create the child's notify socket"),
         }
-        spec
+        (spec, shim_pipe)
     }
 
     /// A datagram on a generation's notify socket: accepted from the child's tree only.
@@ -1044,7 +1096,23 @@ impl Supervisor {
                     if Some(pid) == main {
                         self.child_watchdog = None;
                     }
-                    self.queue.push_back(Event::ChildExited { pid, status });
+                    match self.shim_exec_failure(pid) {
+                        Some(error) => {
+                            self.report_start_failure(&error);
+                            self.queue.push_back(if error.is_resources() {
+                                Event::ChildExited {
+                                    pid,
+                                    status: state::ExitStatus::Code(1),
+                                }
+                            } else {
+                                Event::ExecFailed {
+                                    pid,
+                                    code: error.exit_code(),
+                                }
+                            });
+                        }
+                        None => self.queue.push_back(Event::ChildExited { pid, status }),
+                    }
                 }
                 Reaped::Stopped { pid, signal } if Some(pid) == main => {
                     self.queue.push_back(Event::ChildStopped { pid, signal });

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, ChildStdout, Command, Stdio};
 
 use thiserror::Error;
@@ -43,6 +43,9 @@ pub enum SpawnError {
     NotFound { program: String },
     #[error("program is not executable: {program}: {source}")]
     NotExecutable { program: String, source: io::Error },
+    /// `execve` says EACCES for a directory; the shell's word is clearer.
+    #[error("program is a directory: {program}")]
+    IsDirectory { program: String },
     /// The kernel lacked something for it (EMFILE, ENFILE, EAGAIN, ENOMEM): a child exit
     /// with code 1 for the restart policy, never the 126 of a bad program (DESIGN §4).
     #[error("cannot start {program}: {source}")]
@@ -56,7 +59,7 @@ impl SpawnError {
     pub fn exit_code(&self) -> i32 {
         match self {
             SpawnError::NotFound { .. } => 127,
-            SpawnError::NotExecutable { .. } | SpawnError::Other { .. } => 126,
+            SpawnError::NotExecutable { .. } | SpawnError::IsDirectory { .. } | SpawnError::Other { .. } => 126,
             SpawnError::Resources { .. } => 1,
         }
     }
@@ -74,8 +77,15 @@ pub fn spawn(spec: &ChildSpec, setup: ChildSetup) -> Result<Pid, SpawnError> {
     let (program, mut command) = build(spec, setup);
     match command.spawn() {
         Ok(child) => Ok(child.id() as Pid),
-        Err(source) => Err(classify(program, source)),
+        Err(source) => Err(classify(program, source, spec.workdir.as_deref())),
     }
+}
+
+/// What the exec shim reported through its error pipe: `spec`'s program could not be
+/// executed (`errno` from its `execve`).
+pub fn exec_failure(spec: &ChildSpec, errno: i32) -> SpawnError {
+    let program = spec.argv.first().cloned().unwrap_or_default();
+    classify(program, io::Error::from_raw_os_error(errno), spec.workdir.as_deref())
 }
 
 /// Like `spawn`, for a hook or an exec probe: its own process group, no terminal, and its
@@ -104,7 +114,7 @@ pub fn spawn_piped(spec: &ChildSpec, setup: ChildSetup) -> Result<(Pid, ChildStd
                 }),
             }
         }
-        Err(source) => Err(classify(program, source)),
+        Err(source) => Err(classify(program, source, spec.workdir.as_deref())),
     }
 }
 
@@ -120,7 +130,7 @@ pub fn spawn_quiet(spec: &ChildSpec, setup: ChildSetup, stdio: Stdio) -> Result<
     command.stdin(Stdio::null()).stdout(stdio).stderr(Stdio::null());
     match command.spawn() {
         Ok(child) => Ok(child.id() as Pid),
-        Err(source) => Err(classify(program, source)),
+        Err(source) => Err(classify(program, source, spec.workdir.as_deref())),
     }
 }
 
@@ -147,19 +157,24 @@ fn build(spec: &ChildSpec, setup: ChildSetup) -> (String, Command) {
     (program, command)
 }
 
-fn classify(program: String, source: io::Error) -> SpawnError {
+fn classify(program: String, source: io::Error, workdir: Option<&Path>) -> SpawnError {
     if matches!(
         source.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
     ) {
         return SpawnError::Resources { program, source };
     }
+    let denied = source.kind() == io::ErrorKind::PermissionDenied
+        || matches!(source.raw_os_error(), Some(libc::ENOEXEC | libc::EISDIR | libc::EACCES));
+    // A program named by a path is looked up from the child's directory.
+    let path = match workdir {
+        Some(dir) => dir.join(&program),
+        None => PathBuf::from(&program),
+    };
     match source.kind() {
         io::ErrorKind::NotFound => SpawnError::NotFound { program },
-        io::ErrorKind::PermissionDenied => SpawnError::NotExecutable { program, source },
-        _ if matches!(source.raw_os_error(), Some(libc::ENOEXEC | libc::EISDIR | libc::EACCES)) => {
-            SpawnError::NotExecutable { program, source }
-        }
+        _ if denied && program.contains('/') && path.is_dir() => SpawnError::IsDirectory { program },
+        _ if denied => SpawnError::NotExecutable { program, source },
         _ => SpawnError::Other { program, source },
     }
 }
