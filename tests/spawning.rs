@@ -331,3 +331,87 @@ fn a_directory_as_the_program_says_it_is_a_directory() {
     assert!(stderr.contains("is a directory"), "{stderr}");
     assert!(!stderr.contains("Permission denied"), "{stderr}");
 }
+
+/// PDEATHSIG belongs to the thread that started the child: a generation started by a
+/// restart (much later than the first) must still die with gsup.
+#[test]
+fn kill_9_of_gsup_takes_a_restarted_child() {
+    let marker = marker("restarted");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = dir.path().join("first");
+    let first = first.to_str().expect("utf-8 path");
+    // The first generation exits 3; the second runs forever with the marker.
+    let script = format!("if [ -e {first} ]; then exec {CHILD} echo {marker} forever; else touch {first}; exit 3; fi");
+    let config =
+        config_file("[restart]\npolicy = \"on-failure\"\nbackoff_initial = \"10ms\"\nbackoff_max = \"10ms\"\n");
+    let path = config.path().to_str().expect("utf-8 path");
+    let mut gsup = gsup_run(&["--config", path, "--", "sh", "-c", &script], &[]);
+    gsup.expect_line(&marker);
+    kill_gsup_and_expect_gone(gsup, &marker);
+}
+
+/// The program is looked up in the child's `PATH` (`[process] env` may set it), as
+/// `execvp` does: past a directory whose entry is not executable, to one that is.
+#[test]
+fn the_program_is_found_on_the_childs_path_past_a_non_executable_entry() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (denied, allowed) = (dir.path().join("denied"), dir.path().join("allowed"));
+    for (sub, mode) in [(&denied, 0o644), (&allowed, 0o755)] {
+        std::fs::create_dir(sub).expect("mkdir");
+        let program = sub.join("gsup-path-probe");
+        std::fs::write(&program, format!("#!/bin/sh\necho from {}\n", sub.display())).expect("write");
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let config = config_file(&format!(
+        "[process]\nenv = {{ PATH = \"{}:{}:/usr/bin:/bin\" }}\n",
+        denied.display(),
+        allowed.display()
+    ));
+    let path = config.path().to_str().expect("utf-8 path");
+    let mut gsup = gsup_run(&["--config", path, "--", "gsup-path-probe"], &[]);
+    let line = gsup.expect_line("from ");
+    assert!(line.ends_with("allowed"), "{line}");
+    assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
+}
+
+/// Only a non-executable entry on the `PATH`: 126, as the shell says.
+#[test]
+fn a_program_found_only_without_execute_permission_is_126() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let program = dir.path().join("gsup-path-denied");
+    std::fs::write(&program, "#!/bin/sh\nexit 0\n").expect("write");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let config = config_file(&format!(
+        "[process]\nenv = {{ PATH = \"{}:/usr/bin:/bin\" }}\n",
+        dir.path().display()
+    ));
+    let path = config.path().to_str().expect("utf-8 path");
+    let mut gsup = gsup_run(&["--config", path, "--", "gsup-path-denied"], &[]);
+    assert_eq!(gsup.wait_code(PATIENCE), 126, "{}", gsup.stderr());
+}
+
+/// Arguments and the environment reach the program byte for byte; gsup's own secret and
+/// systemd variables do not.
+#[test]
+fn argv_and_environment_reach_the_child_and_gsups_own_variables_do_not() {
+    let mut gsup = gsup_run(
+        &[
+            "--",
+            "sh",
+            "-c",
+            "echo \"arg=[$1] env=[$GSUP_SPAWN_TEST] token=[$GSUP_CONTROL_TOKEN] notify=[$NOTIFY_SOCKET]\"",
+            "sh",
+            "two words é",
+        ],
+        &[
+            ("GSUP_SPAWN_TEST", "kept = yes"),
+            ("GSUP_CONTROL_TOKEN", "secret"),
+            ("NOTIFY_SOCKET", "/nonexistent/notify"),
+        ],
+    );
+    let line = gsup.expect_line("arg=");
+    assert_eq!(line, "arg=[two words é] env=[kept = yes] token=[] notify=[]");
+    assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
+}

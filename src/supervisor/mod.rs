@@ -230,6 +230,15 @@ struct Supervisor {
     own_exe: Option<PathBuf>,
     /// The read ends of the exec shims' error pipes, by generation pid, until it exits.
     shim_errors: HashMap<Pid, std::os::fd::OwnedFd>,
+    /// Starts the main child off the loop's thread; created at the first start.
+    spawner: Option<spawn::Spawner>,
+    /// Where the spawner answers; `run` takes the receiving end.
+    spawn_replies: mpsc::UnboundedSender<spawn::SpawnReply>,
+    spawn_replies_receiver: Option<mpsc::UnboundedReceiver<spawn::SpawnReply>>,
+    /// A start of the main child is under way (with its shim's error pipe): the queue
+    /// waits for its reply, and exits the reaper collects meanwhile wait in `unclaimed`.
+    spawning: Option<Option<std::os::fd::OwnedFd>>,
+    unclaimed: HashMap<Pid, state::ExitStatus>,
     /// gsup's own relation to systemd (`NOTIFY_SOCKET` in gsup's environment).
     systemd: Option<SystemdNotifier>,
     /// What gsup last told systemd: ready sent, the last STATUS, STOPPING sent.
@@ -289,6 +298,7 @@ impl Supervisor {
         let (hooks, hook_reports) = hooks::HookRunner::new(config.clone(), spec.clone(), setup);
         let (checks, check_results) = checks::Checks::new(&config, spec.clone(), setup);
         let state = State::new(config, host);
+        let (spawn_replies, spawn_replies_receiver) = mpsc::unbounded_channel();
         let clock = Clock::now();
         let started_at = Instant::now();
         let (published, _) = watch::channel(Arc::new(Snapshot::of(&state, clock, started_at.into_std())));
@@ -319,6 +329,11 @@ impl Supervisor {
             sockets,
             own_exe: std::env::current_exe().ok(),
             shim_errors: HashMap::new(),
+            spawner: None,
+            spawn_replies,
+            spawn_replies_receiver: Some(spawn_replies_receiver),
+            spawning: None,
+            unclaimed: HashMap::new(),
             systemd: SystemdNotifier::from_env(&|name| std::env::var(name).ok(), own_pid),
             told: (false, String::new(), false),
             notify_server: None,
@@ -340,6 +355,9 @@ impl Supervisor {
         mut hook_reports: mpsc::UnboundedReceiver<hooks::HookReport>,
         mut check_results: mpsc::UnboundedReceiver<checks::CheckResult>,
     ) -> Result<i32, RunError> {
+        let Some(mut spawn_replies) = self.spawn_replies_receiver.take() else {
+            return Err(RunError::Runtime(io::Error::other("the supervisor runs once")));
+        };
         let mut watched = signals::forwardable();
         watched.push(libc::SIGCHLD);
         let incoming = SignalReceiver::open(&watched)
@@ -405,6 +423,7 @@ impl Supervisor {
                 Some(IDLE_TICK)
             };
             let sample_by_sleep = ticker.is_none() && sampling;
+            let spawning = self.spawning.is_some();
             tokio::select! {
                 biased;
                 // Signals for gsup: SIGCHLD wakes the reaper, anything else is an event.
@@ -417,8 +436,11 @@ impl Supervisor {
                         Err(error) => error!(%error, "cannot wait for signals"),
                     }
                 }
-                // A request from the HTTP side or the control socket.
-                Some(request) = requests.recv() => self.on_control(request),
+                // The spawner thread started the child (or could not).
+                Some(reply) = spawn_replies.recv() => self.on_spawn_reply(reply),
+                // A request from the HTTP side or the control socket; not while a start is
+                // under way (its answer would not know the new child yet).
+                Some(request) = requests.recv(), if !spawning => self.on_control(request),
                 // An http hook answered (or failed), or a hook's output ended.
                 Some(report) = hook_reports.recv() => {
                     if let Some(result) = self.hooks.on_report(report, Instant::now().into_std()) {
@@ -579,7 +601,9 @@ impl Supervisor {
     }
 
     fn step_queue(&mut self) -> Option<i32> {
-        while let Some(event) = self.queue.pop_front() {
+        // While a start is under way its `Spawned` must come first: the rest waits.
+        while self.spawning.is_none() {
+            let Some(event) = self.queue.pop_front() else { break };
             self.count(&event);
             let restarts_before = self.state.restarts();
             let actions = self.state.step(event, Instant::now().into_std());
@@ -658,32 +682,105 @@ impl Supervisor {
         None
     }
 
-    /// Starts the next generation (`Action::Spawn`). Its `Spawned` is stepped before
-    /// anything else, so the pid is known before its exit can be.
+    /// Starts the next generation (`Action::Spawn`) on the spawner thread. Until its reply
+    /// the queue waits, so `Spawned` is still stepped before anything else (DEPS §4).
     fn start_child(&mut self) {
         let (spec, shim_pipe) = self.spec_for_next_generation();
+        let (read, keep) = match shim_pipe {
+            Some((read, write)) => (Some(read), vec![write]),
+            None => (None, Vec::new()),
+        };
         let setup = ChildSetup {
-            shim_error: shim_pipe.as_ref().map(|(_, write)| write.as_raw_fd()),
+            shim_error: keep.first().map(AsRawFd::as_raw_fd),
             ..self.setup
         };
-        match spawn::spawn(&spec, setup) {
+        let submitted = self
+            .spawner(&spec)
+            .and_then(|spawner| spawner.submit(&spec, setup, keep));
+        match submitted {
+            Ok(()) => self.spawning = Some(read),
+            Err(error) => self.start_failed(error),
+        }
+    }
+
+    /// The spawner thread, started at the first start: after gsup's signals are blocked,
+    /// which the thread inherits.
+    fn spawner(&mut self, spec: &ChildSpec) -> Result<&spawn::Spawner, SpawnError> {
+        if self.spawner.is_none() {
+            let spawner = spawn::Spawner::start(self.spawn_replies.clone()).map_err(|source| SpawnError::Other {
+                program: spec.argv.first().cloned().unwrap_or_default(),
+                source,
+            })?;
+            self.spawner = Some(spawner);
+        }
+        self.spawner.as_ref().ok_or_else(|| SpawnError::Other {
+            program: spec.argv.first().cloned().unwrap_or_default(),
+            source: io::Error::other("no spawner thread"),
+        })
+    }
+
+    /// The spawner thread's answer: the new generation's pid (stepped first, with its exit
+    /// should the reaper have collected it already), or why it could not start.
+    fn on_spawn_reply(&mut self, reply: spawn::SpawnReply) {
+        let shim_pipe = self.spawning.take().flatten();
+        match reply.result {
             Ok(pid) => {
-                // gsup's copy of the write end closes here: only the shim holds it.
-                if let Some((read, _)) = shim_pipe {
+                if let Some(read) = shim_pipe {
                     self.shim_errors.insert(pid, read);
+                }
+                if let Some(status) = self.unclaimed.remove(&pid) {
+                    let exit = self.generation_exit(pid, status);
+                    self.queue.push_front(exit);
                 }
                 self.queue.push_front(Event::Spawned { pid });
             }
-            Err(error) => {
+            Err((pid, error)) => {
+                // The child that could not exec: collected here, unless the reaper was first.
+                if let Some(pid) = pid {
+                    if self.unclaimed.remove(&pid).is_none() {
+                        os::reap_failed(pid);
+                    }
+                }
+                self.start_failed(error);
+            }
+        }
+        // What else was collected meanwhile was no start of gsup's: orphans.
+        for (pid, status) in self.unclaimed.drain() {
+            self.metrics.zombie_reaped();
+            debug!(pid, code = status.code(), "orphan reaped");
+        }
+    }
+
+    /// A start that failed: reported once, and stepped before anything else.
+    fn start_failed(&mut self, error: SpawnError) {
+        self.report_start_failure(&error);
+        self.queue.push_front(if error.is_resources() {
+            Event::SpawnOutOfResources
+        } else {
+            Event::SpawnFailed {
+                code: error.exit_code(),
+            }
+        });
+    }
+
+    /// A generation's exit as an event: a failed exec when its exec shim says so.
+    fn generation_exit(&mut self, pid: Pid, status: state::ExitStatus) -> Event {
+        match self.shim_exec_failure(pid) {
+            Some(error) => {
                 self.report_start_failure(&error);
-                self.queue.push_front(if error.is_resources() {
-                    Event::SpawnOutOfResources
+                if error.is_resources() {
+                    Event::ChildExited {
+                        pid,
+                        status: state::ExitStatus::Code(1),
+                    }
                 } else {
-                    Event::SpawnFailed {
+                    Event::ExecFailed {
+                        pid,
                         code: error.exit_code(),
                     }
-                });
+                }
             }
+            None => Event::ChildExited { pid, status },
         }
     }
 
@@ -1096,23 +1193,8 @@ impl Supervisor {
                     if Some(pid) == main {
                         self.child_watchdog = None;
                     }
-                    match self.shim_exec_failure(pid) {
-                        Some(error) => {
-                            self.report_start_failure(&error);
-                            self.queue.push_back(if error.is_resources() {
-                                Event::ChildExited {
-                                    pid,
-                                    status: state::ExitStatus::Code(1),
-                                }
-                            } else {
-                                Event::ExecFailed {
-                                    pid,
-                                    code: error.exit_code(),
-                                }
-                            });
-                        }
-                        None => self.queue.push_back(Event::ChildExited { pid, status }),
-                    }
+                    let exit = self.generation_exit(pid, status);
+                    self.queue.push_back(exit);
                 }
                 Reaped::Stopped { pid, signal } if Some(pid) == main => {
                     self.queue.push_back(Event::ChildStopped { pid, signal });
@@ -1126,6 +1208,10 @@ impl Supervisor {
                     if let Some(result) = self.hooks.on_exit(pid, status, Instant::now().into_std()) {
                         self.queue.push_back(Event::HooksDone(result));
                     }
+                }
+                // Maybe the child being started, whose pid the loop does not know yet.
+                Reaped::Exited { pid, status } if self.spawning.is_some() => {
+                    self.unclaimed.insert(pid, status);
                 }
                 Reaped::Exited { pid, status } => {
                     self.metrics.zombie_reaped();
