@@ -1,9 +1,12 @@
 //! The event loop: owns the child, the reaper, the timers; feeds every event to the one
 //! state machine (`state::State::step`) and performs the actions it returns.
 //!
-//! Everything runs on one thread — the main thread, which also forks (PDEATHSIG is tied
-//! to the forking thread) — in a current-thread tokio runtime. Reaping, signals and state
-//! changes share one task, so no locks and no second waiter exist.
+//! Everything runs on one thread — the main thread — in a current-thread tokio runtime.
+//! Reaping, signals and state changes share one task, so no locks and no second waiter
+//! exist. The main child is started by the spawner thread (`spawn::Spawner`), which lives
+//! as long as gsup (PDEATHSIG is tied to the thread that started the child); the loop
+//! learns the pid by a message and holds its queue until then (docs/DESIGN.md "The spawn
+//! path").
 
 pub mod checks;
 pub mod hooks;

@@ -238,8 +238,16 @@ impl Spawner {
             .stack_size(256 * 1024)
             .spawn(move || {
                 while let Ok(job) = queue.recv() {
-                    let result = os::spawn(&job.prepared)
-                        .map_err(|failure| (failure.pid, exec_failure(&job.spec, failure.errno)));
+                    // The loop waits for this reply: it must come, even from a panic.
+                    let program = job.spec.argv.first().cloned().unwrap_or_default();
+                    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        os::spawn(&job.prepared)
+                            .map_err(|failure| (failure.pid, exec_failure(&job.spec, failure.errno)))
+                    }));
+                    let result = started.unwrap_or_else(|_| {
+                        let source = io::Error::other("the spawner thread panicked");
+                        Err((None, SpawnError::Other { program, source }))
+                    });
                     drop(job.keep);
                     let _ = replies.send(SpawnReply { result });
                 }
