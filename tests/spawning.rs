@@ -43,6 +43,16 @@ fn a_process_of_nobody() -> Running {
     holder
 }
 
+/// `gsup run --config FILE ARGS...` with `config` in a temporary file (kept alive by the
+/// returned handle).
+fn gsup_configured(config: &str, args: &[&str]) -> (Running, tempfile::NamedTempFile) {
+    let file = config_file(config);
+    let path = file.path().to_str().expect("utf-8 path");
+    let mut full = vec!["--config", path];
+    full.extend_from_slice(args);
+    (gsup_run(&full, &[]), file)
+}
+
 /// `prlimit ARGS -- gsup run ARGS...`: gsup started with the given resource limits.
 fn gsup_under_limits(limits: &[&str], args: &[&str], env: &[(&str, &str)]) -> Running {
     assert!(have("prlimit"), "prlimit (util-linux) is needed");
@@ -210,12 +220,13 @@ fn kill_9_of_gsup_takes_the_child() {
 #[test]
 fn kill_9_of_gsup_takes_a_running_hook() {
     let marker = marker("hook");
-    let config = config_file(&format!(
-        "[shutdown]\ntimeout = \"60s\"\n[[hooks]]\nphase = \"pre_stop\"\nexec = {}\n",
-        forever_argv(&marker)
-    ));
-    let path = config.path().to_str().expect("utf-8 path");
-    let mut gsup = gsup_run(&["--config", path, "--", CHILD, "echo", "started", "forever"], &[]);
+    let (mut gsup, _config) = gsup_configured(
+        &format!(
+            "[shutdown]\ntimeout = \"60s\"\n[[hooks]]\nphase = \"pre_stop\"\nexec = {}\n",
+            forever_argv(&marker)
+        ),
+        &["--", CHILD, "echo", "started", "forever"],
+    );
     gsup.expect_line("started");
     gsup.signal(libc::SIGTERM);
     kill_gsup_and_expect_gone(gsup, &marker);
@@ -224,24 +235,23 @@ fn kill_9_of_gsup_takes_a_running_hook() {
 #[test]
 fn kill_9_of_gsup_takes_a_running_exec_probe() {
     let marker = marker("probe");
-    let config = config_file(&format!(
-        "[readiness]\nprobe = {{ exec = {} }}\ntimeout = \"60s\"\n",
-        forever_argv(&marker)
-    ));
-    let path = config.path().to_str().expect("utf-8 path");
-    let gsup = gsup_run(&["--config", path, "--", CHILD, "forever"], &[]);
+    let (gsup, _config) = gsup_configured(
+        &format!(
+            "[readiness]\nprobe = {{ exec = {} }}\ntimeout = \"60s\"\n",
+            forever_argv(&marker)
+        ),
+        &["--", CHILD, "forever"],
+    );
     kill_gsup_and_expect_gone(gsup, &marker);
 }
 
 #[test]
 fn kill_9_of_gsup_takes_a_running_exec_dependency_check() {
     let marker = marker("dependency");
-    let config = config_file(&format!(
-        "[[dependencies]]\nname = \"db\"\nexec = {}\n",
-        forever_argv(&marker)
-    ));
-    let path = config.path().to_str().expect("utf-8 path");
-    let gsup = gsup_run(&["--config", path, "--", CHILD, "forever"], &[]);
+    let (gsup, _config) = gsup_configured(
+        &format!("[[dependencies]]\nname = \"db\"\nexec = {}\n", forever_argv(&marker)),
+        &["--", CHILD, "forever"],
+    );
     kill_gsup_and_expect_gone(gsup, &marker);
 }
 
@@ -249,9 +259,10 @@ fn kill_9_of_gsup_takes_a_running_exec_dependency_check() {
 fn kill_9_of_gsup_takes_a_child_that_runs_as_another_user() {
     require_root();
     let marker = marker("user");
-    let config = config_file("[process]\nuser = \"nobody\"\n");
-    let path = config.path().to_str().expect("utf-8 path");
-    let gsup = gsup_run(&["--config", path, "--", CHILD, "echo", &marker, "forever"], &[]);
+    let (gsup, _config) = gsup_configured(
+        "[process]\nuser = \"nobody\"\n",
+        &["--", CHILD, "echo", &marker, "forever"],
+    );
     kill_gsup_and_expect_gone(gsup, &marker);
 }
 
@@ -259,12 +270,11 @@ fn kill_9_of_gsup_takes_a_child_that_runs_as_another_user() {
 /// still a failed start, 127 at once, not an exit the restart policy retries.
 #[test]
 fn a_missing_program_behind_the_exec_shim_is_a_failed_start_not_restarted() {
-    let config = config_file(
+    let (mut gsup, _config) = gsup_configured(
         "[notify]\nwatchdog = \"10s\"\n[restart]\npolicy = \"on-failure\"\nmax_restarts = 5\n\
          backoff_initial = \"10ms\"\nbackoff_max = \"10ms\"\n",
+        &["--", "/nonexistent/program"],
     );
-    let path = config.path().to_str().expect("utf-8 path");
-    let mut gsup = gsup_run(&["--config", path, "--", "/nonexistent/program"], &[]);
     let code = gsup.wait_code(PATIENCE);
     let stderr = gsup.stderr();
     assert_eq!(code, 127, "{stderr}");
@@ -284,12 +294,11 @@ fn a_non_executable_program_behind_the_exec_shim_is_126_not_restarted() {
     let dir = tempfile::tempdir().expect("temp dir");
     let script = dir.path().join("not-executable.sh");
     std::fs::write(&script, "#!/bin/sh\nexit 0\n").expect("write script");
-    let config = config_file(
+    let (mut gsup, _config) = gsup_configured(
         "[[listen]]\naddress = \"127.0.0.1:0\"\n[restart]\npolicy = \"always\"\n\
          backoff_initial = \"10ms\"\nbackoff_max = \"10ms\"\n",
+        &["--", script.to_str().expect("utf-8")],
     );
-    let path = config.path().to_str().expect("utf-8 path");
-    let mut gsup = gsup_run(&["--config", path, "--", script.to_str().expect("utf-8")], &[]);
     let code = gsup.wait_code(PATIENCE);
     let stderr = gsup.stderr();
     assert_eq!(code, 126, "{stderr}");
@@ -301,12 +310,11 @@ fn a_non_executable_program_behind_the_exec_shim_is_126_not_restarted() {
 /// negative control for the two tests above).
 #[test]
 fn a_program_that_itself_exits_127_behind_the_exec_shim_is_restarted() {
-    let config = config_file(
+    let (mut gsup, _config) = gsup_configured(
         "[notify]\nwatchdog = \"10s\"\n[restart]\npolicy = \"on-failure\"\nmax_restarts = 1\n\
          backoff_initial = \"10ms\"\nbackoff_max = \"10ms\"\n",
+        &["--", "sh", "-c", "exit 127"],
     );
-    let path = config.path().to_str().expect("utf-8 path");
-    let mut gsup = gsup_run(&["--config", path, "--", "sh", "-c", "exit 127"], &[]);
     let code = gsup.wait_code(PATIENCE);
     let stderr = gsup.stderr();
     assert_eq!(code, 127, "{stderr}");
@@ -363,13 +371,14 @@ fn the_program_is_found_on_the_childs_path_past_a_non_executable_entry() {
         std::fs::write(&program, format!("#!/bin/sh\necho from {}\n", sub.display())).expect("write");
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(mode)).expect("chmod");
     }
-    let config = config_file(&format!(
-        "[process]\nenv = {{ PATH = \"{}:{}:/usr/bin:/bin\" }}\n",
-        denied.display(),
-        allowed.display()
-    ));
-    let path = config.path().to_str().expect("utf-8 path");
-    let mut gsup = gsup_run(&["--config", path, "--", "gsup-path-probe"], &[]);
+    let (mut gsup, _config) = gsup_configured(
+        &format!(
+            "[process]\nenv = {{ PATH = \"{}:{}:/usr/bin:/bin\" }}\n",
+            denied.display(),
+            allowed.display()
+        ),
+        &["--", "gsup-path-probe"],
+    );
     let line = gsup.expect_line("from ");
     assert!(line.ends_with("allowed"), "{line}");
     assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
@@ -383,12 +392,13 @@ fn a_program_found_only_without_execute_permission_is_126() {
     let program = dir.path().join("gsup-path-denied");
     std::fs::write(&program, "#!/bin/sh\nexit 0\n").expect("write");
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let config = config_file(&format!(
-        "[process]\nenv = {{ PATH = \"{}:/usr/bin:/bin\" }}\n",
-        dir.path().display()
-    ));
-    let path = config.path().to_str().expect("utf-8 path");
-    let mut gsup = gsup_run(&["--config", path, "--", "gsup-path-denied"], &[]);
+    let (mut gsup, _config) = gsup_configured(
+        &format!(
+            "[process]\nenv = {{ PATH = \"{}:/usr/bin:/bin\" }}\n",
+            dir.path().display()
+        ),
+        &["--", "gsup-path-denied"],
+    );
     assert_eq!(gsup.wait_code(PATIENCE), 126, "{}", gsup.stderr());
 }
 
