@@ -427,6 +427,9 @@ pub struct Prepared {
     _envp: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
+    /// For each candidate, the argv that runs it as a shell script when `execve` says
+    /// ENOEXEC (no `#!`), as `execvp` does: `/bin/sh CANDIDATE ARGS…` (argv[0] is dropped).
+    script_argv_ptrs: Vec<Vec<*const libc::c_char>>,
     workdir: Option<CString>,
     uid: Option<libc::uid_t>,
     gid: Option<libc::gid_t>,
@@ -438,12 +441,17 @@ pub struct Prepared {
     setup: ChildSetup,
 }
 
-// SAFETY: the raw pointers point into the heap buffers of `_argv` and `_envp`, which the
-// struct owns and never changes after `new`; moving the struct to another thread moves
+// SAFETY: the raw pointers point into the heap buffers of `_argv`, `_envp` and
+// `candidates` (or at the static `SHELL`), which the struct owns and never changes after
+// `new`; moving the struct to another thread moves
 // those owners along, and the buffers do not move.
 unsafe impl Send for Prepared {}
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
+
+/// The interpreter for an executable without `#!` (POSIX `execvp`, glibc's
+/// `maybe_script_execute`).
+const SHELL: &CStr = c"/bin/sh";
 
 impl Prepared {
     /// `candidates` are the paths to try; `argv` and `envp` become NULL-terminated arrays.
@@ -473,7 +481,18 @@ impl Prepared {
                 }
             })
         };
+        let script_argv_ptrs = candidates
+            .iter()
+            .map(|candidate| {
+                [SHELL.as_ptr(), candidate.as_ptr()]
+                    .into_iter()
+                    .chain(argv.iter().skip(1).map(|arg| arg.as_ptr()))
+                    .chain(std::iter::once(ptr::null()))
+                    .collect()
+            })
+            .collect();
         Prepared {
+            script_argv_ptrs,
             argv_ptrs: terminated(&argv),
             envp_ptrs: terminated(&envp),
             _argv: argv,
@@ -732,10 +751,13 @@ unsafe fn child_exec(p: &Prepared) -> c_int {
             return errno;
         }
         // execvp's rules: go on past ENOENT, ENOTDIR and EACCES (remembered), stop at
-        // anything else.
+        // anything else; a file the kernel cannot run (ENOEXEC: no `#!`) is a shell
+        // script. Should `/bin/sh` itself fail (none in the image), the file's own
+        // ENOEXEC is the answer (126), not the shell's ENOENT (a "not found" that would
+        // send the reader looking for the wrong file).
         let mut failure = libc::ENOENT;
         let mut denied = false;
-        for path in &p.candidates {
+        for (path, script_argv) in p.candidates.iter().zip(&p.script_argv_ptrs) {
             let errno = match check(syscall(
                 libc::SYS_execve,
                 path.as_ptr(),
@@ -745,6 +767,16 @@ unsafe fn child_exec(p: &Prepared) -> c_int {
                 Err(errno) => errno,
                 Ok(_) => libc::ENOEXEC,
             };
+            if errno == libc::ENOEXEC {
+                let _ = syscall(
+                    libc::SYS_execve,
+                    SHELL.as_ptr(),
+                    script_argv.as_ptr(),
+                    p.envp_ptrs.as_ptr(),
+                );
+                failure = libc::ENOEXEC;
+                break;
+            }
             match errno {
                 libc::EACCES => denied = true,
                 libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}

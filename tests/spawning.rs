@@ -425,3 +425,78 @@ fn argv_and_environment_reach_the_child_and_gsups_own_variables_do_not() {
     assert_eq!(line, "arg=[two words é] env=[kept = yes] token=[] notify=[]");
     assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
 }
+
+/// An executable script without `#!` in `dir`: `execve` refuses it (ENOEXEC); `execvp`
+/// (what tini, dumb-init and std's spawn used) runs it with `/bin/sh`, and so does gsup.
+fn script_without_shebang(dir: &std::path::Path, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join(name);
+    std::fs::write(&script, body).expect("write script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script.to_str().expect("utf-8 path").to_string()
+}
+
+#[test]
+fn a_script_without_a_shebang_runs_under_sh_with_its_arguments() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = script_without_shebang(dir.path(), "no-shebang", "echo \"script ran: [$1] [$2]\"\nexit 7\n");
+    let mut gsup = gsup_run(&["--", &script, "one", "two words"], &[]);
+    let line = gsup.expect_line("script ran");
+    assert_eq!(line.trim(), "script ran: [one] [two words]");
+    assert_eq!(gsup.wait_code(PATIENCE), 7, "{}", gsup.stderr());
+}
+
+#[test]
+fn a_script_without_a_shebang_found_on_the_path_runs_under_sh() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    script_without_shebang(dir.path(), "gsup-no-shebang", "echo \"found and ran: [$1]\"\n");
+    let (mut gsup, _config) = gsup_configured(
+        &format!(
+            "[process]\nenv = {{ PATH = \"{}:/usr/bin:/bin\" }}\n",
+            dir.path().display()
+        ),
+        &["--", "gsup-no-shebang", "arg"],
+    );
+    let line = gsup.expect_line("found and ran");
+    assert_eq!(line.trim(), "found and ran: [arg]");
+    assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
+}
+
+#[test]
+fn a_script_without_a_shebang_runs_under_sh_behind_the_exec_shim() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = script_without_shebang(
+        dir.path(),
+        "no-shebang",
+        "echo \"shimmed script ran: [$1] listen_pid_is_self=$([ \"$LISTEN_PID\" = $$ ] && echo yes)\"\nexit 5\n",
+    );
+    let (mut gsup, _config) = gsup_configured("[[listen]]\naddress = \"127.0.0.1:0\"\n", &["--", &script, "one"]);
+    let line = gsup.expect_line("shimmed script ran");
+    assert_eq!(line.trim(), "shimmed script ran: [one] listen_pid_is_self=yes");
+    assert_eq!(gsup.wait_code(PATIENCE), 5, "{}", gsup.stderr());
+}
+
+#[test]
+fn a_hook_and_an_exec_probe_without_a_shebang_run_under_sh() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let probed = dir.path().join("probed");
+    let probe = script_without_shebang(dir.path(), "probe", &format!("touch {}\n", probed.display()));
+    let hook = script_without_shebang(dir.path(), "hook", "echo \"hook script ran: [$1]\"\n");
+    let (mut gsup, _config) = gsup_configured(
+        &format!(
+            "[readiness]\nprobe = {{ exec = [\"{probe}\"] }}\n\
+             [[hooks]]\nphase = \"pre_stop\"\nexec = [\"{hook}\", \"arg\"]\n"
+        ),
+        &["--", CHILD, "echo", "started", "forever"],
+    );
+    gsup.expect_line("started");
+    assert!(
+        wait_until(PATIENCE, || probed.exists()),
+        "the exec probe ran: {}",
+        gsup.stderr()
+    );
+    gsup.signal(libc::SIGTERM);
+    gsup.wait_exit(PATIENCE);
+    let stderr = gsup.stderr();
+    assert!(stderr.contains("hook script ran: [arg]"), "{stderr}");
+}

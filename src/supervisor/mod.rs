@@ -14,6 +14,7 @@ pub mod phases;
 mod reaper;
 pub mod snapshot;
 mod spawn;
+pub(crate) use spawn::candidates as exec_candidates;
 pub mod state;
 mod tree;
 

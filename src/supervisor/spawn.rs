@@ -128,7 +128,7 @@ fn prepare(spec: &ChildSpec, setup: ChildSetup, stdio: [Option<i32>; 3]) -> Resu
 
 /// The paths `execve` tries, as `execvp` would: the program itself when it names a path,
 /// else each directory of the child's `PATH` (an empty entry is the working directory).
-fn candidates(program: &str, path: Option<&OsStr>) -> Vec<PathBuf> {
+pub(crate) fn candidates(program: &str, path: Option<&OsStr>) -> Vec<PathBuf> {
     if program.contains('/') {
         return vec![PathBuf::from(program)];
     }
