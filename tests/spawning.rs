@@ -500,3 +500,62 @@ fn a_hook_and_an_exec_probe_without_a_shebang_run_under_sh() {
     let stderr = gsup.stderr();
     assert!(stderr.contains("hook script ran: [arg]"), "{stderr}");
 }
+
+/// The thread of gsup (by its name) whose `/proc/<pid>/task/<tid>/children` lists `child`:
+/// a child belongs to the thread that created it.
+fn creating_thread(gsup: i32, child: i32) -> Option<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{gsup}/task")).ok()?;
+    tasks.flatten().find_map(|task| {
+        let children = std::fs::read_to_string(task.path().join("children")).ok()?;
+        children
+            .split_whitespace()
+            .any(|pid| pid == child.to_string())
+            .then(|| std::fs::read_to_string(task.path().join("comm")).ok())
+            .flatten()
+            .map(|name| name.trim().to_string())
+    })
+}
+
+/// The child, hooks, exec probes and exec dependency checks are all started by the
+/// spawner thread, so the event loop's thread never waits for an exec (issue 14). The
+/// negative control is the thread name itself: the loop's thread is `gsup`.
+#[test]
+fn the_child_hooks_and_exec_checks_are_started_by_the_spawner_thread() {
+    let marker = marker("spawner-thread");
+    let (probe, dependency, hook, child) = (
+        format!("{marker}-probe"),
+        format!("{marker}-dependency"),
+        format!("{marker}-hook"),
+        format!("{marker}-child"),
+    );
+    let (gsup, _config) = gsup_configured(
+        &format!(
+            "[readiness]\nprobe = {{ exec = {} }}\ntimeout = \"60s\"\n\
+             [[dependencies]]\nname = \"db\"\nexec = {}\n\
+             [shutdown]\ntimeout = \"60s\"\n\
+             [[hooks]]\nphase = \"pre_stop\"\nexec = {}\n",
+            forever_argv(&probe),
+            forever_argv(&dependency),
+            forever_argv(&hook)
+        ),
+        &["--", CHILD, "echo", &child, "forever"],
+    );
+    let gsup_pid = gsup.pid();
+    let started_by = |what: &str| {
+        let mut found = None;
+        let seen = wait_until(PATIENCE, || {
+            found = processes_with(what, gsup_pid)
+                .first()
+                .and_then(|&pid| creating_thread(gsup_pid, pid));
+            found.is_some()
+        });
+        assert!(seen, "`{what}` never ran as gsup's child: {}", gsup.stderr());
+        found.unwrap_or_default()
+    };
+    assert_eq!(started_by(&child), "gsup-spawner");
+    assert_eq!(started_by(&probe), "gsup-spawner");
+    assert_eq!(started_by(&dependency), "gsup-spawner");
+    gsup.signal(libc::SIGTERM);
+    assert_eq!(started_by(&hook), "gsup-spawner");
+    kill_gsup_and_expect_gone(gsup, &hook);
+}

@@ -254,13 +254,16 @@ struct Supervisor {
     own_exe: Option<PathBuf>,
     /// The read ends of the exec shims' error pipes, by generation pid, until it exits.
     shim_errors: HashMap<Pid, std::os::fd::OwnedFd>,
-    /// Starts the main child off the loop's thread; created at the first start.
+    /// Starts every process off the loop's thread (the child, hooks, exec checks).
+    starter: spawn::Starter,
+    /// The spawner thread, until `run` starts it (after gsup's signals are blocked).
     spawner: Option<spawn::Spawner>,
     /// Where the spawner answers; `run` takes the receiving end.
     spawn_replies: mpsc::UnboundedSender<spawn::SpawnReply>,
     spawn_replies_receiver: Option<mpsc::UnboundedReceiver<spawn::SpawnReply>>,
     /// A start of the main child is under way (with its shim's error pipe): the queue
-    /// waits for its reply, and exits the reaper collects meanwhile wait in `unclaimed`.
+    /// waits for its reply. While any start is (`starter.in_flight()`), exits the reaper
+    /// collects of pids nobody knows yet wait in `unclaimed`.
     spawning: Option<Option<std::os::fd::OwnedFd>>,
     unclaimed: HashMap<Pid, state::ExitStatus>,
     /// gsup's own relation to systemd (`NOTIFY_SOCKET` in gsup's environment).
@@ -319,8 +322,9 @@ impl Supervisor {
             listen_count,
             shim_error: None,
         };
-        let (hooks, hook_reports) = hooks::HookRunner::new(config.clone(), spec.clone(), setup);
-        let (checks, check_results) = checks::Checks::new(&config, spec.clone(), setup);
+        let (starter, spawner) = spawn::Spawner::new();
+        let (hooks, hook_reports) = hooks::HookRunner::new(config.clone(), spec.clone(), setup, starter.clone());
+        let (checks, check_results) = checks::Checks::new(&config, spec.clone(), setup, starter.clone());
         let state = State::new(config, host);
         let (spawn_replies, spawn_replies_receiver) = mpsc::unbounded_channel();
         let clock = Clock::now();
@@ -353,7 +357,8 @@ impl Supervisor {
             sockets,
             own_exe: std::env::current_exe().ok(),
             shim_errors: HashMap::new(),
-            spawner: None,
+            starter,
+            spawner: Some(spawner),
             spawn_replies,
             spawn_replies_receiver: Some(spawn_replies_receiver),
             spawning: None,
@@ -387,6 +392,10 @@ impl Supervisor {
         let incoming = SignalReceiver::open(&watched)
             .and_then(SignalReceiver::into_async)
             .map_err(RunError::Signals)?;
+        // After the mask is set: the spawner thread inherits it.
+        if let Some(spawner) = self.spawner.take() {
+            spawner.start(self.spawn_replies.clone()).map_err(RunError::Runtime)?;
+        }
         // The monitor's ticks (and with them the reaper's safety net): a kernel timer, one
         // wake-up per tick. Without it (no timerfd) the loop falls back to tokio sleeps.
         let sampling = self.sampler.is_some() || self.connections.is_some();
@@ -460,7 +469,7 @@ impl Supervisor {
                         Err(error) => error!(%error, "cannot wait for signals"),
                     }
                 }
-                // The spawner thread started the child (or could not).
+                // The spawner thread started a process (or could not).
                 Some(reply) = spawn_replies.recv() => self.on_spawn_reply(reply),
                 // A request from the HTTP side or the control socket; not while a start is
                 // under way (its answer would not know the new child yet).
@@ -718,36 +727,59 @@ impl Supervisor {
             shim_error: keep.first().map(AsRawFd::as_raw_fd),
             ..self.setup
         };
-        let submitted = self
-            .spawner(&spec)
-            .and_then(|spawner| spawner.submit(&spec, setup, keep));
-        match submitted {
+        match self.starter.submit(&spec, setup, keep) {
             Ok(()) => self.spawning = Some(read),
             Err(error) => self.start_failed(error),
         }
     }
 
-    /// The spawner thread, started at the first start: after gsup's signals are blocked,
-    /// which the thread inherits.
-    fn spawner(&mut self, spec: &ChildSpec) -> Result<&spawn::Spawner, SpawnError> {
-        if self.spawner.is_none() {
-            let spawner = spawn::Spawner::start(self.spawn_replies.clone()).map_err(|source| SpawnError::Other {
-                program: spec.argv.first().cloned().unwrap_or_default(),
-                source,
-            })?;
-            self.spawner = Some(spawner);
+    /// The spawner thread's answer: a pid or why there is none, for the child, a hook or
+    /// an exec check. A child that could not exec is collected here, unless the reaper
+    /// was first; an exit the reaper collected before the answer goes where it belongs.
+    fn on_spawn_reply(&mut self, reply: spawn::SpawnReply) {
+        self.starter.answered();
+        let result = reply.result.map_err(|(pid, error)| {
+            if let Some(pid) = pid {
+                if self.unclaimed.remove(&pid).is_none() {
+                    os::reap_failed(pid);
+                }
+            }
+            error
+        });
+        let now = Instant::now().into_std();
+        let started = result.as_ref().ok().copied();
+        match reply.purpose {
+            spawn::Purpose::Main => self.on_child_started(result),
+            spawn::Purpose::Hook { run, index } => {
+                if let Some(result) = self.hooks.on_started((run, index), result, now) {
+                    self.queue.push_back(Event::HooksDone(result));
+                }
+            }
+            spawn::Purpose::Check(id) => {
+                if let Some(result) = self.checks.on_started(id, result, now) {
+                    self.queue.push_back(Event::Check(result));
+                }
+            }
         }
-        self.spawner.as_ref().ok_or_else(|| SpawnError::Other {
-            program: spec.argv.first().cloned().unwrap_or_default(),
-            source: io::Error::other("no spawner thread"),
-        })
+        if reply.purpose != spawn::Purpose::Main {
+            if let Some((pid, status)) = started.and_then(|pid| Some((pid, self.unclaimed.remove(&pid)?))) {
+                self.other_exited(pid, status);
+            }
+        }
+        if self.starter.in_flight() == 0 {
+            // What else was collected meanwhile was no start of gsup's: orphans.
+            for (pid, status) in self.unclaimed.drain() {
+                self.metrics.zombie_reaped();
+                debug!(pid, code = status.code(), "orphan reaped");
+            }
+        }
     }
 
-    /// The spawner thread's answer: the new generation's pid (stepped first, with its exit
-    /// should the reaper have collected it already), or why it could not start.
-    fn on_spawn_reply(&mut self, reply: spawn::SpawnReply) {
+    /// The new generation's pid (stepped first, with its exit should the reaper have
+    /// collected it already), or why it could not start.
+    fn on_child_started(&mut self, result: Result<Pid, SpawnError>) {
         let shim_pipe = self.spawning.take().flatten();
-        match reply.result {
+        match result {
             Ok(pid) => {
                 if let Some(read) = shim_pipe {
                     self.shim_errors.insert(pid, read);
@@ -758,20 +790,7 @@ impl Supervisor {
                 }
                 self.queue.push_front(Event::Spawned { pid });
             }
-            Err((pid, error)) => {
-                // The child that could not exec: collected here, unless the reaper was first.
-                if let Some(pid) = pid {
-                    if self.unclaimed.remove(&pid).is_none() {
-                        os::reap_failed(pid);
-                    }
-                }
-                self.start_failed(error);
-            }
-        }
-        // What else was collected meanwhile was no start of gsup's: orphans.
-        for (pid, status) in self.unclaimed.drain() {
-            self.metrics.zombie_reaped();
-            debug!(pid, code = status.code(), "orphan reaped");
+            Err(error) => self.start_failed(error),
         }
     }
 
@@ -1220,26 +1239,28 @@ impl Supervisor {
                 Reaped::Stopped { pid, signal } if Some(pid) == main => {
                     self.queue.push_back(Event::ChildStopped { pid, signal });
                 }
-                Reaped::Exited { pid, status } if self.checks.owns(pid) => {
-                    if let Some(result) = self.checks.on_exit(pid, status, Instant::now().into_std()) {
-                        self.queue.push_back(Event::Check(result));
-                    }
-                }
-                Reaped::Exited { pid, status } if self.hooks.owns(pid) => {
-                    if let Some(result) = self.hooks.on_exit(pid, status, Instant::now().into_std()) {
-                        self.queue.push_back(Event::HooksDone(result));
-                    }
-                }
-                // Maybe the child being started, whose pid the loop does not know yet.
-                Reaped::Exited { pid, status } if self.spawning.is_some() => {
-                    self.unclaimed.insert(pid, status);
-                }
-                Reaped::Exited { pid, status } => {
-                    self.metrics.zombie_reaped();
-                    debug!(pid, code = status.code(), "orphan reaped");
-                }
+                Reaped::Exited { pid, status } => self.other_exited(pid, status),
                 Reaped::Stopped { .. } => {}
             }
+        }
+    }
+
+    /// An exit that is not a generation's: a hook's or an exec check's, maybe a process
+    /// being started whose pid the loop does not know yet, else an orphan.
+    fn other_exited(&mut self, pid: Pid, status: state::ExitStatus) {
+        if self.checks.owns(pid) {
+            if let Some(result) = self.checks.on_exit(pid, status, Instant::now().into_std()) {
+                self.queue.push_back(Event::Check(result));
+            }
+        } else if self.hooks.owns(pid) {
+            if let Some(result) = self.hooks.on_exit(pid, status, Instant::now().into_std()) {
+                self.queue.push_back(Event::HooksDone(result));
+            }
+        } else if self.starter.in_flight() > 0 {
+            self.unclaimed.insert(pid, status);
+        } else {
+            self.metrics.zombie_reaped();
+            debug!(pid, code = status.code(), "orphan reaped");
         }
     }
 
