@@ -270,8 +270,12 @@ pub enum WaitEvent {
         pid: libc::pid_t,
         signal: c_int,
     },
-    /// Nothing more to collect now (no change pending, or no children at all).
+    /// Nothing more to collect now: children exist, none changed.
     Nothing,
+    /// `ECHILD`: gsup has no child at all, of any of its threads (wait(2)), so none of its
+    /// descendants is left either: an orphan is re-parented to gsup (PID 1 or subreaper)
+    /// before its parent's exit can be collected.
+    NoChildren,
 }
 
 /// `waitpid(-1, WNOHANG | WUNTRACED)`, decoded by hand: nix turns a death by a real-time
@@ -302,8 +306,12 @@ pub fn wait_any() -> WaitEvent {
                 continue;
             };
         }
-        if pid < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
+        if pid < 0 {
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ECHILD) => return WaitEvent::NoChildren,
+                _ => {}
+            }
         }
         return WaitEvent::Nothing;
     }

@@ -266,6 +266,10 @@ struct Supervisor {
     /// collects of pids nobody knows yet wait in `unclaimed`.
     spawning: Option<Option<std::os::fd::OwnedFd>>,
     unclaimed: HashMap<Pid, state::ExitStatus>,
+    /// `starter.submitted()` when the reaper last found gsup without any child (ECHILD):
+    /// while no start came since, nothing of the tree is left and no `/proc` walk is
+    /// needed to know it (the exit path, issue 14).
+    childless_since: Option<u64>,
     /// gsup's own relation to systemd (`NOTIFY_SOCKET` in gsup's environment).
     systemd: Option<SystemdNotifier>,
     /// What gsup last told systemd: ready sent, the last STATUS, STOPPING sent.
@@ -363,6 +367,7 @@ impl Supervisor {
             spawn_replies_receiver: Some(spawn_replies_receiver),
             spawning: None,
             unclaimed: HashMap::new(),
+            childless_since: None,
             systemd: SystemdNotifier::from_env(&|name| std::env::var(name).ok(), own_pid),
             told: (false, String::new(), false),
             notify_server: None,
@@ -629,7 +634,10 @@ impl Supervisor {
             return Some(code);
         }
         let result = self.step_queue();
-        self.publish();
+        // On the way out nobody reads a snapshot: exit sooner instead.
+        if result.is_none() {
+            self.publish();
+        }
         result
     }
 
@@ -693,9 +701,9 @@ impl Supervisor {
             }
             Action::KillHooks => self.hooks.kill(),
             Action::Exit(code) => {
-                if let Some(shutdown) = self.state.shutdown().cloned() {
-                    self.count_shutdown(&shutdown, true);
-                    self.report_shutdown(&shutdown, Some(code));
+                // Only the report: gsup's metrics and snapshot go with gsup, unread.
+                if let Some(shutdown) = self.state.shutdown() {
+                    self.report_shutdown(shutdown, Some(code));
                 }
                 return Some(code);
             }
@@ -884,9 +892,13 @@ impl Supervisor {
         let now = Instant::now().into_std();
         let rows = self.state.phases();
         let wall = |at: std::time::Instant| self.clock.text(at);
+        // Redacted field by field: only the reason and the phases' details are free text
+        // (the rest is gsup's own names, numbers and times). Redacting the whole line was
+        // most of gsup's work between the child's exit and its own (callgrind, issue 14).
+        let details: Vec<_> = rows.iter().map(|row| crate::redact::text(&row.detail)).collect();
         let report = ShutdownReport {
             event: "shutdown",
-            reason: &shutdown.reason,
+            reason: &crate::redact::text(&shutdown.reason),
             started_at: wall(shutdown.started_at),
             ended_at: wall(now),
             duration_seconds: now.saturating_duration_since(shutdown.started_at).as_secs_f64(),
@@ -899,13 +911,13 @@ impl Supervisor {
             active_connections_at_end: self.state.connections().map(|c| c.active),
             phases: rows
                 .iter()
-                .map(|row| snapshot::PhaseView::of(row, &self.clock))
+                .zip(&details)
+                .map(|(row, detail)| snapshot::PhaseView::of(row, &self.clock).with_detail(detail))
                 .collect(),
         };
         let Ok(line) = serde_json::to_string(&report) else {
             return;
         };
-        let line = crate::redact::text(&line);
         crate::logging::shutdown_report(&line);
         if let Some(path) = &self.state.config().shutdown.log {
             if let Err(warning) = crate::shutdown_log::append(path, &line) {
@@ -1211,7 +1223,7 @@ impl Supervisor {
         if let Some(pgid) = self.state.last_pgid() {
             let _ = os::killpg(pgid, signal);
         }
-        let rest = tree::descendants(self.own_pid, &self.helper_pids());
+        let rest = self.descendants();
         if !rest.is_empty() {
             info!(signal = %Sig(signal), processes = rest.len(), "signalling what is left of the tree");
         }
@@ -1222,11 +1234,24 @@ impl Supervisor {
 
     fn tree_empty(&self) -> bool {
         let group_gone = self.state.last_pgid().is_none_or(|pgid| os::killpg(pgid, 0).is_err());
-        group_gone && tree::descendants(self.own_pid, &self.helper_pids()).is_empty()
+        group_gone && self.descendants().is_empty()
+    }
+
+    /// gsup's descendants but its helpers: none, without a `/proc` walk, when the reaper
+    /// found gsup childless and nothing was started since.
+    fn descendants(&self) -> Vec<Pid> {
+        if self.childless_since == Some(self.starter.submitted()) {
+            return Vec::new();
+        }
+        tree::descendants(self.own_pid, &self.helper_pids())
     }
 
     fn reap(&mut self) {
-        for reaped in reaper::reap_all() {
+        let (reaped, childless) = reaper::reap_all();
+        // A start still in the spawner's queue may not have its process yet.
+        let quiet = self.starter.in_flight() == 0;
+        self.childless_since = (childless && quiet).then(|| self.starter.submitted());
+        for reaped in reaped {
             let main = self.state.child().map(|c| c.pid);
             match reaped {
                 Reaped::Exited { pid, status } if self.state.is_generation(pid) => {

@@ -192,6 +192,8 @@ struct Job {
 pub struct Starter {
     jobs: std::sync::mpsc::Sender<Job>,
     in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Starts submitted so far.
+    submitted: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The thread that runs every start (the child, hooks, exec checks). It lives as long as
@@ -208,6 +210,7 @@ impl Spawner {
         let starter = Starter {
             jobs,
             in_flight: Default::default(),
+            submitted: Default::default(),
         };
         (starter, Spawner { queue })
     }
@@ -248,6 +251,11 @@ impl Starter {
         self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// How many starts were submitted so far (a new one may have left a process since).
+    pub fn submitted(&self) -> u64 {
+        self.submitted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The loop got a reply.
     pub fn answered(&self) {
         self.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -271,6 +279,7 @@ impl Starter {
             source: io::Error::other("the spawner thread is gone"),
         })?;
         self.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.submitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
