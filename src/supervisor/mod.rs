@@ -137,14 +137,19 @@ pub fn run(
             metrics: Arc::clone(&supervisor.metrics),
             loaded: Arc::clone(&loaded),
         });
-        if let Some(listener) = http_listener {
-            http::spawn_http(listener, Arc::clone(&api)).map_err(RunError::Serve)?;
-        }
-        if let Some(socket) = &control_socket {
-            http::spawn_control(socket, Arc::clone(&api)).map_err(RunError::Serve)?;
-        }
-        drop(api);
-        let code = supervisor.run(requests, hook_reports, check_results).await;
+        // Both sockets are bound already (connections wait in their backlog); serving them
+        // starts once the child's start is under way (issue 14: the child first). Until
+        // the spawner's reply, no request is answered anyway.
+        let serve = || {
+            if let Some(listener) = http_listener {
+                http::spawn_http(listener, Arc::clone(&api)).map_err(RunError::Serve)?;
+            }
+            if let Some(socket) = &control_socket {
+                http::spawn_control(socket, Arc::clone(&api)).map_err(RunError::Serve)?;
+            }
+            Ok(())
+        };
+        let code = supervisor.run(requests, hook_reports, check_results, serve).await;
         // A `ctl shutdown` that ended gsup at once still gets its answer (bounded).
         http::answers_written(Duration::from_secs(1)).await;
         // Removes the socket file; the process's exit closes everything else.
@@ -353,7 +358,7 @@ impl Supervisor {
             pending_exit: None,
             sampler,
             monitor_interval,
-            next_sample: Instant::now(),
+            next_sample: Instant::now() + monitor_interval,
             next_full_sample: Instant::now(),
             sample: None,
             hooks,
@@ -388,6 +393,7 @@ impl Supervisor {
         mut requests: mpsc::UnboundedReceiver<Control>,
         mut hook_reports: mpsc::UnboundedReceiver<hooks::HookReport>,
         mut check_results: mpsc::UnboundedReceiver<checks::CheckResult>,
+        serve: impl FnOnce() -> Result<(), RunError>,
     ) -> Result<i32, RunError> {
         let Some(mut spawn_replies) = self.spawn_replies_receiver.take() else {
             return Err(RunError::Runtime(io::Error::other("the supervisor runs once")));
@@ -405,8 +411,11 @@ impl Supervisor {
         // wake-up per tick. Without it (no timerfd) the loop falls back to tokio sleeps.
         let sampling = self.sampler.is_some() || self.connections.is_some();
         let mut tick_interval = self.monitor_interval;
+        // The first tick after one interval, not at once: a sample before the child runs
+        // shows nothing and competes with its start (`/process` reads /proc itself until
+        // the first sample).
         let ticker = if sampling {
-            os::Ticker::new(Duration::ZERO, tick_interval)
+            os::Ticker::new(tick_interval, tick_interval)
                 .and_then(os::Ticker::into_async)
                 .map_err(|error| warn!(%error, "no timerfd: monitor ticks on tokio timers"))
                 .ok()
@@ -422,6 +431,11 @@ impl Supervisor {
         let mut next_systemd_ping: Option<Instant> = None;
         debug!(pid = self.own_pid, tty = self.tty.is_some(), "gsup started");
         self.queue.push_back(Event::Start);
+        // The child's start is submitted first; then what serves later.
+        if let Some(code) = self.process_queue() {
+            return Ok(code);
+        }
+        serve()?;
 
         loop {
             if let Some(code) = self.process_queue() {
