@@ -224,7 +224,7 @@ fn the_deploy_config_passes_check_without_warnings() {
 fn the_systemd_unit_agrees_with_generate() {
     let unit = deploy_file("systemd/gsup@.service");
     let want = generated("systemd");
-    for key in ["Type", "NotifyAccess", "KillMode", "TimeoutStopSec"] {
+    for key in ["Type", "NotifyAccess", "KillMode", "TimeoutStopSec", "LimitNOFILE"] {
         assert_eq!(
             setting(&unit, key, "="),
             setting(&want, key, "="),
@@ -245,8 +245,8 @@ fn the_systemd_unit_agrees_with_generate() {
 
     // run and ExecReload's `gsup ctl` find the same config and control socket, and the
     // socket's directory is the one systemd creates.
-    assert_eq!(setting(&unit, "ExecStart", "="), "/usr/local/bin/gsup run");
-    assert_eq!(setting(&unit, "ExecReload", "="), "/usr/local/bin/gsup ctl reload");
+    assert_eq!(setting(&unit, "ExecStart", "="), "/usr/bin/gsup run");
+    assert_eq!(setting(&unit, "ExecReload", "="), "/usr/bin/gsup ctl reload");
     let env = settings(&unit, "Environment", "=");
     assert!(env.contains(&"GSUP_CONFIG=/etc/gsup/%i.toml"), "{env:?}");
     let socket = env
@@ -264,11 +264,11 @@ fn the_systemd_unit_agrees_with_generate() {
 fn the_systemd_unit_verifies() {
     // verify wants every Exec* binary to exist: point them at the gsup under test.
     let unit = deploy_file("systemd/gsup@.service");
-    assert!(unit.contains("/usr/local/bin/gsup "), "{unit}");
+    assert!(unit.contains("/usr/bin/gsup "), "{unit}");
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         dir.path().join("gsup@.service"),
-        unit.replace("/usr/local/bin/gsup", GSUP),
+        unit.replace("/usr/bin/gsup", GSUP),
     )
     .expect("write unit");
     // An instance of the template, as `systemctl enable gsup@api` makes it.
