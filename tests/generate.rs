@@ -12,13 +12,7 @@ fn generate(kind: &str, config: &str) -> (i32, String, String) {
 }
 
 fn generate_from(kind: &str, path: &str) -> (i32, String, String) {
-    let mut running = start(cmd(GSUP, &["generate", kind, "--config", path]), &[]);
-    let code = running.wait_code(PATIENCE);
-    (
-        code,
-        running.drain_lines(Duration::from_millis(300)).join("\n"),
-        running.stderr(),
-    )
+    generate_with(GSUP, kind, Some(std::path::Path::new(path)))
 }
 
 const CONFIG: &str = "[process]\ncommand = [\"/usr/bin/sleep\", \"600\"]\n\
@@ -53,10 +47,7 @@ fn systemd_stop_timeout_is_the_budget_and_the_unit_verifies() {
         unit.contains("\nTimeoutStartSec=15\n"),
         "startup_timeout + 5 s bounds the reload: {unit}"
     );
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("gsup-app.service");
-    std::fs::write(&path, &unit).expect("write unit");
-    assert_verifies(&path);
+    assert_unit_verifies(&unit);
 }
 
 #[test]
@@ -266,11 +257,7 @@ fn the_systemd_unit_verifies() {
     let unit = deploy_file("systemd/gsup@.service");
     assert!(unit.contains("/usr/bin/gsup "), "{unit}");
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("gsup@.service"),
-        unit.replace("/usr/bin/gsup", GSUP),
-    )
-    .expect("write unit");
+    std::fs::write(dir.path().join("gsup@.service"), unit.replace("/usr/bin/gsup", GSUP)).expect("write unit");
     // An instance of the template, as `systemctl enable gsup@api` makes it.
     let instance = dir.path().join("gsup@api.service");
     assert_verifies(&instance);
@@ -382,6 +369,14 @@ fn the_kubernetes_deployment_agrees_with_generate_and_its_configmap_is_the_deplo
     );
 }
 
+/// `unit`, written as `gsup-app.service`, passes [`assert_verifies`].
+fn assert_unit_verifies(unit: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("gsup-app.service");
+    std::fs::write(&path, unit).expect("write unit");
+    assert_verifies(&path);
+}
+
 /// `systemd-analyze verify UNIT` exits 0 and prints nothing (it exits 0 on unknown keys,
 /// so its complaints are the real verdict).
 fn assert_verifies(unit: &std::path::Path) {
@@ -481,10 +476,7 @@ fn the_systemd_unit_quotes_by_systemd_rules_and_verifies() {
         "ExecStart points into target/: say so: {stderr}"
     );
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("gsup-app.service");
-    std::fs::write(&path, &unit).expect("write unit");
-    assert_verifies(&path);
+    assert_unit_verifies(&unit);
 }
 
 /// `generate` without a command prints a placeholder and says so; without a build-tree
