@@ -45,8 +45,16 @@ pub fn run(args: &GenerateArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "gsup".into());
     let program = program(&loaded);
-    for warning in warnings(&program, matches!(args.kind, GenerateKind::Systemd).then_some(&gsup)) {
+    let container = !matches!(args.kind, GenerateKind::Systemd);
+    for warning in warnings(&program, (!container).then_some(&gsup)) {
         eprintln!("gsup: warning: {warning}");
+    }
+    if let Some(token) = loaded.config.http.token_file.as_ref().filter(|_| container) {
+        eprintln!(
+            "gsup: warning: the config reads [http] token_file {}: the container needs it at that \
+             path (a Kubernetes Secret, a Docker secret), or gsup exits 2",
+            token.display()
+        );
     }
     let text = match args.kind {
         GenerateKind::Systemd => systemd(&loaded, &gsup, &program.words),

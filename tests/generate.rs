@@ -627,3 +627,29 @@ fn the_dockerfile_copies_a_config_only_when_one_was_given() {
         "[http] listen = \"off\": no /ready to probe: {dockerfile}"
     );
 }
+
+/// A `token_file` is not in the ConfigMap or the image: the container needs it mounted
+/// at the same path (gsup exits 2 without it), so `generate` says so.
+#[test]
+fn a_token_file_the_container_needs_is_named_on_stderr() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").expect("write token");
+    let config = dir.path().join("supervisor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[process]\ncommand = [\"/bin/true\"]\n[http]\ntoken_file = {:?}\n",
+            token.to_str().expect("utf-8")
+        ),
+    )
+    .expect("write config");
+    for kind in ["kubernetes", "docker"] {
+        let (code, _, stderr) = generate_with(GSUP, kind, Some(&config));
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stderr.contains(&format!("token_file {}", token.display())),
+            "{kind}: {stderr}"
+        );
+    }
+}
