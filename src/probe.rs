@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::cli::{ConfigFlags, ProbeArgs, ProbeKind};
 use crate::config;
-use crate::http::client::{self, Target};
+use crate::http::client;
+use crate::redact;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -30,12 +31,13 @@ pub fn run(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -
             }
         },
     };
-    let Some((host, port, path)) = client::split_url(&url) else {
-        eprintln!("gsup probe: --url {url}: expected http://HOST:PORT/PATH");
+    let Some(parts) = client::split_url(&url) else {
+        eprintln!("gsup probe: --url {}: expected http://HOST:PORT/PATH", redact::urls(&url));
         return 2;
     };
+    let url = redact::urls(&url);
     let what = args.kind.map_or("up", kind_name);
-    match client::request(&Target::Tcp { host: &host, port }, "GET", &path, timeout) {
+    match client::request(&parts.target(), "GET", &parts.path, timeout) {
         Ok(answer) if (200..300).contains(&answer.status) => {
             println!("{what}: {} from {url}", answer.status);
             0
