@@ -8,6 +8,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::deadline::SaturatingAdd;
+
 /// Status and body of an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -23,7 +25,7 @@ pub enum Target<'a> {
 
 /// Sends `method path` and waits for the whole answer, at most `timeout` in all.
 pub fn request(target: &Target<'_>, method: &str, path: &str, timeout: Duration) -> io::Result<Answer> {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now().saturating_add(timeout);
     let host = match target {
         Target::Tcp { host, port } => format!("{host}:{port}"),
         Target::Unix(_) => "localhost".to_string(),
