@@ -428,6 +428,8 @@ fn warn_if_readable(b: &mut Builder, path: &Path) {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 /// A duration given on the command line of another subcommand (`probe --timeout`): the
