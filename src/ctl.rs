@@ -57,14 +57,14 @@ pub fn run(args: &CtlArgs, env: &config::Env, cwd: &Path) -> i32 {
     };
     match client::request(&Target::Unix(&socket), method, &path, timeout) {
         Ok(answer) if (200..300).contains(&answer.status) => {
-            println!("{}", answer.body.trim_end());
+            println!("{}", answer.text().trim_end());
             0
         }
         Ok(answer) => {
             // 409 and the auth answers: gsup would not; anything else: it tried and failed
             // (a reload whose new child never got ready).
             let verdict = if answer.status < 500 { "refused" } else { "failed" };
-            eprintln!("gsup ctl: {verdict} ({}): {}", answer.status, answer.body.trim_end());
+            eprintln!("gsup ctl: {verdict} ({}): {}", answer.status, answer.text().trim_end());
             1
         }
         Err(error) => {
