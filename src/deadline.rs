@@ -35,12 +35,6 @@ impl SaturatingAdd for tokio::time::Instant {
     }
 }
 
-impl SaturatingAdd for std::time::SystemTime {
-    fn checked(self, by: Duration) -> Option<Self> {
-        self.checked_add(by)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
