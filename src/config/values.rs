@@ -32,7 +32,10 @@ pub fn duration(text: &str, zero: Zero) -> Result<Duration, String> {
         return Err(format!("`{trimmed}` has no unit; write {trimmed}s (or {trimmed}ms)"));
     }
     let value = humantime::parse_duration(trimmed).map_err(|err| describe_duration_error(trimmed, &err))?;
-    check_bounds(value, zero)
+    if value > MAX_DURATION {
+        return Err(format!("`{trimmed}` {}", too_long()));
+    }
+    check_zero(value, zero)
 }
 
 /// humantime's error in words: its own text gives byte offsets ("expected number at 11").
@@ -50,9 +53,9 @@ fn describe_duration_error(text: &str, err: &humantime::DurationError) -> String
         E::Empty => format!("is empty; write {example}"),
         // humantime says the same for a fraction finer than it can represent.
         E::NumberOverflow if text.contains('.') => {
-            "is finer than one nanosecond or longer than 365 days, the longest duration gsup takes".into()
+            format!("`{text}` is finer than one nanosecond or longer than 365 days, the longest duration gsup takes")
         }
-        E::NumberOverflow => too_long(),
+        E::NumberOverflow => format!("`{text}` {}", too_long()),
         E::NumberExpected(offset) => format!("a number is missing before `{}`; write {example}", word_at(*offset)),
         E::InvalidCharacter(offset) => {
             let found = text.get(*offset..).and_then(|rest| rest.chars().next()).unwrap_or('?');
@@ -74,17 +77,16 @@ fn too_long() -> String {
 /// Integer milliseconds, as the original design's environment variables.
 pub fn duration_ms(text: &str, zero: Zero) -> Result<Duration, String> {
     let trimmed = text.trim();
+    let all_digits = !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit());
     match trimmed.parse::<u64>() {
-        Ok(value) => check_bounds(Duration::from_millis(value), zero),
-        Err(_) if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) => Err(too_long()),
+        Ok(value) if value <= MAX_DURATION.as_millis() as u64 => check_zero(Duration::from_millis(value), zero),
+        Ok(_) => Err(format!("{} ({} ms)", too_long(), MAX_DURATION.as_millis())),
+        Err(_) if all_digits => Err(format!("{} ({} ms)", too_long(), MAX_DURATION.as_millis())),
         Err(_) => Err(format!("`{text}` is not a whole number of milliseconds (e.g. 30000)")),
     }
 }
 
-fn check_bounds(value: Duration, zero: Zero) -> Result<Duration, String> {
-    if value > MAX_DURATION {
-        return Err(too_long());
-    }
+fn check_zero(value: Duration, zero: Zero) -> Result<Duration, String> {
     match zero {
         _ if !value.is_zero() => Ok(value),
         Zero::Allowed => Ok(value),
