@@ -25,11 +25,11 @@ pub const DEFAULT_MODE: u32 = 0o660;
 pub const DEFAULT_DEPENDENCY_INTERVAL: Duration = Duration::from_secs(30);
 
 // What turns a feature off, for the keys whose zero is refused (DESIGN §3).
-pub const REDIS_OFF: &str = "set `phases.redis.enabled = false`";
-pub const RESTART_OFF: &str = "set `restart.policy = \"never\"` or `max_restarts = 0`";
-pub const READINESS_OFF: &str = "leave out `readiness.probe`";
-pub const DEPENDENCY_OFF: &str = "remove its `[[dependencies]]` entry";
-pub const MONITOR_OFF: &str = "set `monitor.enabled = false`";
+const REDIS_OFF: &str = "set `phases.redis.enabled = false`";
+const RESTART_OFF: &str = "set `restart.policy = \"never\"` or `max_restarts = 0`";
+const READINESS_OFF: &str = "leave out `readiness.probe`";
+pub(super) const DEPENDENCY_OFF: &str = "remove its `[[dependencies]]` entry";
+const MONITOR_OFF: &str = "set `monitor.enabled = false`";
 
 /// The file being applied.
 struct FileCtx {
