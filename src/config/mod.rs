@@ -62,7 +62,7 @@ impl fmt::Display for Source {
 pub struct Loaded {
     pub config: Config,
     /// Dotted key (`shutdown.timeout`, `signals.rewrite.TERM`, `hooks[0].timeout`) →
-    /// the layer that set it; a key missing here is a default (`Loaded::source`).
+    /// the layer that set it; a key missing here is a default.
     pub sources: BTreeMap<String, Source>,
     /// Suspicious but valid settings; `check` prints them, `run` logs them.
     pub warnings: Vec<String>,
@@ -71,7 +71,8 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    #[allow(dead_code)] // for `/config` (next release) and the tests
+    /// The layer that set `key` (the tests' view of `sources`).
+    #[cfg(test)]
     pub fn source(&self, key: &str) -> &Source {
         self.sources.get(key).unwrap_or(&Source::Default)
     }
@@ -350,6 +351,11 @@ fn cross_check(b: &mut Builder) {
             "`readiness.probe` is http/tcp while `[[listen]]` sockets are shared between generations: during a reload either child may answer it; prefer { notify = true }, exec, or a per-child address (DESIGN §8)".into(),
         );
     }
+    // A planted symlink or a directory at `[shutdown] log` is never written (DESIGN §9).
+    if let Some(problem) = config.shutdown.log.as_deref().and_then(crate::shutdown_log::problem) {
+        b.warnings.push(problem);
+    }
+    let config = &b.config;
     if !config.listen.is_empty() && config.readiness.probe.is_none() {
         b.warnings.push(
             "`[[listen]]` sockets without a `readiness.probe`: a reload takes the new child as ready once it runs and stops the old one at once; set `readiness.probe = { notify = true }` (the child sends READY=1) or exec (DESIGN §8)".into(),
