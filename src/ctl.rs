@@ -14,7 +14,7 @@ use crate::http::client::{self, Target};
 /// `prestop` and `reload` wait on top of `drain_delay` and `startup_timeout`.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
+pub fn run(args: &CtlArgs, env: &config::Env, cwd: &Path) -> i32 {
     // The config gives the prefix, the socket when no flag or variable names it, and the
     // waits of prestop and reload. A config that fails to load (named or found: an
     // unreadable token_file) is an error: its defaults would be the wrong prefix and waits.
@@ -47,12 +47,12 @@ pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> 
             "POST",
             // Blocks until the new generation took over or failed (DESIGN §8).
             format!("{prefix}/reload?wait=true"),
-            config.restart.startup_timeout + ANSWER_TIMEOUT,
+            config.restart.startup_timeout.saturating_add(ANSWER_TIMEOUT),
         ),
         CtlAction::Prestop => (
             "GET",
             format!("{prefix}/prestop"),
-            config.shutdown.drain_delay + ANSWER_TIMEOUT,
+            config.shutdown.drain_delay.saturating_add(ANSWER_TIMEOUT),
         ),
     };
     match client::request(&Target::Unix(&socket), method, &path, timeout) {

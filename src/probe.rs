@@ -13,7 +13,7 @@ use crate::redact;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn run(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
+pub fn run(args: &ProbeArgs, env: &config::Env, cwd: &Path) -> i32 {
     let timeout = match args.timeout.as_deref().map(config::flag_duration).transpose() {
         Ok(timeout) => timeout.unwrap_or(DEFAULT_TIMEOUT),
         Err(message) => {
@@ -63,7 +63,7 @@ fn kind_name(kind: ProbeKind) -> &'static str {
 
 /// The alias of the endpoint on the configured `[http] listen`, found the way `run`
 /// finds its config; a wildcard listen address is probed on loopback.
-fn default_url(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<String, String> {
+fn default_url(args: &ProbeArgs, env: &config::Env, cwd: &Path) -> Result<String, String> {
     let flags = ConfigFlags {
         config: args.config.clone(),
         ..ConfigFlags::default()

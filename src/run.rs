@@ -14,7 +14,8 @@ use crate::supervisor;
 const EXIT_USAGE: i32 = 2;
 
 pub fn dispatch(cli: Cli) -> i32 {
-    let env = |name: &str| std::env::var(name).ok();
+    // Values as bytes: `config::load` says which variable is not UTF-8 (DESIGN §3).
+    let env = |name: &str| std::env::var_os(name);
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     match cli.command {
         Command::Run(args) => run(args, &env, cwd),
@@ -26,7 +27,7 @@ pub fn dispatch(cli: Cli) -> i32 {
     }
 }
 
-fn run(args: RunArgs, env: &dyn Fn(&str) -> Option<String>, cwd: PathBuf) -> i32 {
+fn run(args: RunArgs, env: &config::Env, cwd: PathBuf) -> i32 {
     // First, before any signal handler exists: the child must start with what gsup
     // inherited, as if gsup were not there.
     let inherited = InheritedSignals::capture();

@@ -30,6 +30,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Loaded};
+use crate::deadline::SaturatingAdd;
 use crate::http::{self, Api, BindError, Control};
 use crate::metrics::Metrics;
 use crate::monitor;
@@ -436,7 +437,9 @@ impl Supervisor {
                 .systemd
                 .as_ref()
                 .and_then(SystemdNotifier::watchdog_interval)
-                .map(|half_period| *next_systemd_ping.get_or_insert_with(|| Instant::now() + half_period));
+                .map(|half_period| {
+                    *next_systemd_ping.get_or_insert_with(|| Instant::now().saturating_add(half_period))
+                });
             // The safety tick is needed only where the ticker does not wake the loop anyway.
             let tick = if self.state.awaiting_tree() {
                 Some(TREE_POLL)
@@ -849,7 +852,7 @@ impl Supervisor {
         if record.ok {
             // The new child was ready just now: its watchdog clock starts (DESIGN §9).
             let watchdog = self.state.config().notify.watchdog;
-            self.child_watchdog = (!watchdog.is_zero()).then(|| Instant::now() + watchdog);
+            self.child_watchdog = (!watchdog.is_zero()).then(|| Instant::now().saturating_add(watchdog));
         }
     }
 
@@ -953,12 +956,12 @@ impl Supervisor {
         } else {
             self.monitor_interval
         };
-        self.next_sample = now + interval;
+        self.next_sample = now.saturating_add(interval);
         let hook_pids = self.helper_pids();
         let full = self.sampler.is_some() && full_sample_due(self.next_full_sample, now, interval);
         let pids: Vec<Pid> = match &mut self.sampler {
             Some(sampler) if full => {
-                self.next_full_sample = now + self.monitor_interval;
+                self.next_full_sample = now.saturating_add(self.monitor_interval);
                 let tree = sampler.sample(&roots(self.state.child().map(|c| c.pid)), &hook_pids);
                 let gsup = sampler.sample_self(&hook_pids);
                 let totals = &tree.totals;
@@ -1129,13 +1132,13 @@ impl Supervisor {
                     }));
                     let watchdog = self.state.config().notify.watchdog;
                     if serving && !watchdog.is_zero() && self.child_watchdog.is_none() {
-                        self.child_watchdog = Some(Instant::now() + watchdog);
+                        self.child_watchdog = Some(Instant::now().saturating_add(watchdog));
                     }
                 }
                 NotifyMessage::Watchdog => {
                     let watchdog = self.state.config().notify.watchdog;
                     if serving && !watchdog.is_zero() {
-                        self.child_watchdog = Some(Instant::now() + watchdog);
+                        self.child_watchdog = Some(Instant::now().saturating_add(watchdog));
                     }
                 }
                 NotifyMessage::WatchdogTrigger if serving => self.child_watchdog = Some(Instant::now()),

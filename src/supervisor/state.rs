@@ -15,6 +15,7 @@ use super::checks::{CheckId, CheckResult};
 use super::hooks::{self, PhaseResult};
 use super::phases::{self, Outcome, PhaseName, PhaseRow, Rows};
 use crate::config::{Config, ForwardTo, HookPhase, MonitorAction, RestartPolicy};
+use crate::deadline::SaturatingAdd;
 use crate::signals::Sig;
 
 pub type Pid = i32;
@@ -776,7 +777,7 @@ impl State {
             info!(pid, generation = self.generation, "new generation started (reload)");
             reload.new = Some(started);
             if has_probe {
-                let at = now + self.config.restart.startup_timeout;
+                let at = now.saturating_add(self.config.restart.startup_timeout);
                 actions.push(Action::Arm(Timer::ReloadStartup, at));
             } else {
                 // With no probe a child is ready once it runs (DESIGN §5).
@@ -791,7 +792,10 @@ impl State {
         self.startup_pending = has_probe;
         info!(pid, generation = self.generation, "child started");
         if has_probe {
-            actions.push(Action::Arm(Timer::Startup, now + self.config.restart.startup_timeout));
+            actions.push(Action::Arm(
+                Timer::Startup,
+                now.saturating_add(self.config.restart.startup_timeout),
+            ));
         }
     }
 
@@ -879,7 +883,7 @@ impl State {
         });
         self.retiring.push(Retiring {
             child: leaving.clone(),
-            kill_at: Some(now + self.config.shutdown.timeout),
+            kill_at: Some(now.saturating_add(self.config.shutdown.timeout)),
             exited: false,
         });
         self.arm_retire(actions);
@@ -982,7 +986,7 @@ impl State {
         if !self.open_shutdown(reason, now, actions) {
             return;
         }
-        let deadline = now + self.config.shutdown.timeout;
+        let deadline = now.saturating_add(self.config.shutdown.timeout);
         // After a preStop, only what remains of drain_delay since then (DESIGN §4).
         let drain_delay = match self.prestop_at {
             Some(since) => self
@@ -1006,7 +1010,10 @@ impl State {
         if drain_delay.is_zero() {
             self.wait_for_inflight(now, actions);
         } else {
-            actions.push(Action::Arm(Timer::DrainEnd, (now + drain_delay).min(deadline)));
+            actions.push(Action::Arm(
+                Timer::DrainEnd,
+                now.saturating_add(drain_delay).min(deadline),
+            ));
         }
     }
 
@@ -1019,7 +1026,7 @@ impl State {
         self.awaiting_inflight = true;
         actions.push(Action::Arm(
             Timer::DrainMax,
-            (now + self.config.shutdown.max_drain_time).min(deadline),
+            now.saturating_add(self.config.shutdown.max_drain_time).min(deadline),
         ));
     }
 
@@ -1039,7 +1046,7 @@ impl State {
     /// Returns whether a running child is left to drain and stop; the cases without one
     /// (restart backoff, stragglers of an exited child) are settled here.
     fn open_shutdown(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) -> bool {
-        let deadline = now + self.config.shutdown.timeout;
+        let deadline = now.saturating_add(self.config.shutdown.timeout);
         self.phases = phases::plan(&self.config);
         self.phases
             .record(PhaseName::StopAccepting, Outcome::Ok, "readiness off", now);
@@ -1174,7 +1181,10 @@ impl State {
             }
         } else {
             self.aftermath = Some(Aftermath { killed: false });
-            actions.push(Action::Arm(Timer::StragglerKill, now + self.config.shutdown.timeout));
+            actions.push(Action::Arm(
+                Timer::StragglerKill,
+                now.saturating_add(self.config.shutdown.timeout),
+            ));
         }
     }
 
@@ -1196,7 +1206,7 @@ impl State {
         });
         self.retiring.push(Retiring {
             child: old,
-            kill_at: Some(now + self.config.shutdown.timeout),
+            kill_at: Some(now.saturating_add(self.config.shutdown.timeout)),
             exited: true,
         });
         self.arm_retire(actions);
@@ -1301,7 +1311,7 @@ impl State {
                     // the phases left share the force_timeout window (DESIGN §4 budget).
                     warn!("graceful deadline reached during the post-stop phases: killing the running hook");
                     actions.push(Action::KillHooks);
-                    let window_end = now + self.config.shutdown.force_timeout;
+                    let window_end = now.saturating_add(self.config.shutdown.force_timeout);
                     if let Some(shutdown) = &mut self.shutdown {
                         shutdown.force_deadline = Some(window_end);
                     }
@@ -1344,7 +1354,7 @@ impl State {
                     actions.push(Action::SignalTree { signal: libc::SIGKILL });
                     actions.push(Action::Arm(
                         Timer::StragglerGiveUp,
-                        now + self.config.shutdown.force_timeout,
+                        now.saturating_add(self.config.shutdown.force_timeout),
                     ));
                 }
             }
@@ -1376,7 +1386,10 @@ impl State {
         actions.push(Action::SignalTree {
             signal: self.config.effective_stop_signal(),
         });
-        actions.push(Action::Arm(Timer::StartupKill, now + self.config.shutdown.timeout));
+        actions.push(Action::Arm(
+            Timer::StartupKill,
+            now.saturating_add(self.config.shutdown.timeout),
+        ));
     }
 
     /// A forced shutdown (second signal, DELETE, `ctl kill`): straight to `force`.
@@ -1403,7 +1416,7 @@ impl State {
     }
 
     fn begin_force(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        let window_end = now + self.config.shutdown.force_timeout;
+        let window_end = now.saturating_add(self.config.shutdown.force_timeout);
         let Some(shutdown) = &mut self.shutdown else {
             return;
         };
@@ -1501,7 +1514,7 @@ impl State {
         }
         self.restarts.consecutive += 1;
         let delay = backoff(restart.backoff_initial, restart.backoff_max, self.restarts.consecutive);
-        let at = exit.at + delay;
+        let at = exit.at.saturating_add(delay);
         info!(delay_ms = delay.as_millis() as u64, policy = ?restart.policy, "child will be restarted");
         self.restarts.pending_at = Some(at);
         actions.push(Action::Arm(Timer::Restart, at));
@@ -1662,7 +1675,7 @@ impl State {
             let own_bound = if name == PhaseName::Database && !self.config.phases.database.force_close {
                 budget_end
             } else {
-                now + row.timeout
+                now.saturating_add(row.timeout)
             };
             self.phases.start(name, now);
             actions.push(Action::RunHooks {
