@@ -7,11 +7,10 @@ use common::*;
 
 fn scenario(name: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tty/job_control.py");
-    let mut probe = start(cmd("sh", &["-c", "command -v python3 && command -v bash"]), &[]);
-    if probe.wait_code(PATIENCE) != 0 {
-        eprintln!("SKIPPED: python3 and bash are needed to drive a pty");
-        return;
-    }
+    assert!(
+        have("python3") && have("bash"),
+        "python3 and bash are needed to drive a pty"
+    );
     let mut driver = start(cmd("python3", &[script, GSUP, CHILD, name]), &[]);
     let code = driver.wait_code(std::time::Duration::from_secs(120));
     let output = driver.drain_lines(std::time::Duration::from_secs(1)).join("\n");
@@ -30,4 +29,11 @@ fn job_control_from_the_users_shell() {
 #[test]
 fn job_control_inside_a_supervised_shell() {
     scenario("inner");
+}
+
+/// Ctrl+C while gsup's own group holds the terminal (a restart backoff, then a post-stop
+/// hook): the first starts the shutdown, the second forces it (DESIGN §4 Signals).
+#[test]
+fn ctrl_c_while_gsup_holds_the_terminal_shuts_down_then_forces() {
+    scenario("gsup-holds-terminal");
 }
