@@ -134,6 +134,30 @@ fn an_exec_probe_starts_the_watchdog_clock() {
     assert_eq!(gsup.wait_code(PATIENCE), 128 + libc::SIGABRT, "{}", gsup.stderr());
 }
 
+#[test]
+fn a_child_that_ignores_watchdog_signal_gets_sigkill_after_timeout() {
+    let file = config_file("[notify]\nwatchdog = \"500ms\"\n");
+    let path = file.path().to_str().expect("utf-8");
+    let mut gsup = gsup_run(
+        &[
+            "--config",
+            path,
+            "--timeout",
+            "1s",
+            "--",
+            CHILD,
+            "ignore",
+            "ABRT",
+            "echo",
+            "up",
+            "forever",
+        ],
+        &[],
+    );
+    gsup.expect_line("up");
+    assert_eq!(gsup.wait_code(PATIENCE), 128 + libc::SIGKILL, "{}", gsup.stderr());
+}
+
 // Item 4: the post-stop phases run on every full shutdown.
 
 #[test]

@@ -150,6 +150,8 @@ pub enum Timer {
     ReloadStartup,
     /// The earliest SIGKILL due to a retiring generation's group.
     Retire,
+    /// A child that missed its watchdog got `watchdog_signal` `timeout` ago: SIGKILL.
+    WatchdogKill,
 }
 
 /// Where a forwarded signal goes.
@@ -407,8 +409,9 @@ pub struct State {
     /// The run ends because of a failure gsup detected (monitor shutdown, a restart
     /// limit): the exit code is the child's if non-zero, else 1 (DESIGN §2).
     failure_exit: bool,
-    /// The current child missed its watchdog: its exit is a failure (DESIGN §4 Restarts).
-    watchdog_missed: bool,
+    /// The child (by pid) that missed its watchdog: its exit is a failure (DESIGN §4
+    /// Restarts), and `WatchdogKill` is for it alone.
+    watchdog_missed: Option<Pid>,
     /// The readiness probe's latest result for this child (`None`: none yet, or no probe).
     probe_ok: Option<bool>,
     /// The latest result of each `[[dependencies]]` entry, and when it came.
@@ -445,7 +448,7 @@ impl State {
             connections_at_trigger: None,
             thresholds: [Threshold::default(); 2],
             failure_exit: false,
-            watchdog_missed: false,
+            watchdog_missed: None,
             probe_ok: None,
             dependencies: vec![None; config.dependencies.len()],
             restarts: Restarts::default(),
@@ -715,7 +718,7 @@ impl State {
             Event::Command(Command::Kill { reason }) => self.force(reason, now, &mut actions),
             Event::HooksDone(result) => self.on_hooks_done(result, now, &mut actions),
             Event::Check(result) => self.on_check(result, now, &mut actions),
-            Event::WatchdogMissed { generation } => self.on_watchdog_missed(generation, &mut actions),
+            Event::WatchdogMissed { generation } => self.on_watchdog_missed(generation, now, &mut actions),
             Event::Sample { rss_bytes, cpu_percent } => self.on_sample(rss_bytes, cpu_percent, now, &mut actions),
             Event::Connections { active, inflight } => {
                 self.connections = Some(ConnectionCount { active, inflight });
@@ -734,19 +737,21 @@ impl State {
         actions
     }
 
-    /// `watchdog_signal` to the child, and its exit becomes a failure: the restart policy
-    /// decides; unrestarted, gsup exits with its code if non-zero, else 1 (DESIGN §4, §9).
-    fn on_watchdog_missed(&mut self, generation: u64, actions: &mut Vec<Action>) {
+    /// `watchdog_signal` to the child, SIGKILL `timeout` later if it is still there, and
+    /// its exit becomes a failure: the restart policy decides; unrestarted, gsup exits with
+    /// its code if non-zero, else 1 (DESIGN §4, §9).
+    fn on_watchdog_missed(&mut self, generation: u64, now: Instant, actions: &mut Vec<Action>) {
         let Some(child) = self.child.as_ref().filter(|c| c.generation == generation) else {
             return;
         };
         let signal = self.config.notify.watchdog_signal;
         error!(pid = child.pid, signal = %Sig(signal), "child missed its watchdog");
-        self.watchdog_missed = true;
+        self.watchdog_missed = Some(child.pid);
         actions.push(Action::Forward {
             target: Target::Child(child.pid),
             signal,
         });
+        actions.push(Action::Arm(Timer::WatchdogKill, now + self.config.shutdown.timeout));
     }
 
     fn on_check(&mut self, result: CheckResult, now: Instant, actions: &mut Vec<Action>) {
@@ -817,7 +822,7 @@ impl State {
         self.last_pgid = Some(pid);
         self.probe_ok = None;
         self.failed_start = None;
-        self.watchdog_missed = false;
+        self.watchdog_missed = None;
         self.startup_pending = has_probe;
         info!(pid, generation = self.generation, "child started");
         if has_probe {
@@ -1289,6 +1294,18 @@ impl State {
 
     fn on_timer(&mut self, timer: Timer, now: Instant, actions: &mut Vec<Action>) {
         match timer {
+            Timer::WatchdogKill => {
+                let pid = self.child.as_ref().map(|c| c.pid);
+                if pid.is_some() && pid == self.watchdog_missed && self.shutdown.is_none() {
+                    warn!(pid, "child still alive after watchdog_signal: SIGKILL");
+                    if let Some(pid) = pid {
+                        actions.push(Action::Forward {
+                            target: Target::Child(pid),
+                            signal: libc::SIGKILL,
+                        });
+                    }
+                }
+            }
             Timer::DrainEnd => {
                 let row = &self.phases[PhaseName::Drain as usize];
                 let drain_running = self.shutdown.is_some() && row.started_at.is_some() && row.outcome.is_none();
@@ -1510,7 +1527,7 @@ impl State {
     fn after_own_exit(&mut self, now: Instant, actions: &mut Vec<Action>) {
         let Some(exit) = self.last_exit else { return };
         let restart = &self.config.restart;
-        let failed = !exit.status.success() || self.watchdog_missed;
+        let failed = !exit.status.success() || self.watchdog_missed.is_some();
         let wanted = match restart.policy {
             RestartPolicy::Never => false,
             RestartPolicy::OnFailure => failed,
@@ -1518,7 +1535,7 @@ impl State {
         };
         if !wanted {
             // A missed watchdog is a failure: no exit_code_map for it (DESIGN §2, §9).
-            self.failure_exit |= self.watchdog_missed;
+            self.failure_exit |= self.watchdog_missed.is_some();
             return self.end_after_exit(format!("child {}", describe(exit.status)), now, actions);
         }
         while self

@@ -65,11 +65,11 @@ fn a_missed_watchdog_sends_watchdog_signal_and_exits_1_unmapped() {
     });
     let actions = state.step(Event::WatchdogMissed { generation: 1 }, t0 + ms(1000));
     assert_eq!(
-        actions,
-        vec![Action::Forward {
+        actions.first(),
+        Some(&Action::Forward {
             target: Target::Child(CHILD),
             signal: state.config().notify.watchdog_signal
-        }]
+        })
     );
     state.step(exited(CHILD, ExitStatus::Code(0)), t0 + ms(1010));
     let actions = state.step(Event::Poll { tree_empty: true }, t0 + ms(1010));
@@ -448,4 +448,35 @@ fn a_generation_runs_until_the_last_one_exited() {
     assert!(state.generation_running());
     crash(&mut state, t0, 0);
     assert!(!state.generation_running());
+}
+
+#[test]
+fn a_child_still_alive_timeout_after_a_missed_watchdog_gets_sigkill() {
+    let (mut state, t0) = machine(|c| c.notify.watchdog = Duration::from_secs(1));
+    let actions = state.step(Event::WatchdogMissed { generation: 1 }, t0);
+    let kill_at = t0 + Duration::from_secs(30);
+    assert!(
+        actions.contains(&Action::Arm(Timer::WatchdogKill, kill_at)),
+        "{actions:?}"
+    );
+    assert_eq!(
+        state.step(Event::Timer(Timer::WatchdogKill), kill_at),
+        vec![Action::Forward {
+            target: Target::Child(CHILD),
+            signal: libc::SIGKILL
+        }]
+    );
+    // A later generation is never the one killed.
+    let (mut state, t0) = machine(|c| {
+        c.notify.watchdog = Duration::from_secs(1);
+        c.restart.policy = RestartPolicy::Always;
+    });
+    state.step(Event::WatchdogMissed { generation: 1 }, t0);
+    crash(&mut state, t0, 134);
+    state.step(Event::Timer(Timer::Restart), t0 + Duration::from_secs(1));
+    state.step(Event::Spawned { pid: CHILD + 1 }, t0 + Duration::from_secs(1));
+    assert_eq!(
+        state.step(Event::Timer(Timer::WatchdogKill), t0 + Duration::from_secs(30)),
+        vec![]
+    );
 }
