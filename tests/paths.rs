@@ -16,6 +16,15 @@ fn path_in(dir: &tempfile::TempDir, name: &str) -> String {
     dir.path().join(name).to_str().expect("utf-8").to_string()
 }
 
+/// `gsup run --config FILE args…`, FILE holding `config`; it lives as long as the handle.
+fn run_with_config(config: &str, args: &[&str], env: &[(&str, &str)]) -> (Running, tempfile::NamedTempFile) {
+    let file = config_file(config);
+    let path = file.path().to_str().expect("utf-8").to_string();
+    let mut all = vec!["--config", path.as_str()];
+    all.extend_from_slice(args);
+    (gsup_run(&all, env), file)
+}
+
 /// The shutdown report gsup appended to `log` (one JSON line).
 fn report(log: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{log}: {e}"));
@@ -62,13 +71,10 @@ fn proc_state(pid: i32) -> String {
 #[test]
 fn a_monitor_restart_sends_no_stopping_and_ready_again() {
     let systemd = FakeSystemd::new();
-    let file = config_file(
+    let (mut gsup, _config) = run_with_config(
         "[monitor]\ninterval = \"200ms\"\nmemory_threshold_mb = 100\ncpu_threshold_percent = 400\nsustain = \"200ms\"\naction = \"restart\"\n\
          [restart]\nmax_restarts = 100\n",
-    );
-    let path = file.path().to_str().expect("utf-8");
-    let mut gsup = gsup_run(
-        &["--config", path, "--", CHILD, "pid", "alloc", "200", "forever"],
+        &["--", CHILD, "pid", "alloc", "200", "forever"],
         &[("NOTIFY_SOCKET", &systemd.path), ("WATCHDOG_USEC", "1000000")],
     );
     let first = field(&gsup.expect_line("pid "), "pid");
@@ -97,12 +103,9 @@ fn a_monitor_restart_sends_no_stopping_and_ready_again() {
 
 #[test]
 fn a_child_that_never_pings_is_caught_without_a_notify_probe_and_its_clean_exit_is_1() {
-    let file = config_file("[notify]\nwatchdog = \"500ms\"\n");
-    let path = file.path().to_str().expect("utf-8");
-    let mut gsup = gsup_run(
+    let (mut gsup, _config) = run_with_config(
+        "[notify]\nwatchdog = \"500ms\"\n",
         &[
-            "--config",
-            path,
             "--exit-map",
             "0=0",
             "--",
@@ -124,11 +127,11 @@ fn a_child_that_never_pings_is_caught_without_a_notify_probe_and_its_clean_exit_
 
 #[test]
 fn an_exec_probe_starts_the_watchdog_clock() {
-    let file = config_file(
+    let (mut gsup, _config) = run_with_config(
         "[notify]\nwatchdog = \"500ms\"\n[readiness]\nprobe = { exec = [\"true\"] }\ninterval = \"100ms\"\n",
+        &["--", CHILD, "echo", "up", "forever"],
+        &[],
     );
-    let path = file.path().to_str().expect("utf-8");
-    let mut gsup = gsup_run(&["--config", path, "--", CHILD, "echo", "up", "forever"], &[]);
     gsup.expect_line("up");
     // ABRT, the default watchdog_signal, kills the fixture: 134, not mapped.
     assert_eq!(gsup.wait_code(PATIENCE), 128 + libc::SIGABRT, "{}", gsup.stderr());
@@ -136,12 +139,9 @@ fn an_exec_probe_starts_the_watchdog_clock() {
 
 #[test]
 fn a_child_that_ignores_watchdog_signal_gets_sigkill_after_timeout() {
-    let file = config_file("[notify]\nwatchdog = \"500ms\"\n");
-    let path = file.path().to_str().expect("utf-8");
-    let mut gsup = gsup_run(
+    let (mut gsup, _config) = run_with_config(
+        "[notify]\nwatchdog = \"500ms\"\n",
         &[
-            "--config",
-            path,
             "--timeout",
             "1s",
             "--",
@@ -165,12 +165,11 @@ fn a_batch_job_that_exits_0_runs_its_cleanup_hook() {
     let dir = scratch();
     let marker = path_in(&dir, "cleaned");
     let log = path_in(&dir, "shutdown.log");
-    let file = config_file(&format!(
-        "[shutdown]\nlog = \"{log}\"\n[[hooks]]\nphase = \"cleanup\"\nname = \"tidy\"\nexec = [\"touch\", \"{marker}\"]\n"
-    ));
-    let path = file.path().to_str().expect("utf-8");
-    let mut gsup = gsup_run(
-        &["--config", path, "--exit-map", "0=0", "--", "sh", "-c", "exit 0"],
+    let (mut gsup, _config) = run_with_config(
+        &format!(
+            "[shutdown]\nlog = \"{log}\"\n[[hooks]]\nphase = \"cleanup\"\nname = \"tidy\"\nexec = [\"touch\", \"{marker}\"]\n"
+        ),
+        &["--exit-map", "0=0", "--", "sh", "-c", "exit 0"],
         &[],
     );
     assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
@@ -186,12 +185,14 @@ fn a_shutdown_during_restart_backoff_runs_the_cleanup_hook() {
     let dir = scratch();
     let marker = path_in(&dir, "cleaned");
     let log = path_in(&dir, "shutdown.log");
-    let file = config_file(&format!(
-        "[restart]\npolicy = \"always\"\nbackoff_initial = \"30s\"\nbackoff_max = \"30s\"\n\
+    let (mut gsup, _config) = run_with_config(
+        &format!(
+            "[restart]\npolicy = \"always\"\nbackoff_initial = \"30s\"\nbackoff_max = \"30s\"\n\
          [shutdown]\nlog = \"{log}\"\n[[hooks]]\nphase = \"cleanup\"\nname = \"tidy\"\nexec = [\"touch\", \"{marker}\"]\n"
-    ));
-    let path = file.path().to_str().expect("utf-8");
-    let mut gsup = gsup_run(&["--config", path, "--", CHILD, "echo", "up", "exit", "5"], &[]);
+        ),
+        &["--", CHILD, "echo", "up", "exit", "5"],
+        &[],
+    );
     gsup.expect_line("up");
     assert!(
         wait_until(PATIENCE, || gsup.stderr().contains("child will be restarted")),
@@ -355,21 +356,30 @@ fn under_the_systemd_watchdog_tstp_is_only_forwarded() {
 
 // Item 14: a hook cut short by anything but its own bound: SIGKILL to its group.
 
-#[test]
-fn a_second_term_during_pre_stop_kills_the_hooks_children() {
+/// gsup running `child` with a `pre_stop` hook that runs 30 s with children of its own,
+/// after a SIGTERM: (gsup, the hook's process group, what must live as long as the test).
+fn shutdown_in_a_slow_pre_stop(child: &[&str]) -> (Running, i32, (tempfile::TempDir, tempfile::NamedTempFile)) {
     let dir = scratch();
     let pid_file = path_in(&dir, "hook.pid");
-    let file = config_file(&format!(
-        "[shutdown]\ntimeout = \"10s\"\nforce_timeout = \"2s\"\n\
-         [[hooks]]\nphase = \"pre_stop\"\nname = \"slow\"\n\
-         exec = [\"/bin/sh\", \"-c\", \"echo $$ > {pid_file}; sleep 30 & sleep 30; wait\"]\n"
-    ));
-    let path = file.path().to_str().expect("utf-8");
-    let mut gsup = gsup_run(&["--config", path, "--", CHILD, "echo", "up", "forever"], &[]);
+    let (mut gsup, config) = run_with_config(
+        &format!(
+            "[shutdown]\ntimeout = \"10s\"\nforce_timeout = \"2s\"\n\
+             [[hooks]]\nphase = \"pre_stop\"\nname = \"slow\"\n\
+             exec = [\"/bin/sh\", \"-c\", \"echo $$ > {pid_file}; sleep 30 & sleep 30; wait\"]\n"
+        ),
+        child,
+        &[],
+    );
     gsup.expect_line("up");
     gsup.signal(libc::SIGTERM);
     let hook = read_pid(&pid_file);
     assert!(group_alive(hook));
+    (gsup, hook, (dir, config))
+}
+
+#[test]
+fn a_second_term_during_pre_stop_kills_the_hooks_children() {
+    let (mut gsup, hook, _keep) = shutdown_in_a_slow_pre_stop(&["--", CHILD, "echo", "up", "forever"]);
     gsup.signal(libc::SIGTERM);
     gsup.wait_code(PATIENCE);
     assert!(
@@ -380,19 +390,18 @@ fn a_second_term_during_pre_stop_kills_the_hooks_children() {
 
 #[test]
 fn the_child_exiting_during_pre_stop_kills_the_hooks_children() {
-    let dir = scratch();
-    let pid_file = path_in(&dir, "hook.pid");
-    let file = config_file(&format!(
-        "[[hooks]]\nphase = \"pre_stop\"\nname = \"slow\"\n\
-         exec = [\"/bin/sh\", \"-c\", \"echo $$ > {pid_file}; sleep 30 & sleep 30; wait\"]\n"
-    ));
-    let path = file.path().to_str().expect("utf-8");
-    let mut gsup = gsup_run(&["--config", path, "--", CHILD, "pid", "forever"], &[]);
-    let child_pid = field(&gsup.expect_line("pid "), "pid");
-    gsup.signal(libc::SIGTERM);
-    let hook = read_pid(&pid_file);
+    let (mut gsup, hook, _keep) = shutdown_in_a_slow_pre_stop(&["--", CHILD, "pid", "echo", "up", "forever"]);
+    let child = field(
+        &gsup
+            .seen
+            .iter()
+            .find(|l| l.starts_with("pid "))
+            .cloned()
+            .unwrap_or_default(),
+        "pid",
+    );
     // The child goes on its own while the hook runs.
-    send_signal(child_pid, libc::SIGKILL);
+    send_signal(child, libc::SIGKILL);
     assert_eq!(gsup.wait_code(PATIENCE), 137, "{}", gsup.stderr());
     assert!(
         wait_until(PATIENCE, || !group_alive(hook)),
@@ -403,57 +412,19 @@ fn the_child_exiting_during_pre_stop_kills_the_hooks_children() {
 // Item 15: in a shutdown, the stragglers get the stop signal and SIGKILL only at the
 // graceful deadline; a stop that needed SIGKILL is a failure.
 
-#[test]
-fn a_straggler_gets_its_grace_during_a_shutdown() {
-    let dir = scratch();
-    let done = path_in(&dir, "done");
-    let log = path_in(&dir, "shutdown.log");
-    let file = config_file(&format!("[shutdown]\nlog = \"{log}\"\n"));
-    let path = file.path().to_str().expect("utf-8");
-    let straggler = format!("trap 'sleep 0.5; touch {done}; exit 0' TERM; echo straggler; sleep 30 & wait");
-    let script = format!("sh -c \"{straggler}\" & sleep 30 & wait $!");
-    let mut gsup = gsup_run(
-        &[
-            "--config",
-            path,
-            "--timeout",
-            "5s",
-            "--force-timeout",
-            "1s",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
-        &[],
-    );
-    gsup.expect_line("straggler");
-    gsup.signal(libc::SIGTERM);
-    assert_eq!(gsup.wait_code(PATIENCE), 143, "{}", gsup.stderr());
-    assert!(
-        Path::new(&done).exists(),
-        "the straggler was killed before its grace ended"
-    );
-    let report = report(&log);
-    assert_eq!(phase(&report, "force")["outcome"], "skipped", "{report}");
-    assert_eq!(report["outcome"], "success", "{report}");
-}
-
-#[test]
-fn a_straggler_that_needs_sigkill_makes_the_shutdown_a_failure() {
+/// gsup running `sh -c script` (which prints `straggler`) with `--timeout` and
+/// `--force-timeout`, after a SIGTERM once it printed that, until it exits: (its exit
+/// code, the shutdown report).
+fn shutdown_with_a_straggler(script: &str, timeout: &str, force_timeout: &str) -> (i32, serde_json::Value) {
     let dir = scratch();
     let log = path_in(&dir, "shutdown.log");
-    let file = config_file(&format!("[shutdown]\nlog = \"{log}\"\n"));
-    let path = file.path().to_str().expect("utf-8");
-    let script = "sh -c \"trap '' TERM; echo straggler; while :; do sleep 0.1; done\" & sleep 30 & wait $!";
-    let mut gsup = gsup_run(
+    let (mut gsup, _config) = run_with_config(
+        &format!("[shutdown]\nlog = \"{log}\"\n"),
         &[
-            "--config",
-            path,
             "--timeout",
-            "1s",
+            timeout,
             "--force-timeout",
-            "2s",
+            force_timeout,
             "--",
             "sh",
             "-c",
@@ -463,8 +434,30 @@ fn a_straggler_that_needs_sigkill_makes_the_shutdown_a_failure() {
     );
     gsup.expect_line("straggler");
     gsup.signal(libc::SIGTERM);
-    gsup.wait_code(PATIENCE);
-    let report = report(&log);
+    let code = gsup.wait_code(PATIENCE);
+    (code, report(&log))
+}
+
+#[test]
+fn a_straggler_gets_its_grace_during_a_shutdown() {
+    let dir = scratch();
+    let done = path_in(&dir, "done");
+    let straggler = format!("trap 'sleep 0.5; touch {done}; exit 0' TERM; echo straggler; sleep 30 & wait");
+    let script = format!("sh -c \"{straggler}\" & sleep 30 & wait $!");
+    let (code, report) = shutdown_with_a_straggler(&script, "5s", "1s");
+    assert_eq!(code, 143, "{report}");
+    assert!(
+        Path::new(&done).exists(),
+        "the straggler was killed before its grace ended"
+    );
+    assert_eq!(phase(&report, "force")["outcome"], "skipped", "{report}");
+    assert_eq!(report["outcome"], "success", "{report}");
+}
+
+#[test]
+fn a_straggler_that_needs_sigkill_makes_the_shutdown_a_failure() {
+    let script = "sh -c \"trap '' TERM; echo straggler; while :; do sleep 0.1; done\" & sleep 30 & wait $!";
+    let (_, report) = shutdown_with_a_straggler(script, "1s", "2s");
     assert_ne!(phase(&report, "force")["outcome"], "skipped", "{report}");
     assert_eq!(report["outcome"], "failure", "{report}");
 }
