@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{ConfigFlags, CtlAction, CtlArgs};
-use crate::config::{self, Config};
+use crate::config;
 use crate::http::client::{self, Target};
 
 /// Connecting and the answer to `status`, `shutdown` and `kill` (DESIGN §2), and what
@@ -16,18 +16,18 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
     // The config gives the prefix, the socket when no flag or variable names it, and the
-    // waits of prestop and reload; without a readable config the defaults hold.
+    // waits of prestop and reload. A config that fails to load (named or found: an
+    // unreadable token_file) is an error: its defaults would be the wrong prefix and waits.
     let flags = ConfigFlags {
         config: args.config.clone(),
         ..ConfigFlags::default()
     };
     let config = match config::load(&flags, env, cwd) {
         Ok(loaded) => loaded.config,
-        Err(errors) if args.config.is_some() => {
-            eprintln!("gsup ctl: {errors}");
+        Err(errors) => {
+            eprintln!("gsup ctl: the config does not load, so its prefix and waits are unknown: {errors}");
             return 2;
         }
-        Err(_) => Config::default(),
     };
     let socket: Option<PathBuf> = args
         .socket
@@ -57,14 +57,14 @@ pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> 
     };
     match client::request(&Target::Unix(&socket), method, &path, timeout) {
         Ok(answer) if (200..300).contains(&answer.status) => {
-            println!("{}", answer.body.trim_end());
+            println!("{}", answer.text().trim_end());
             0
         }
         Ok(answer) => {
             // 409 and the auth answers: gsup would not; anything else: it tried and failed
             // (a reload whose new child never got ready).
             let verdict = if answer.status < 500 { "refused" } else { "failed" };
-            eprintln!("gsup ctl: {verdict} ({}): {}", answer.status, answer.body.trim_end());
+            eprintln!("gsup ctl: {verdict} ({}): {}", answer.status, answer.text().trim_end());
             1
         }
         Err(error) => {

@@ -11,14 +11,16 @@
 //! Nothing here spawns, signals or waits: this module only moves datagrams.
 #![allow(dead_code)] // wired by the supervisor loop
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram as StdUnixDatagram};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{self, ControlMessageOwned, MsgFlags, UnixCredentials, sockopt};
 use tokio::io::Interest;
@@ -116,28 +118,67 @@ pub struct NotifyServer {
     dir: PathBuf,
     /// `<dir>/notify.sock`; always UTF-8 (checked at bind), so it fits an env value.
     path: PathBuf,
+    /// Senders the supervisor found outside the child's tree: dropped unread for a while.
+    outsiders: Mutex<Outsiders>,
+}
+
+/// How long a sender found outside the child's tree stays dropped without a new look.
+/// Only pid reuse could bring that pid into the tree, and that takes going round the
+/// whole pid space first.
+const OUTSIDER_MEMORY: Duration = Duration::from_secs(1);
+
+/// The most outsiders remembered at once (a flood from more pids costs one look each).
+const MAX_OUTSIDERS: usize = 1024;
+
+/// Pids whose datagrams `recv` drops without handing them to the supervisor, so a flood
+/// from outside the child's tree costs a `recvmsg` each, not a `/proc` walk (DESIGN §5).
+#[derive(Debug, Default)]
+struct Outsiders {
+    until: HashMap<i32, Instant>,
+}
+
+impl Outsiders {
+    fn remember(&mut self, pid: i32, now: Instant) {
+        if self.until.len() >= MAX_OUTSIDERS {
+            self.until.retain(|_, until| *until > now);
+        }
+        if self.until.len() < MAX_OUTSIDERS {
+            self.until.insert(pid, now + OUTSIDER_MEMORY);
+        }
+    }
+
+    fn known(&mut self, pid: i32, now: Instant) -> bool {
+        match self.until.get(&pid) {
+            Some(until) if *until > now => true,
+            Some(_) => {
+                self.until.remove(&pid);
+                false
+            }
+            None => false,
+        }
+    }
 }
 
 impl NotifyServer {
-    /// Creates `<dir>/gsup-notify-<gsup's pid>-<generation>` (mode 0711) if needed and binds
-    /// `notify.sock` (mode 0666) in it. Must run inside a tokio runtime.
+    /// Creates a private directory `<dir>/gsup-notify-XXXXXX` (an unpredictable name from
+    /// `mkdtemp`, mode 0711) and binds `notify.sock` (mode 0666) in it. Must run inside a
+    /// tokio runtime. `generation` only names the socket in errors.
     ///
-    /// A directory left by an earlier gsup with the same pid (pid 1 in a container) is
-    /// reused if it is a real directory owned by us; anything else there is refused, so
-    /// another user cannot plant the socket's directory in a shared `/tmp`.
+    /// The name cannot be guessed, so another user cannot pre-create or plant it in a
+    /// shared `/tmp` (DESIGN §9).
     pub fn bind(dir: &Path, generation: u64) -> io::Result<NotifyServer> {
-        let private = dir.join(format!("gsup-notify-{}-{generation}", std::process::id()));
-        let path = private.join("notify.sock");
-        if path.to_str().is_none() {
+        if dir.join("gsup-notify-XXXXXX/notify.sock").to_str().is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "notify socket path {} is not UTF-8: it must fit NOTIFY_SOCKET",
-                    path.display()
+                    "notify socket directory {} is not UTF-8: the path must fit NOTIFY_SOCKET",
+                    dir.display()
                 ),
             ));
         }
-        make_private_dir(&private)?;
+        let private = make_private_dir(dir)
+            .map_err(|error| io::Error::new(error.kind(), format!("generation {generation}: {error}")))?;
+        let path = private.join("notify.sock");
         // No server exists yet whose drop would clean up, so a failed bind does it here.
         let socket = bind_socket(&path).inspect_err(|_| {
             let _ = fs::remove_file(&path);
@@ -147,6 +188,7 @@ impl NotifyServer {
             socket,
             dir: private,
             path,
+            outsiders: Mutex::default(),
         })
     }
 
@@ -161,8 +203,17 @@ impl NotifyServer {
         std::os::unix::fs::chown(&self.dir, uid, gid).map_err(|error| with_path(error, "chown", &self.dir))
     }
 
+    /// The supervisor found `pid` outside the child's tree: `recv` drops its datagrams
+    /// without a look for `OUTSIDER_MEMORY`.
+    pub fn ignore_sender(&self, pid: i32) {
+        if let Ok(mut outsiders) = self.outsiders.lock() {
+            outsiders.remember(pid, Instant::now());
+        }
+    }
+
     /// The next datagram that carries at least one field. Empty, truncated (larger than
-    /// 8 KiB) and non-UTF-8 datagrams are skipped. Every descriptor passed along is closed
+    /// 8 KiB) and non-UTF-8 datagrams are skipped, and so are those of a sender given to
+    /// `ignore_sender` (without being parsed). Every descriptor passed along is closed
     /// before this returns, whatever the datagram held.
     ///
     /// Cancel-safe: a datagram is either returned or not read at all.
@@ -172,7 +223,11 @@ impl NotifyServer {
         loop {
             self.socket.readable().await?;
             let received = self.socket.try_io(Interest::READABLE, || {
-                receive(self.socket.as_raw_fd(), &mut buffer, &mut control)
+                receive(self.socket.as_raw_fd(), &mut buffer, &mut control, |pid| {
+                    self.outsiders
+                        .lock()
+                        .is_ok_and(|mut outsiders| outsiders.known(pid, Instant::now()))
+                })
             });
             match received {
                 Ok(Some(notification)) => return Ok(notification),
@@ -196,28 +251,44 @@ impl Drop for NotifyServer {
     }
 }
 
-/// Creates `dir` with mode 0711, or checks that an existing one is ours.
-fn make_private_dir(dir: &Path) -> io::Result<()> {
-    match fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-            // symlink_metadata: a symlink planted here must not redirect the socket.
-            let meta = fs::symlink_metadata(dir).map_err(|error| with_path(error, "stat", dir))?;
-            let euid = nix::unistd::geteuid().as_raw();
-            if !meta.file_type().is_dir() || meta.uid() != euid {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!(
-                        "{} exists and is not a directory owned by uid {euid}: refusing it for the notify socket",
-                        dir.display()
-                    ),
-                ));
-            }
-        }
-        Err(error) => return Err(with_path(error, "create directory", dir)),
+/// Creates a fresh directory with an unpredictable name in `parent` (mkdtemp(3): mode
+/// 0700, never an existing path) and opens it to 0711 so the child's tree can reach the
+/// socket inside.
+fn make_private_dir(parent: &Path) -> io::Result<PathBuf> {
+    let template = parent.join("gsup-notify-XXXXXX");
+    let dir = nix::unistd::mkdtemp(&template).map_err(|errno| with_path(errno.into(), "mkdtemp", &template))?;
+    if let Err(error) = fs::set_permissions(&dir, fs::Permissions::from_mode(DIR_MODE)) {
+        let _ = fs::remove_dir(&dir);
+        return Err(with_path(error, "chmod", &dir));
     }
-    // Set explicitly: `mode` above is masked by the umask, and a reused dir may differ.
-    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)).map_err(|error| with_path(error, "chmod", dir))
+    Ok(dir)
+}
+
+/// Checks before the first child starts that a notify socket's directory can be made in
+/// `parent` (DESIGN §4: a path that cannot be written is exit 2, not a child without
+/// `NOTIFY_SOCKET`).
+pub fn check_runtime_dir(parent: &Path) -> io::Result<()> {
+    let dir = make_private_dir(parent)?;
+    fs::remove_dir(&dir).map_err(|error| with_path(error, "remove", &dir))
+}
+
+/// Where the child's notify sockets go (DESIGN §9): `$RUNTIME_DIRECTORY` (systemd's
+/// `RuntimeDirectory=`, its first entry), else `$XDG_RUNTIME_DIR`, else `/run` as root,
+/// else `$TMPDIR` or `/tmp`.
+pub fn runtime_dir(env: &dyn Fn(&str) -> Option<String>, root: bool) -> PathBuf {
+    let named = |name: &str| env(name).filter(|v| !v.is_empty());
+    if let Some(dirs) = named("RUNTIME_DIRECTORY") {
+        // systemd joins several `RuntimeDirectory=` entries with ':'.
+        let first = dirs.split(':').next().unwrap_or(&dirs).to_string();
+        return PathBuf::from(first);
+    }
+    if let Some(dir) = named("XDG_RUNTIME_DIR") {
+        return PathBuf::from(dir);
+    }
+    if root && Path::new("/run").is_dir() {
+        return PathBuf::from("/run");
+    }
+    named("TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
 }
 
 /// Binds the socket at `path` (replacing a stale one) with `SO_PASSCRED` and mode 0666.
@@ -240,8 +311,14 @@ fn bind_socket(path: &Path) -> io::Result<UnixDatagram> {
     UnixDatagram::from_std(socket).map_err(|error| with_path(error, "register with the runtime", path))
 }
 
-/// Reads one datagram. `Ok(None)`: it was read and dropped (empty, truncated, garbled).
-fn receive(fd: RawFd, buffer: &mut [u8], control: &mut [u8]) -> io::Result<Option<Notification>> {
+/// Reads one datagram. `Ok(None)`: it was read and dropped (empty, truncated, garbled, or
+/// from a sender `ignored` names).
+fn receive(
+    fd: RawFd,
+    buffer: &mut [u8],
+    control: &mut [u8],
+    ignored: impl FnOnce(i32) -> bool,
+) -> io::Result<Option<Notification>> {
     let mut iov = [IoSliceMut::new(buffer)];
     // CLOEXEC: a descriptor must not slip into a child spawned before it is closed.
     let message = socket::recvmsg::<()>(fd, &mut iov, Some(control), MsgFlags::MSG_CMSG_CLOEXEC)?;
@@ -263,15 +340,17 @@ fn receive(fd: RawFd, buffer: &mut [u8], control: &mut [u8]) -> io::Result<Optio
         // that fit could not be decoded (and would stay open).
         Err(errno) => tracing::warn!(%errno, "notify datagram with truncated control data; its descriptors may leak"),
     }
+    if sender_pid.is_some_and(ignored) {
+        return Ok(None);
+    }
     if flags.contains(MsgFlags::MSG_TRUNC) {
         tracing::debug!(?sender_pid, "notify datagram larger than {RECV_BUFFER} bytes dropped");
         return Ok(None);
     }
-    let Ok(text) = std::str::from_utf8(&buffer[..bytes]) else {
+    let Some(fields) = parse_datagram(&buffer[..bytes]) else {
         tracing::debug!(?sender_pid, "notify datagram that is not UTF-8 dropped");
         return Ok(None);
     };
-    let fields = parse_fields(text);
     if fields.is_empty() {
         tracing::debug!(?sender_pid, "notify datagram without KEY=VALUE fields dropped");
         return Ok(None);
@@ -286,6 +365,11 @@ fn close_received(fd: RawFd) {
     if let Err(errno) = nix::unistd::close(fd) {
         tracing::debug!(fd, %errno, "closing a descriptor passed with a notify datagram failed");
     }
+}
+
+/// The fields of a datagram's bytes; `None` when they are not UTF-8.
+fn parse_datagram(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+    std::str::from_utf8(bytes).ok().map(parse_fields)
 }
 
 /// Newline-separated `KEY=VALUE` (sd_notify(3)); a trailing newline, empty lines and lines
@@ -434,6 +518,8 @@ mod tests {
     use nix::fcntl::OFlag;
     use nix::sys::socket::{ControlMessage, UnixAddr};
     use tokio::time::timeout;
+
+    use std::os::unix::fs::MetadataExt;
 
     use super::*;
 
@@ -637,25 +723,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_leftover_dir_of_ours_is_reused_and_a_planted_symlink_refused() {
+    async fn the_directory_name_is_unpredictable_so_nothing_planted_blocks_it() {
         let dir = tempfile::tempdir().unwrap();
-        let leftover = NotifyServer::bind(dir.path(), 3).unwrap();
-        let path = leftover.path().to_owned();
-        // As a gsup killed before its drop would leave it: dir and socket still there.
-        std::mem::forget(leftover);
-        let server = NotifyServer::bind(dir.path(), 3).unwrap();
-        send_to(&server, b"READY=1");
-        assert_eq!(next(&server).await.fields, fields(&[("READY", "1")]));
-        assert_eq!(server.path(), path);
-
+        // What an attacker could plant under the old, predictable name.
         let elsewhere = tempfile::tempdir().unwrap();
         symlink(
             elsewhere.path(),
-            dir.path().join(format!("gsup-notify-{}-4", own_pid())),
+            dir.path().join(format!("gsup-notify-{}-1", own_pid())),
         )
         .unwrap();
-        let error = NotifyServer::bind(dir.path(), 4).unwrap_err();
-        assert!(error.to_string().contains("refusing"), "{error}");
+        fs::create_dir(dir.path().join(format!("gsup-notify-{}-2", own_pid()))).unwrap();
+        let first = NotifyServer::bind(dir.path(), 1).unwrap();
+        let second = NotifyServer::bind(dir.path(), 2).unwrap();
+        send_to(&first, b"READY=1");
+        assert_eq!(next(&first).await.fields, fields(&[("READY", "1")]));
+        for server in [&first, &second] {
+            let private = server.path().parent().unwrap();
+            let name = private.file_name().unwrap().to_str().unwrap();
+            assert!(
+                name.starts_with("gsup-notify-") && !name.contains(&own_pid().to_string()),
+                "{name}"
+            );
+            assert!(fs::symlink_metadata(private).unwrap().is_dir());
+            assert_eq!(
+                fs::symlink_metadata(private).unwrap().uid(),
+                nix::unistd::geteuid().as_raw()
+            );
+        }
         assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
 
         let error = NotifyServer::bind(&dir.path().join("missing"), 5).unwrap_err();
@@ -663,6 +757,30 @@ mod tests {
             error.to_string().contains("missing"),
             "the error names the path: {error}"
         );
+    }
+
+    #[test]
+    fn the_runtime_dir_follows_systemd_then_xdg_then_run_or_tmp() {
+        let pick = |pairs: &[(&str, &str)], root| runtime_dir(&env_of(pairs), root);
+        assert_eq!(
+            pick(
+                &[
+                    ("RUNTIME_DIRECTORY", "/run/app:/run/other"),
+                    ("XDG_RUNTIME_DIR", "/run/user/1")
+                ],
+                false
+            ),
+            PathBuf::from("/run/app")
+        );
+        assert_eq!(
+            pick(&[("XDG_RUNTIME_DIR", "/run/user/1"), ("TMPDIR", "/t")], true),
+            PathBuf::from("/run/user/1")
+        );
+        if Path::new("/run").is_dir() {
+            assert_eq!(pick(&[("TMPDIR", "/t")], true), PathBuf::from("/run"));
+        }
+        assert_eq!(pick(&[("TMPDIR", "/t")], false), PathBuf::from("/t"));
+        assert_eq!(pick(&[("RUNTIME_DIRECTORY", "")], false), PathBuf::from("/tmp"));
     }
 
     #[tokio::test]
@@ -776,6 +894,58 @@ mod tests {
         // A send to a socket no one bound fails instead of blocking or panicking.
         let notifier = SystemdNotifier::from_env(&env_of(&[("NOTIFY_SOCKET", "/nonexistent/notify.sock")]), 1).unwrap();
         assert!(notifier.ready().is_err());
+    }
+
+    #[test]
+    fn outsiders_are_remembered_for_a_while_and_bounded() {
+        let now = Instant::now();
+        let mut outsiders = Outsiders::default();
+        assert!(!outsiders.known(7, now));
+        outsiders.remember(7, now);
+        assert!(outsiders.known(7, now + OUTSIDER_MEMORY / 2));
+        assert!(!outsiders.known(8, now));
+        assert!(!outsiders.known(7, now + OUTSIDER_MEMORY), "a verdict expires");
+        for pid in 0..2 * MAX_OUTSIDERS as i32 {
+            outsiders.remember(pid, now);
+        }
+        assert_eq!(outsiders.until.len(), MAX_OUTSIDERS);
+        // Expired ones make room.
+        outsiders.remember(-1, now + OUTSIDER_MEMORY);
+        assert!(outsiders.known(-1, now + OUTSIDER_MEMORY));
+        assert_eq!(outsiders.until.len(), 1);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Any bytes: no panic; UTF-8 gives fields with a key and no newline, anything
+        /// else nothing; and every field has a meaning (`parse` never panics either).
+        #[test]
+        fn any_datagram_parses_or_is_refused(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::num::u8::ANY,
+                    proptest::sample::select(b"=\nREADY1WATCHDOG_USECMAINPID-0".to_vec()),
+                ],
+                0..300,
+            ),
+        ) {
+            match parse_datagram(&bytes) {
+                Some(fields) => {
+                    proptest::prop_assert!(std::str::from_utf8(&bytes).is_ok());
+                    for (key, value) in &fields {
+                        proptest::prop_assert!(!key.is_empty() && !key.contains(['\n', '=']));
+                        proptest::prop_assert!(!value.contains('\n'));
+                    }
+                    proptest::prop_assert_eq!(parse(&fields).len(), fields.len());
+                }
+                None => proptest::prop_assert!(std::str::from_utf8(&bytes).is_err()),
+            }
+        }
+
+        #[test]
+        fn any_field_gets_a_meaning(key in "\\PC{0,12}", value in "\\PC{0,24}") {
+            let _ = parse(&[(key, value)]);
+        }
     }
 
     #[test]

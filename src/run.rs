@@ -42,6 +42,13 @@ fn run(args: RunArgs, env: &dyn Fn(&str) -> Option<String>, cwd: PathBuf) -> i32
         eprintln!("gsup: warning: {warning}");
     }
     logging::init(&loaded.config.log);
+    if loaded.config.http.token.is_some() {
+        // The token must not be readable through /proc/<gsup>/environ (or a core dump)
+        // by a child of the same uid (DESIGN §9); gsup's own /proc reads are unaffected.
+        if let Err(errno) = nix::sys::prctl::set_dumpable(false) {
+            eprintln!("gsup: warning: cannot make gsup non-dumpable (PR_SET_DUMPABLE): {errno}");
+        }
+    }
     // The command line wins over `[process] command` (DESIGN §2).
     let argv = if args.command.is_empty() {
         loaded.config.process.command.clone().unwrap_or_default()

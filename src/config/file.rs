@@ -701,7 +701,34 @@ fn http(b: &mut Builder, doc: &mut Section) {
     if let Some(v) = s.take(b, "prestop", boolean) {
         b.config.http.prestop = v;
     }
+    if let Some(v) = s.take(b, "allowed_hosts", host_names) {
+        b.config.http.allowed_hosts = v;
+    }
     s.finish(b);
+}
+
+/// `[http] allowed_hosts`: an array of host names such as "gsup.internal", compared
+/// without case and without port.
+fn host_names(value: &Value) -> Result<Vec<String>, String> {
+    let expected = "expected an array of host names such as [\"gsup.internal\"]";
+    let Value::Array(items) = value else {
+        return Err(format!("{expected}, {}", found(value)));
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::String(name)
+                if !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) =>
+            {
+                Ok(name.to_ascii_lowercase())
+            }
+            Value::String(name) => Err(format!("{expected}: `{name}` is not a host name (no port, no scheme)")),
+            other => Err(format!("{expected}, {} in it", found(other))),
+        })
+        .collect()
 }
 
 fn http_prefix(text: &str) -> Result<String, String> {

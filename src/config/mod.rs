@@ -341,6 +341,11 @@ fn cross_check(b: &mut Builder) {
             "`readiness.probe` is http/tcp while `[[listen]]` sockets are shared between generations: during a reload either child may answer it; prefer { notify = true }, exec, or a per-child address (DESIGN §8)".into(),
         );
     }
+    // A planted symlink or a directory at `[shutdown] log` is never written (DESIGN §9).
+    if let Some(problem) = config.shutdown.log.as_deref().and_then(crate::shutdown_log::problem) {
+        b.warnings.push(problem);
+    }
+    let config = &b.config;
     if !config.listen.is_empty() && config.readiness.probe.is_none() {
         b.warnings.push(
             "`[[listen]]` sockets without a `readiness.probe`: a reload takes the new child as ready once it runs and stops the old one at once; set `readiness.probe = { notify = true }` (the child sends READY=1) or exec (DESIGN §8)".into(),

@@ -160,6 +160,10 @@ pub struct HttpConfig {
     pub readiness: bool,
     pub liveness: bool,
     pub prestop: bool,
+    /// Host names (port ignored, lower case) a request's `Host` may carry besides IP
+    /// literals and `localhost` (DNS rebinding, DESIGN §5). Empty: loopback listens
+    /// check `Host` against the built-in set only, other listens not at all.
+    pub allowed_hosts: Vec<String>,
     /// The bearer token, resolved at load: GSUP_CONTROL_TOKEN, else the trimmed content
     /// of `token_file`. `None`: mutating endpoints answer 403.
     pub token: Option<String>,
@@ -389,6 +393,7 @@ impl Default for Config {
                 readiness: true,
                 liveness: true,
                 prestop: false,
+                allowed_hosts: Vec::new(),
                 token: None,
             },
             control: ControlConfig::default(),

@@ -72,6 +72,8 @@ pub enum RunError {
     Metrics(crate::metrics::MetricsError),
     #[error("{0}")]
     Listen(#[from] crate::listen::ListenError),
+    #[error("[notify] the child's notify socket: {0}")]
+    Notify(io::Error),
 }
 
 impl RunError {
@@ -83,6 +85,7 @@ impl RunError {
             | RunError::Workdir { .. }
             | RunError::NoCommand
             | RunError::Bind(_)
+            | RunError::Notify(_)
             | RunError::Listen(_) => 2,
             RunError::Signals(_) | RunError::Runtime(_) | RunError::Serve(_) | RunError::Metrics(_) => 1,
         }
@@ -103,6 +106,9 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
         .as_deref()
         .map(http::bind_control)
         .transpose()?;
+    if notify_wanted(&loaded.config) {
+        notify::check_runtime_dir(&notify_dir()).map_err(RunError::Notify)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -129,6 +135,8 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
         }
         drop(api);
         let code = supervisor.run(requests, hook_reports, check_results).await;
+        // A `ctl shutdown` that ended gsup at once still gets its answer (bounded).
+        http::answers_written(Duration::from_secs(1)).await;
         // Removes the socket file; the process's exit closes everything else.
         drop(control_socket);
         code
@@ -138,6 +146,18 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
     // blocking thread still running (an http hook past its deadline). The kernel does both.
     std::mem::forget(runtime);
     code
+}
+
+/// Whether the child gets a notify socket of gsup's (`[notify]`, DESIGN §9).
+fn notify_wanted(config: &Config) -> bool {
+    config.notify.socket
+        || !config.notify.watchdog.is_zero()
+        || matches!(config.readiness.probe, Some(crate::config::Probe::Notify))
+}
+
+/// Where the child's notify sockets are made (DESIGN §9).
+fn notify_dir() -> PathBuf {
+    notify::runtime_dir(&|name| std::env::var(name).ok(), nix::unistd::geteuid().is_root())
 }
 
 fn child_spec(config: &Config, argv: Vec<String>) -> Result<ChildSpec, RunError> {
@@ -429,11 +449,11 @@ impl Supervisor {
                     }
                 }
                 // A datagram from the child on its notify socket.
-                Ok((generation, notification)) = receive(notify_server.as_ref()) => {
-                    self.on_notification(generation, notification);
+                Ok((server, generation, notification)) = receive(notify_server.as_ref()) => {
+                    self.on_notification(server, generation, notification);
                 }
-                Ok((generation, notification)) = receive(reload_notify.as_ref()) => {
-                    self.on_notification(generation, notification);
+                Ok((server, generation, notification)) = receive(reload_notify.as_ref()) => {
+                    self.on_notification(server, generation, notification);
                 }
                 // The child's watchdog ran out.
                 _ = sleep_until(child_watchdog.unwrap_or_else(Instant::now)), if child_watchdog.is_some() => {
@@ -724,15 +744,11 @@ impl Supervisor {
         let Ok(line) = serde_json::to_string(&report) else {
             return;
         };
+        let line = crate::redact::text(&line);
         crate::logging::shutdown_report(&line);
         if let Some(path) = &self.state.config().shutdown.log {
-            let written = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()));
-            if let Err(error) = written {
-                warn!(path = %path.display(), %error, "cannot append the shutdown report to [shutdown] log");
+            if let Err(warning) = crate::shutdown_log::append(path, &line) {
+                warn!("{warning}");
             }
         }
     }
@@ -886,9 +902,7 @@ impl Supervisor {
     /// asks for one (one per generation, so an old child's `READY=1` never counts).
     fn spec_for_next_generation(&mut self) -> ChildSpec {
         let notify = &self.state.config().notify;
-        let wanted = notify.socket
-            || !notify.watchdog.is_zero()
-            || matches!(self.state.config().readiness.probe, Some(crate::config::Probe::Notify));
+        let wanted = notify_wanted(self.state.config());
         let mut spec = self.spec.clone();
         let watchdog_on = !notify.watchdog.is_zero();
         // The child's own pid must be in LISTEN_PID / WATCHDOG_PID: the exec shim sets it.
@@ -910,9 +924,7 @@ impl Supervisor {
             return spec;
         }
         let watchdog = (!notify.watchdog.is_zero()).then_some(notify.watchdog);
-        let dir = std::env::var_os("RUNTIME_DIRECTORY")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
+        let dir = notify_dir();
         let generation = self.state.generation_count() + 1;
         // A reload's new generation gets a socket of its own next to the serving one's.
         let slot = if self.state.reload().is_some() {
@@ -936,7 +948,9 @@ impl Supervisor {
 
     /// A datagram on a generation's notify socket: accepted from the child's tree only.
     /// `READY=1` counts for that generation alone; the watchdog is the serving child's.
-    fn on_notification(&mut self, generation: u64, notification: notify::Notification) {
+    /// An outsider is remembered by `server`, which then drops its datagrams unread for
+    /// a while: a flood costs no `/proc` walk each (DESIGN §5).
+    fn on_notification(&mut self, server: &NotifyServer, generation: u64, notification: notify::Notification) {
         let in_tree = notification.sender_pid.is_some_and(|pid| {
             self.state.is_generation(pid) || tree::descendants(self.own_pid, &self.helper_pids()).contains(&pid)
         });
@@ -946,6 +960,9 @@ impl Supervisor {
                 sender = notification.sender_pid,
                 "notify datagram from outside the child's tree: ignored"
             );
+            if let Some(pid) = notification.sender_pid {
+                server.ignore_sender(pid);
+            }
             return;
         }
         for message in notify::parse(&notification.fields) {
@@ -1197,10 +1214,13 @@ fn roots(child: Option<Pid>) -> Vec<monitor::Root> {
 /// Something that belongs to one generation of the child.
 type Generational<T> = (u64, Arc<T>);
 
-/// `server.recv()` with the server's generation, or never when there is no notify socket.
-async fn receive(server: Option<&Generational<NotifyServer>>) -> std::io::Result<(u64, notify::Notification)> {
+/// `server.recv()` with the server and its generation, or never when there is no notify
+/// socket.
+async fn receive(
+    server: Option<&Generational<NotifyServer>>,
+) -> std::io::Result<(&NotifyServer, u64, notify::Notification)> {
     match server {
-        Some((generation, server)) => Ok((*generation, server.recv().await?)),
+        Some((generation, server)) => Ok((server, *generation, server.recv().await?)),
         None => std::future::pending().await,
     }
 }
