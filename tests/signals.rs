@@ -38,6 +38,11 @@ fn every_forwardable_signal_reaches_the_child() {
         gsup.signal(signal);
         let name = signal_name(signal);
         gsup.expect_line(&format!("got {name}"));
+        if matches!(signal, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
+            // Without a terminal gsup then stops itself (DESIGN §4): continue it.
+            gsup.signal(libc::SIGCONT);
+            gsup.expect_line("got SIGCONT");
+        }
     }
     assert!(alive(gsup.pid()), "gsup must survive every forwarded signal");
     gsup.signal(libc::SIGKILL);
