@@ -104,6 +104,20 @@ def wait_in_foreground(comm, screen_of):
     fail(f"no running `{comm}` under gsup in the terminal's foreground", screen_of())
 
 
+def kill_processes_using(argument):
+    """SIGKILLs every process whose command line has `argument`: a gsup left running by a
+    failed scenario (the shell's SIGKILL does not reach it) must not outlive the test."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if argument.encode() in f.read().split(b"\0"):
+                    os.kill(int(entry), signal.SIGKILL)
+        except OSError:
+            continue
+
+
 def fail(message, screen):
     print(f"FAIL: {message}\n--- screen ---\n{screen}\n--------------")
     sys.exit(1)
@@ -228,6 +242,7 @@ def scenario_gsup_holds_the_terminal(gsup, fixture):
         ok("Ctrl+C during a post-stop hook forces: gsup exits with the child's 3 at once")
     finally:
         term.close()
+        kill_processes_using(config)
         os.unlink(config)
 
 
