@@ -9,7 +9,6 @@
 //! - [`child_env`]: what the child's environment gets for a server.
 //!
 //! Nothing here spawns, signals or waits: this module only moves datagrams.
-#![allow(dead_code)] // wired by the supervisor loop
 
 use std::collections::HashMap;
 use std::fs;
@@ -476,11 +475,6 @@ impl SystemdNotifier {
         let usec = Duration::from(now).as_micros();
         self.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"))
     }
-
-    /// `EXTEND_TIMEOUT_USEC=…`: asks for `by` more than the unit's start/stop timeout.
-    pub fn extend_timeout(&self, by: Duration) -> io::Result<()> {
-        self.send(&format!("EXTEND_TIMEOUT_USEC={}", by.as_micros()))
-    }
 }
 
 /// `@name` is abstract; otherwise an absolute path (libsystemd refuses anything else).
@@ -830,14 +824,12 @@ mod tests {
         notifier.status("x").unwrap();
         notifier.status("two\nlines").unwrap();
         notifier.watchdog().unwrap();
-        notifier.extend_timeout(Duration::from_secs(3)).unwrap();
         notifier.reloading().unwrap();
         assert_eq!(recv_text(&systemd).await, "READY=1");
         assert_eq!(recv_text(&systemd).await, "STOPPING=1");
         assert_eq!(recv_text(&systemd).await, "STATUS=x");
         assert_eq!(recv_text(&systemd).await, "STATUS=two lines");
         assert_eq!(recv_text(&systemd).await, "WATCHDOG=1");
-        assert_eq!(recv_text(&systemd).await, "EXTEND_TIMEOUT_USEC=3000000");
         let reloading = recv_text(&systemd).await;
         let usec = reloading
             .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")

@@ -1,6 +1,7 @@
 //! Dispatch of the subcommands, and the one place that turns their outcome into gsup's
 //! exit code (DESIGN §2).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::cli::{Cli, Command, RunArgs};
@@ -49,6 +50,7 @@ fn run(args: RunArgs, env: &dyn Fn(&str) -> Option<String>, cwd: PathBuf) -> i32
             eprintln!("gsup: warning: cannot make gsup non-dumpable (PR_SET_DUMPABLE): {errno}");
         }
     }
+    log_start_up(&loaded, args.flags.config.is_some());
     // The command line wins over `[process] command` (DESIGN §2).
     let argv = if args.command.is_empty() {
         loaded.config.process.command.clone().unwrap_or_default()
@@ -61,5 +63,24 @@ fn run(args: RunArgs, env: &dyn Fn(&str) -> Option<String>, cwd: PathBuf) -> i32
             eprintln!("gsup: {error}");
             error.exit_code()
         }
+    }
+}
+
+/// The one start-up line (DESIGN §2): the config file loaded, or none, and the HTTP
+/// address as configured (`http listening` names the bound one). A file found implicitly
+/// (`$GSUP_CONFIG`, `./supervisor.toml`) is a warning on a terminal, whose default level
+/// is `warn`, so a forgotten file never acts unseen.
+fn log_start_up(loaded: &config::Loaded, named_on_command_line: bool) {
+    let http = loaded
+        .config
+        .http
+        .listen
+        .map_or_else(|| "off".to_string(), |addr| addr.to_string());
+    match &loaded.file {
+        None => tracing::info!(config = "no config file: defaults", %http, "gsup starting"),
+        Some(file) if !named_on_command_line && std::io::stderr().is_terminal() => {
+            tracing::warn!(config = %file.display(), %http, "gsup starting with a config file found implicitly")
+        }
+        Some(file) => tracing::info!(config = %file.display(), %http, "gsup starting"),
     }
 }

@@ -376,9 +376,7 @@ fn metrics_are_prometheus_text_and_json() {
     assert_eq!(metrics["gsup_child_up"], 1);
     assert!(metrics["graceful_shutdown_duration_seconds"]["buckets"]["+Inf"].is_number());
 
-    let promtool = have("promtool");
-    if !promtool {
-        eprintln!("SKIPPED: promtool not installed (.ci/run installs it)");
+    if !tool("promtool", "prometheus") {
         return;
     }
     let file = tempfile::NamedTempFile::new().expect("temp");

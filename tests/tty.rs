@@ -7,10 +7,9 @@ use common::*;
 
 fn scenario(name: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tty/job_control.py");
-    assert!(
-        have("python3") && have("bash"),
-        "python3 and bash are needed to drive a pty"
-    );
+    if !(tool("python3", "python3") && tool("bash", "bash")) {
+        return;
+    }
     let mut driver = start(cmd("python3", &[script, GSUP, CHILD, name]), &[]);
     let code = driver.wait_code(std::time::Duration::from_secs(120));
     let output = driver.drain_lines(std::time::Duration::from_secs(1)).join("\n");
@@ -36,4 +35,11 @@ fn job_control_inside_a_supervised_shell() {
 #[test]
 fn ctrl_c_while_gsup_holds_the_terminal_shuts_down_then_forces() {
     scenario("gsup-holds-terminal");
+}
+
+/// DESIGN §2: on a terminal, whose default log level is warn, the start-up line shows a
+/// config file found implicitly (./supervisor.toml), and stays quiet for one named.
+#[test]
+fn an_implicit_config_file_is_shown_on_the_terminal() {
+    scenario("implicit");
 }

@@ -60,7 +60,7 @@ impl fmt::Display for Source {
 pub struct Loaded {
     pub config: Config,
     /// Dotted key (`shutdown.timeout`, `signals.rewrite.TERM`, `hooks[0].timeout`) →
-    /// the layer that set it; a key missing here is a default (`Loaded::source`).
+    /// the layer that set it; a key missing here is a default.
     pub sources: BTreeMap<String, Source>,
     /// Suspicious but valid settings; `check` prints them, `run` logs them.
     pub warnings: Vec<String>,
@@ -69,7 +69,8 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    #[allow(dead_code)] // for `/config` (next release) and the tests
+    /// The layer that set `key` (the tests' view of `sources`).
+    #[cfg(test)]
     pub fn source(&self, key: &str) -> &Source {
         self.sources.get(key).unwrap_or(&Source::Default)
     }

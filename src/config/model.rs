@@ -266,7 +266,6 @@ pub struct LogConfig {
 
 impl ExternalToggles {
     /// Whether hooks tagged `service` run.
-    #[allow(dead_code)] // read by the hook runner (ordered-shutdown release)
     pub fn enabled(&self, service: ExternalService) -> bool {
         match service {
             ExternalService::Payment => self.payment,

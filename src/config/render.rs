@@ -342,7 +342,6 @@ pub fn render_check(loaded: &Loaded) -> String {
 
 /// The effective config for `/config`: each leaf `{"value": V, "source": S}`, durations
 /// in float seconds, secrets redacted.
-#[allow(dead_code)] // served as `/config` (next release)
 pub fn render_json(loaded: &Loaded) -> Json {
     let mut root = Map::new();
     for table in document(&loaded.config) {
@@ -376,7 +375,6 @@ pub fn render_json(loaded: &Loaded) -> Json {
     Json::Object(root)
 }
 
-#[allow(dead_code)] // part of render_json
 fn object_at<'a>(node: &'a mut Map<String, Json>, key: &str) -> &'a mut Map<String, Json> {
     let slot = node.entry(key.to_string()).or_insert_with(|| Json::Object(Map::new()));
     if !slot.is_object() {
@@ -419,7 +417,6 @@ fn toml_value(value: &Val) -> Option<String> {
     })
 }
 
-#[allow(dead_code)] // part of render_json
 fn json_value(value: &Val) -> Json {
     match value {
         Val::Str(text) => json!(text),

@@ -66,15 +66,13 @@ impl fmt::Display for PhaseName {
 pub enum Outcome {
     Ok,
     Timeout,
-    /// A hook failed (hooks arrive with the ordered-shutdown issue).
-    #[allow(dead_code)]
+    /// A hook failed.
     Failed,
     Killed,
     Skipped,
 }
 
 impl Outcome {
-    #[allow(dead_code)] // `/status` and the shutdown log (next release); unit tests meanwhile
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
