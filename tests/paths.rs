@@ -57,15 +57,6 @@ fn read_pid(path: &str) -> i32 {
         .expect("a pid")
 }
 
-/// `/proc/<pid>/stat` state letter.
-fn proc_state(pid: i32) -> String {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next())
-        .unwrap_or("")
-        .to_string()
-}
-
 // Item 1: a monitor restart changes nothing systemd sees.
 
 #[test]
@@ -215,7 +206,8 @@ fn a_shutdown_during_restart_backoff_runs_the_cleanup_hook() {
 fn child_up_stays_1_after_a_reload() {
     let dir = scratch();
     let socket = path_in(&dir, "gsup.sock");
-    let listen = format!("web=127.0.0.1:{}", free_port());
+    let (_reserved, app) = reserved_addr();
+    let listen = format!("web={app}");
     let mut gsup = gsup_run(
         &[
             "--listen",
@@ -300,13 +292,10 @@ fn tstp_from_a_script_stops_the_child_and_gsup_and_cont_resumes_both() {
     gsup.expect_line("up");
     gsup.signal(libc::SIGTSTP);
     gsup.expect_line("got SIGTSTP");
-    assert!(
-        wait_until(PATIENCE, || proc_state(gsup.pid()) == "T"),
-        "gsup stopped itself"
-    );
+    assert!(wait_until(PATIENCE, || stopped(gsup.pid())), "gsup stopped itself");
     gsup.signal(libc::SIGCONT);
     gsup.expect_line("got SIGCONT");
-    assert!(wait_until(PATIENCE, || proc_state(gsup.pid()) != "T"), "gsup resumed");
+    assert!(wait_until(PATIENCE, || !stopped(gsup.pid())), "gsup resumed");
     gsup.signal(libc::SIGTERM);
     assert_eq!(gsup.wait_code(PATIENCE), 143, "{}", gsup.stderr());
 }
@@ -330,10 +319,7 @@ fn a_ttin_rewritten_to_term_sends_term_and_still_stops_gsup() {
     gsup.expect_line("up");
     gsup.signal(libc::SIGTTIN);
     gsup.expect_line("got SIGTERM");
-    assert!(
-        wait_until(PATIENCE, || proc_state(gsup.pid()) == "T"),
-        "gsup stopped itself"
-    );
+    assert!(wait_until(PATIENCE, || stopped(gsup.pid())), "gsup stopped itself");
     gsup.signal(libc::SIGCONT);
     gsup.expect_line("got SIGCONT");
     gsup.signal(libc::SIGKILL);
