@@ -656,9 +656,19 @@ impl Supervisor {
                 self.timers.remove(&timer);
             }
             Action::StopSelf(signal) => {
-                info!(signal = %Sig(signal), "child stopped: stopping gsup too (job control)");
-                os::stop_self(signal);
-                debug!("gsup continued");
+                let continued = self
+                    .queue
+                    .iter()
+                    .any(|event| matches!(event, Event::Signal { signal, .. } if *signal == libc::SIGCONT));
+                if continued {
+                    // A SIGCONT read in the same batch came after the stop: stopping now
+                    // would wait for another one that may never come.
+                    debug!(signal = %Sig(signal), "already continued: gsup does not stop");
+                } else {
+                    info!(signal = %Sig(signal), "stopping gsup too (job control)");
+                    os::stop_self(signal);
+                    debug!("gsup continued");
+                }
             }
             Action::Foreground(pgid) => self.foreground(pgid),
             Action::RunHooks { phase, deadline } => {
