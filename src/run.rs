@@ -30,6 +30,8 @@ fn run(args: RunArgs, env: &dyn Fn(&str) -> Option<String>, cwd: PathBuf) -> i32
     // First, before any signal handler exists: the child must start with what gsup
     // inherited, as if gsup were not there.
     let inherited = InheritedSignals::capture();
+    // Children get back the limit gsup was started with (DESIGN §4 Resources).
+    let (nofile, raised) = crate::os::raise_nofile_limit();
     let loaded = match config::load(&args.flags, env, &cwd) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -43,6 +45,9 @@ fn run(args: RunArgs, env: &dyn Fn(&str) -> Option<String>, cwd: PathBuf) -> i32
         eprintln!("gsup: warning: {warning}");
     }
     logging::init(&loaded.config.log);
+    if let Err(error) = raised {
+        tracing::warn!(%error, "cannot raise the open-files limit (RLIMIT_NOFILE) to its hard limit");
+    }
     if loaded.config.http.token.is_some() {
         // The token must not be readable through /proc/<gsup>/environ (or a core dump)
         // by a child of the same uid (DESIGN §9); gsup's own /proc reads are unaffected.
@@ -57,7 +62,7 @@ fn run(args: RunArgs, env: &dyn Fn(&str) -> Option<String>, cwd: PathBuf) -> i32
     } else {
         args.command
     };
-    match supervisor::run(loaded, argv, inherited) {
+    match supervisor::run(loaded, argv, inherited, nofile) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("gsup: {error}");

@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -229,7 +228,7 @@ impl Checks {
                 if check.id == CheckId::Readiness {
                     spec.env.insert("GSUP_CHILD_PID".into(), self.probed.1.to_string());
                 }
-                match spawn::spawn_quiet(&spec, self.setup, Stdio::null()) {
+                match spawn::spawn_quiet(&spec, self.setup) {
                     Ok(pid) => {
                         check.running = Some(Running {
                             started: now,

@@ -1,9 +1,12 @@
 //! The event loop: owns the child, the reaper, the timers; feeds every event to the one
 //! state machine (`state::State::step`) and performs the actions it returns.
 //!
-//! Everything runs on one thread — the main thread, which also forks (PDEATHSIG is tied
-//! to the forking thread) — in a current-thread tokio runtime. Reaping, signals and state
-//! changes share one task, so no locks and no second waiter exist.
+//! Everything runs on one thread — the main thread — in a current-thread tokio runtime.
+//! Reaping, signals and state changes share one task, so no locks and no second waiter
+//! exist. The main child is started by the spawner thread (`spawn::Spawner`), which lives
+//! as long as gsup (PDEATHSIG is tied to the thread that started the child); the loop
+//! learns the pid by a message and holds its queue until then (docs/DESIGN.md "The spawn
+//! path").
 
 pub mod checks;
 pub mod hooks;
@@ -94,7 +97,13 @@ impl RunError {
 
 /// Supervises `argv` (already merged with `[process] command`) until gsup should exit;
 /// returns gsup's exit code. `inherited` must be captured before any signal handler exists.
-pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Result<i32, RunError> {
+/// `nofile` is the `RLIMIT_NOFILE` gsup was started with, which every child gets.
+pub fn run(
+    loaded: Loaded,
+    argv: Vec<String>,
+    inherited: InheritedSignals,
+    nofile: libc::rlimit,
+) -> Result<i32, RunError> {
     let spec = child_spec(&loaded.config, argv)?;
     // Both bound before the child starts: a port in use or a live control socket is a
     // start-up error (exit 2), not a surprise later.
@@ -119,7 +128,7 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
     let code = runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new().map_err(RunError::Metrics)?);
         let (mut supervisor, hook_reports, check_results) =
-            Supervisor::new(loaded.config.clone(), spec, inherited, metrics, sockets);
+            Supervisor::new(loaded.config.clone(), spec, (inherited, nofile), metrics, sockets);
         let (control, requests) = mpsc::unbounded_channel();
         let api = Arc::new(Api {
             snapshot: supervisor.published.subscribe(),
@@ -242,6 +251,17 @@ struct Supervisor {
     sockets: crate::listen::Sockets,
     /// gsup's own binary, resolved at start-up, for the exec shim.
     own_exe: Option<PathBuf>,
+    /// The read ends of the exec shims' error pipes, by generation pid, until it exits.
+    shim_errors: HashMap<Pid, std::os::fd::OwnedFd>,
+    /// Starts the main child off the loop's thread; created at the first start.
+    spawner: Option<spawn::Spawner>,
+    /// Where the spawner answers; `run` takes the receiving end.
+    spawn_replies: mpsc::UnboundedSender<spawn::SpawnReply>,
+    spawn_replies_receiver: Option<mpsc::UnboundedReceiver<spawn::SpawnReply>>,
+    /// A start of the main child is under way (with its shim's error pipe): the queue
+    /// waits for its reply, and exits the reaper collects meanwhile wait in `unclaimed`.
+    spawning: Option<Option<std::os::fd::OwnedFd>>,
+    unclaimed: HashMap<Pid, state::ExitStatus>,
     /// gsup's own relation to systemd (`NOTIFY_SOCKET` in gsup's environment).
     systemd: Option<SystemdNotifier>,
     /// What gsup last told systemd: ready sent, the last STATUS, STOPPING sent.
@@ -265,7 +285,7 @@ impl Supervisor {
     fn new(
         config: Config,
         spec: ChildSpec,
-        inherited: InheritedSignals,
+        (inherited, nofile): (InheritedSignals, libc::rlimit),
         metrics: Arc<Metrics>,
         sockets: crate::listen::Sockets,
     ) -> (
@@ -295,14 +315,17 @@ impl Supervisor {
         let (listen_fds, listen_count) = sockets.raw();
         let setup = ChildSetup {
             inherited,
+            nofile,
             parent_pid: own_pid,
             foreground_tty: tty,
             listen_fds,
             listen_count,
+            shim_error: None,
         };
         let (hooks, hook_reports) = hooks::HookRunner::new(config.clone(), spec.clone(), setup);
         let (checks, check_results) = checks::Checks::new(&config, spec.clone(), setup);
         let state = State::new(config, host);
+        let (spawn_replies, spawn_replies_receiver) = mpsc::unbounded_channel();
         let clock = Clock::now();
         let started_at = Instant::now();
         let (published, _) = watch::channel(Arc::new(Snapshot::of(&state, clock, started_at.into_std())));
@@ -332,6 +355,12 @@ impl Supervisor {
             checks,
             sockets,
             own_exe: std::env::current_exe().ok(),
+            shim_errors: HashMap::new(),
+            spawner: None,
+            spawn_replies,
+            spawn_replies_receiver: Some(spawn_replies_receiver),
+            spawning: None,
+            unclaimed: HashMap::new(),
             systemd: SystemdNotifier::from_env(&|name| std::env::var(name).ok(), own_pid),
             told: (false, String::new(), false),
             notify_server: None,
@@ -354,6 +383,9 @@ impl Supervisor {
         mut hook_reports: mpsc::UnboundedReceiver<hooks::HookReport>,
         mut check_results: mpsc::UnboundedReceiver<checks::CheckResult>,
     ) -> Result<i32, RunError> {
+        let Some(mut spawn_replies) = self.spawn_replies_receiver.take() else {
+            return Err(RunError::Runtime(io::Error::other("the supervisor runs once")));
+        };
         let mut watched = signals::forwardable();
         watched.push(libc::SIGCHLD);
         // Blocked too, so a `kill -SEGV` from outside waits in the signalfd to be
@@ -422,6 +454,7 @@ impl Supervisor {
                 Some(IDLE_TICK)
             };
             let sample_by_sleep = ticker.is_none() && sampling;
+            let spawning = self.spawning.is_some();
             tokio::select! {
                 biased;
                 // Signals for gsup: SIGCHLD wakes the reaper, anything else is an event.
@@ -434,8 +467,11 @@ impl Supervisor {
                         Err(error) => error!(%error, "cannot wait for signals"),
                     }
                 }
-                // A request from the HTTP side or the control socket.
-                Some(request) = requests.recv() => self.on_control(request),
+                // The spawner thread started the child (or could not).
+                Some(reply) = spawn_replies.recv() => self.on_spawn_reply(reply),
+                // A request from the HTTP side or the control socket; not while a start is
+                // under way (its answer would not know the new child yet).
+                Some(request) = requests.recv(), if !spawning => self.on_control(request),
                 // An http hook answered (or failed), or a hook's output ended.
                 Some(report) = hook_reports.recv() => {
                     if let Some(result) = self.hooks.on_report(report, Instant::now().into_std()) {
@@ -601,7 +637,9 @@ impl Supervisor {
     }
 
     fn step_queue(&mut self) -> Option<i32> {
-        while let Some(event) = self.queue.pop_front() {
+        // While a start is under way its `Spawned` must come first: the rest waits.
+        while self.spawning.is_none() {
+            let Some(event) = self.queue.pop_front() else { break };
             self.count(&event);
             let restarts_before = self.state.restarts();
             let actions = self.state.step(event, Instant::now().into_std());
@@ -619,17 +657,7 @@ impl Supervisor {
 
     fn perform(&mut self, action: Action) -> Option<i32> {
         match action {
-            Action::Spawn => match spawn::spawn(&self.spec_for_next_generation(), self.setup) {
-                // Stepped before anything else, so the pid is known before its exit can be.
-                Ok(pid) => self.queue.push_front(Event::Spawned { pid }),
-                Err(error) => {
-                    error!(%error, "cannot start the child");
-                    eprintln!("gsup: {error}");
-                    self.queue.push_front(Event::SpawnFailed {
-                        code: error.exit_code(),
-                    });
-                }
-            },
+            Action::Spawn => self.start_child(),
             Action::Forward { target, signal } => self.forward(target, signal),
             Action::SignalTree { signal } => self.signal_tree(signal),
             Action::SignalGroup { pgid, signal } => {
@@ -700,6 +728,129 @@ impl Supervisor {
             }
         }
         None
+    }
+
+    /// Starts the next generation (`Action::Spawn`) on the spawner thread. Until its reply
+    /// the queue waits, so `Spawned` is still stepped before anything else (DEPS §4).
+    fn start_child(&mut self) {
+        let (spec, shim_pipe) = self.spec_for_next_generation();
+        let (read, keep) = match shim_pipe {
+            Some((read, write)) => (Some(read), vec![write]),
+            None => (None, Vec::new()),
+        };
+        let setup = ChildSetup {
+            shim_error: keep.first().map(AsRawFd::as_raw_fd),
+            ..self.setup
+        };
+        let submitted = self
+            .spawner(&spec)
+            .and_then(|spawner| spawner.submit(&spec, setup, keep));
+        match submitted {
+            Ok(()) => self.spawning = Some(read),
+            Err(error) => self.start_failed(error),
+        }
+    }
+
+    /// The spawner thread, started at the first start: after gsup's signals are blocked,
+    /// which the thread inherits.
+    fn spawner(&mut self, spec: &ChildSpec) -> Result<&spawn::Spawner, SpawnError> {
+        if self.spawner.is_none() {
+            let spawner = spawn::Spawner::start(self.spawn_replies.clone()).map_err(|source| SpawnError::Other {
+                program: spec.argv.first().cloned().unwrap_or_default(),
+                source,
+            })?;
+            self.spawner = Some(spawner);
+        }
+        self.spawner.as_ref().ok_or_else(|| SpawnError::Other {
+            program: spec.argv.first().cloned().unwrap_or_default(),
+            source: io::Error::other("no spawner thread"),
+        })
+    }
+
+    /// The spawner thread's answer: the new generation's pid (stepped first, with its exit
+    /// should the reaper have collected it already), or why it could not start.
+    fn on_spawn_reply(&mut self, reply: spawn::SpawnReply) {
+        let shim_pipe = self.spawning.take().flatten();
+        match reply.result {
+            Ok(pid) => {
+                if let Some(read) = shim_pipe {
+                    self.shim_errors.insert(pid, read);
+                }
+                if let Some(status) = self.unclaimed.remove(&pid) {
+                    let exit = self.generation_exit(pid, status);
+                    self.queue.push_front(exit);
+                }
+                self.queue.push_front(Event::Spawned { pid });
+            }
+            Err((pid, error)) => {
+                // The child that could not exec: collected here, unless the reaper was first.
+                if let Some(pid) = pid {
+                    if self.unclaimed.remove(&pid).is_none() {
+                        os::reap_failed(pid);
+                    }
+                }
+                self.start_failed(error);
+            }
+        }
+        // What else was collected meanwhile was no start of gsup's: orphans.
+        for (pid, status) in self.unclaimed.drain() {
+            self.metrics.zombie_reaped();
+            debug!(pid, code = status.code(), "orphan reaped");
+        }
+    }
+
+    /// A start that failed: reported once, and stepped before anything else.
+    fn start_failed(&mut self, error: SpawnError) {
+        self.report_start_failure(&error);
+        self.queue.push_front(if error.is_resources() {
+            Event::SpawnOutOfResources
+        } else {
+            Event::SpawnFailed {
+                code: error.exit_code(),
+            }
+        });
+    }
+
+    /// A generation's exit as an event: a failed exec when its exec shim says so.
+    fn generation_exit(&mut self, pid: Pid, status: state::ExitStatus) -> Event {
+        match self.shim_exec_failure(pid) {
+            Some(error) => {
+                self.report_start_failure(&error);
+                if error.is_resources() {
+                    Event::ChildExited {
+                        pid,
+                        status: state::ExitStatus::Code(1),
+                    }
+                } else {
+                    Event::ExecFailed {
+                        pid,
+                        code: error.exit_code(),
+                    }
+                }
+            }
+            None => Event::ChildExited { pid, status },
+        }
+    }
+
+    /// Says once why the child could not start: on stderr when it ends gsup (127/126),
+    /// in the log when gsup goes on (a reload fails, the restart policy decides).
+    fn report_start_failure(&self, error: &SpawnError) {
+        if error.is_resources() || self.state.reload().is_some() {
+            error!(%error, "cannot start the child");
+        } else {
+            eprintln!("gsup: {error}");
+        }
+    }
+
+    /// A generation run through the exec shim exited: when the shim wrote an errno to its
+    /// error pipe the program never ran, and this is a failed start (DESIGN §8).
+    fn shim_exec_failure(&mut self, pid: Pid) -> Option<SpawnError> {
+        let pipe = self.shim_errors.remove(&pid)?;
+        let mut errno = [0u8; 4];
+        match nix::unistd::read(&pipe, &mut errno) {
+            Ok(4) => Some(spawn::exec_failure(&self.spec, i32::from_ne_bytes(errno))),
+            _ => None,
+        }
     }
 
     /// A reload has its outcome: counted, answered, told to systemd; the notify socket of
@@ -910,11 +1061,13 @@ impl Supervisor {
 
     /// The child's spec for its next start: with its own notify socket when `[notify]`
     /// asks for one (one per generation, so an old child's `READY=1` never counts).
-    fn spec_for_next_generation(&mut self) -> ChildSpec {
+    /// With the exec shim, also the pipe it reports a failed `exec` through (read, write).
+    fn spec_for_next_generation(&mut self) -> (ChildSpec, Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>) {
         let notify = &self.state.config().notify;
         let wanted = notify_wanted(self.state.config());
         let mut spec = self.spec.clone();
         let watchdog_on = !notify.watchdog.is_zero();
+        let mut shim_pipe = None;
         // The child's own pid must be in LISTEN_PID / WATCHDOG_PID: the exec shim sets it.
         if !self.sockets.is_empty() || watchdog_on {
             if let Some(exe) = &self.own_exe {
@@ -928,10 +1081,20 @@ impl Supervisor {
                 if watchdog_on {
                     spec.env.insert(crate::shim::SET_WATCHDOG_PID.into(), "1".into());
                 }
+                match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK) {
+                    Ok(pipe) => {
+                        let fd = os::shim_error_fd(self.setup.listen_count);
+                        spec.env.insert(crate::shim::ERROR_FD.into(), fd.to_string());
+                        shim_pipe = Some(pipe);
+                    }
+                    Err(error) => {
+                        warn!(%error, "no error pipe for the exec shim: a missing program looks like its exit")
+                    }
+                }
             }
         }
         if !wanted {
-            return spec;
+            return (spec, shim_pipe);
         }
         let watchdog = (!notify.watchdog.is_zero()).then_some(notify.watchdog);
         let dir = notify_dir();
@@ -953,7 +1116,7 @@ impl Supervisor {
             }
             Err(error) => error!(%error, "cannot create the child's notify socket"),
         }
-        spec
+        (spec, shim_pipe)
     }
 
     /// A datagram on a generation's notify socket: accepted from the child's tree only.
@@ -1085,7 +1248,8 @@ impl Supervisor {
                     if Some(pid) == main {
                         self.child_watchdog = None;
                     }
-                    self.queue.push_back(Event::ChildExited { pid, status });
+                    let exit = self.generation_exit(pid, status);
+                    self.queue.push_back(exit);
                 }
                 Reaped::Stopped { pid, signal } if Some(pid) == main => {
                     self.queue.push_back(Event::ChildStopped { pid, signal });
@@ -1099,6 +1263,10 @@ impl Supervisor {
                     if let Some(result) = self.hooks.on_exit(pid, status, Instant::now().into_std()) {
                         self.queue.push_back(Event::HooksDone(result));
                     }
+                }
+                // Maybe the child being started, whose pid the loop does not know yet.
+                Reaped::Exited { pid, status } if self.spawning.is_some() => {
+                    self.unclaimed.insert(pid, status);
                 }
                 Reaped::Exited { pid, status } => {
                     self.metrics.zombie_reaped();

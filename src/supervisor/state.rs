@@ -61,6 +61,15 @@ pub enum Event {
     SpawnFailed {
         code: i32,
     },
+    /// The exec shim could not execute the program (it reported its `execve` errno): a
+    /// failed start like `SpawnFailed`, 127/126 whatever the restart policy (DESIGN §8).
+    ExecFailed {
+        pid: Pid,
+        code: i32,
+    },
+    /// The kernel lacked a resource to start the child (EMFILE, EAGAIN…): counts as an exit
+    /// with code 1, for the restart policy (DESIGN §4 Resources).
+    SpawnOutOfResources,
     /// A signal for gsup (never SIGCHLD, which wakes the reaper). `sender` is the pid
     /// that sent it, when the kernel says.
     Signal {
@@ -701,6 +710,12 @@ impl State {
                 self.fail_reload(detail, now, &mut actions);
             }
             Event::SpawnFailed { code } => self.exit(code, &mut actions),
+            Event::SpawnOutOfResources if self.reload.is_some() => {
+                let detail = "cannot start the new generation: out of resources".to_string();
+                self.fail_reload(detail, now, &mut actions);
+            }
+            Event::SpawnOutOfResources => self.start_out_of_resources(now, &mut actions),
+            Event::ExecFailed { pid, code } => self.on_exec_failed(pid, code, now, &mut actions),
             Event::Signal { signal, sender } => self.on_signal(signal, sender, now, &mut actions),
             Event::ChildExited { pid, status } => self.on_child_exit(pid, status, now, &mut actions),
             Event::ChildStopped { pid, signal } => {
@@ -1521,6 +1536,33 @@ impl State {
         if self.aftermath.take().is_some() {
             self.after_own_exit(now, actions);
         }
+    }
+
+    /// The serving child's program never ran (the exec shim reported it): gsup ends with
+    /// 127/126 as for `SpawnFailed`. A reload's new generation fails the reload, as for
+    /// any exit of it.
+    fn on_exec_failed(&mut self, pid: Pid, code: i32, now: Instant, actions: &mut Vec<Action>) {
+        let serving = self.child.as_ref().is_some_and(|c| c.pid == pid);
+        if !serving || self.reload.is_some() {
+            return self.on_child_exit(pid, ExitStatus::Code(code), now, actions);
+        }
+        if let Some(child) = self.child.take() {
+            self.last_exit = Some(exit_record(&child, ExitStatus::Code(code), now));
+        }
+        self.exit(code, actions);
+    }
+
+    /// A start the kernel refused for lack of a resource: an exit with code 1 of a child
+    /// that never ran, for the restart policy (DESIGN §4 Resources).
+    fn start_out_of_resources(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        self.last_exit = Some(ExitRecord {
+            pid: 0,
+            status: ExitStatus::Code(1),
+            at: now,
+            generation: self.generation,
+            uptime: Duration::ZERO,
+        });
+        self.after_own_exit(now, actions);
     }
 
     /// The child exited on its own and its tree is gone: restart or exit (DESIGN §4).
