@@ -87,6 +87,7 @@ mod tests {
             own_pgid: 10,
             tty: false,
             sockets: false,
+            self_stop: false,
         };
         let mut state = State::new(config, host);
         let t0 = Instant::now();

@@ -32,7 +32,10 @@ pub fn run(args: &ProbeArgs, env: &config::Env, cwd: &Path) -> i32 {
         },
     };
     let Some(parts) = client::split_url(&url) else {
-        eprintln!("gsup probe: --url {}: expected http://HOST:PORT/PATH", redact::urls(&url));
+        eprintln!(
+            "gsup probe: --url {}: expected http://HOST:PORT/PATH",
+            redact::urls(&url)
+        );
         return 2;
     };
     let url = redact::urls(&url);

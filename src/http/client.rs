@@ -372,7 +372,11 @@ mod tests {
             let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\n\r\n");
             String::from_utf8_lossy(&head).to_lowercase()
         });
-        let answer = request_url("GET", &format!("http://app:s3cret@127.0.0.1:{port}/x"), Duration::from_secs(10));
+        let answer = request_url(
+            "GET",
+            &format!("http://app:s3cret@127.0.0.1:{port}/x"),
+            Duration::from_secs(10),
+        );
         assert_eq!(answer.map(|a| a.status), Ok(204));
         let head = server.join().unwrap();
         // base64("app:s3cret")

@@ -767,7 +767,10 @@ impl State {
             target: Target::Child(child.pid),
             signal,
         });
-        actions.push(Action::Arm(Timer::WatchdogKill, now.saturating_add(self.config.shutdown.timeout)));
+        actions.push(Action::Arm(
+            Timer::WatchdogKill,
+            now.saturating_add(self.config.shutdown.timeout),
+        ));
     }
 
     fn on_check(&mut self, result: CheckResult, now: Instant, actions: &mut Vec<Action>) {
