@@ -90,15 +90,23 @@ pub struct PageData {
 pub fn page(api: &Api, data: &PageData) -> String {
     let config = &api.loaded.config;
     let env = crate::config::render_json(&api.loaded)["process"]["env"].clone();
-    let view = View {
+    let mut view = View {
         data,
         prefix: config.http.prefix.trim_end_matches('/'),
         token: config.http.token.is_some(),
         env: &env,
         now: SystemTime::now(),
+        rows: 0,
+        clip: 0,
     };
-    view.render()
+    view.render_within_limits()
 }
+
+/// (rows, characters) tried in turn until the page fits in [`MAX_PAGE_BYTES`]: values
+/// of any length, escaped to five times their size, cannot make it bigger (DESIGN §5a).
+/// The script shows every process once it runs.
+const LIMITS: [(usize, usize); 4] = [(40, 240), (20, 120), (10, 60), (5, 20)];
+const MAX_PAGE_BYTES: usize = 64 * 1024 - 512;
 
 struct View<'a> {
     data: &'a PageData,
@@ -107,6 +115,10 @@ struct View<'a> {
     /// `/config`'s `process.env`: redacted already.
     env: &'a Value,
     now: SystemTime,
+    /// How many rows of the tree and the environment, and how many characters of a
+    /// value, the page shows (see [`LIMITS`]).
+    rows: usize,
+    clip: usize,
 }
 
 /// HTML being written; [`Html::text`] is the only way a value gets in.
@@ -143,13 +155,33 @@ impl Html {
 }
 
 impl View<'_> {
+    fn render_within_limits(&mut self) -> String {
+        let mut page = String::new();
+        for (rows, clip) in LIMITS {
+            (self.rows, self.clip) = (rows, clip);
+            page = self.render();
+            if page.len() <= MAX_PAGE_BYTES {
+                break;
+            }
+        }
+        page
+    }
+
+    /// `text` cut at `self.clip` characters, saying so.
+    fn clip(&self, text: &str) -> String {
+        match text.char_indices().nth(self.clip) {
+            Some((at, _)) => format!("{}…", &text[..at]),
+            None => text.to_string(),
+        }
+    }
+
     fn render(&self) -> String {
         let data = self.data;
         let mut html = Html(String::with_capacity(24 * 1024));
         html.raw("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
             .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n")
             .raw("<meta name=\"color-scheme\" content=\"light dark\">\n<title>");
-        html.text(&format!("gsup · {}", self.headline()))
+        html.text(&format!("gsup · {}", self.clip(&self.headline())))
             .raw("</title>\n<style>");
         html.raw(CSS).raw("</style>\n</head>\n<body data-prefix=\"");
         html.text(self.prefix).raw("\" data-token=\"");
@@ -160,7 +192,7 @@ impl View<'_> {
         let reason = overview["ready_reason"].as_str().unwrap_or("");
         html.raw("<p id=\"reason\" class=\"notice\"")
             .raw(if reason.is_empty() { " hidden>" } else { ">" })
-            .text(&not_ready_line(reason))
+            .text(&self.clip(&not_ready_line(reason)))
             .raw("</p>\n");
         self.cards(&mut html);
         self.shutdown(&mut html);
@@ -201,8 +233,7 @@ impl View<'_> {
         let ready = overview["ready"].as_bool().unwrap_or(false);
         let health = overview["health"].as_str().unwrap_or("unknown");
         html.raw("<header class=\"top\">\n<div class=\"brand\">gsup<small>overview</small></div>\n")
-            .element("h1", "id=\"command\"", &self.headline())
-            .raw("\n<div class=\"badges\">");
+            .raw("<div class=\"badges\">");
         html.raw("<span id=\"state\" class=\"badge ")
             .raw(state_tone(state))
             .raw("\">")
@@ -217,7 +248,9 @@ impl View<'_> {
             .raw(health_tone(health))
             .raw("\">")
             .text(health)
-            .raw("</span></div>\n</header>\n");
+            .raw("</span></div>\n</header>\n")
+            .element("h1", "id=\"command\"", &self.clip(&self.headline()))
+            .raw("\n");
     }
 
     fn cards(&self, html: &mut Html) {
@@ -282,7 +315,7 @@ impl View<'_> {
             "last-reload",
             &reload,
             "last-reload-at",
-            &reload_at,
+            &self.clip(&reload_at),
         );
         html.raw("</section>\n");
     }
@@ -292,7 +325,7 @@ impl View<'_> {
         html.raw("<section id=\"shutdown\" class=\"panel\"")
             .raw(if shutdown.is_null() { " hidden" } else { "" })
             .raw(">\n<div class=\"panel-head\"><h2>Shutdown</h2>")
-            .element("span", "id=\"shutdown-reason\" class=\"muted\"", &shutdown_line(shutdown, self.now))
+            .element("span", "id=\"shutdown-reason\" class=\"muted\"", &self.clip(&shutdown_line(shutdown, self.now)))
             .raw("</div>\n<div class=\"scroll\"><table><thead><tr><th>Phase</th><th class=\"num\">Bound</th><th class=\"num\">Elapsed</th><th>Outcome</th></tr></thead><tbody id=\"phases\">");
         for row in shutdown["phases"].as_array().into_iter().flatten() {
             let (elapsed, outcome) = phase_progress(row, self.now);
@@ -355,7 +388,7 @@ impl View<'_> {
         html.raw("<section class=\"panel\">\n<div class=\"panel-head\"><h2>Process tree</h2>")
             .element("span", "id=\"tree-count\" class=\"muted\"", &processes(&json!(tree.len())))
             .raw("</div>\n<div class=\"scroll\"><table><thead><tr><th class=\"num\">PID</th><th>Command</th><th class=\"num\">RSS</th><th class=\"num\">CPU</th><th class=\"num hide-narrow\">Threads</th></tr></thead><tbody id=\"tree\">");
-        for (entry, depth) in tree.iter().zip(depths(tree)) {
+        for (entry, depth) in tree.iter().zip(depths(tree)).take(self.rows) {
             html.raw("<tr>")
                 .element("td", "class=\"num\"", &number(&entry["pid"]))
                 .raw("<td class=\"cmd d")
@@ -364,11 +397,20 @@ impl View<'_> {
             if depth > 0 {
                 html.element("span", "class=\"tree\"", "└ ");
             }
-            html.text(entry["command"].as_str().unwrap_or(""))
+            html.text(&self.clip(entry["command"].as_str().unwrap_or("")))
                 .raw("</td>")
                 .element("td", "class=\"num\"", &bytes(entry["rss_bytes"].as_f64()))
                 .element("td", "class=\"num\"", &percent(entry["cpu_percent"].as_f64()))
                 .element("td", "class=\"num hide-narrow\"", &number(&entry["threads"]))
+                .raw("</tr>");
+        }
+        if tree.len() > self.rows {
+            html.raw("<tr><td></td>")
+                .element(
+                    "td",
+                    "class=\"muted\"",
+                    &format!("and {} more (the live page lists all)", tree.len() - self.rows),
+                )
                 .raw("</tr>");
         }
         html.raw("</tbody></table></div>\n<p id=\"tree-empty\" class=\"empty\"")
@@ -388,7 +430,7 @@ impl View<'_> {
                 .raw("\">")
                 .text(status)
                 .raw("</td>")
-                .element("td", "class=\"muted\"", &check_detail(name, check))
+                .element("td", "class=\"muted\"", &self.clip(&check_detail(name, check)))
                 .raw("</tr>");
         }
         html.raw("</tbody></table></div>\n</section>\n");
@@ -401,12 +443,20 @@ impl View<'_> {
             return;
         };
         html.raw("<dl class=\"env\">");
-        for (key, entry) in env {
+        for (key, entry) in env.iter().take(self.rows) {
             let value = match &entry["value"] {
                 Value::String(text) => text.clone(),
                 other => other.to_string(),
             };
-            html.element("dt", "", key).element("dd", "", &value);
+            html.element("dt", "", &self.clip(key))
+                .element("dd", "", &self.clip(&value));
+        }
+        if env.len() > self.rows {
+            html.element("dt", "", "…").element(
+                "dd",
+                "class=\"muted\"",
+                &format!("and {} more (see /config)", env.len() - self.rows),
+            );
         }
         html.raw("</dl>\n</section>\n");
     }
@@ -478,30 +528,37 @@ fn chart(html: &mut Html, chart: &Chart) {
         );
     }
     let (area, line) = &chart.path;
-    let _ = write!(
+    let _ = writeln!(
         html.0,
-        "<polygon class=\"area\" points=\"{area}\"></polygon><polyline class=\"line\" points=\"{line}\" vector-effect=\"non-scaling-stroke\"></polyline></svg>\n"
+        "<polygon class=\"area\" points=\"{area}\"></polygon><polyline class=\"line\" points=\"{line}\" vector-effect=\"non-scaling-stroke\"></polyline></svg>"
     );
     html.raw("<div class=\"axis\"><span class=\"span-label\">")
         .text(chart.span)
         .raw("</span><span>now</span></div>\n</div>\n");
 }
 
-/// (area polygon, line) points of `values` scaled to `top`, right-aligned.
+/// (area polygon, line) points of `values` scaled to `top`, right-aligned. At most
+/// [`SPARK_POINTS`] of them (every other sample of a full history, and the newest): the
+/// page stays small, and the script draws every sample once it runs.
 fn sparkline(values: &[f64], top: f64) -> (String, String) {
-    if values.is_empty() {
+    let Some(last) = values.len().checked_sub(1) else {
         return (String::new(), String::new());
-    }
-    let start = SPARK_WIDTH.saturating_sub(values.len()) as f64;
+    };
+    let start = SPARK_WIDTH.saturating_sub(values.len());
+    let stride = values.len().div_ceil(SPARK_POINTS);
     let mut line = String::new();
     for (i, value) in values.iter().enumerate() {
-        let y = SPARK_HEIGHT - (value / top).clamp(0.0, 1.0) * (SPARK_HEIGHT - 2.0);
-        let _ = write!(line, "{:.1},{y:.1} ", start + i as f64);
+        if i % stride == 0 || i == last {
+            let y = SPARK_HEIGHT - (value / top).clamp(0.0, 1.0) * (SPARK_HEIGHT - 2.0);
+            let _ = write!(line, "{},{y:.1} ", start + i);
+        }
     }
-    let end = start + (values.len() - 1) as f64;
-    let area = format!("{start:.1},{SPARK_HEIGHT} {line}{end:.1},{SPARK_HEIGHT}");
-    (area, line.trim_end().to_string())
+    let line = line.trim_end().to_string();
+    let area = format!("{start},{SPARK_HEIGHT} {line} {},{SPARK_HEIGHT}", start + last);
+    (area, line)
 }
+
+const SPARK_POINTS: usize = 300;
 
 /// "last 10 min" for the default interval (600 samples a second apart).
 fn span_label(interval: Option<f64>) -> String {
@@ -784,8 +841,60 @@ mod tests {
     #[test]
     fn sparkline_is_right_aligned_and_scaled() {
         let (area, line) = sparkline(&[0.0, 50.0, 100.0], 100.0);
-        assert_eq!(line, "597.0,100.0 598.0,51.0 599.0,2.0");
-        assert!(area.starts_with("597.0,100 ") && area.ends_with(" 599.0,100"));
+        assert_eq!(line, "597,100.0 598,51.0 599,2.0");
+        assert_eq!(area, "597,100 597,100.0 598,51.0 599,2.0 599,100");
         assert_eq!(sparkline(&[], 1.0), (String::new(), String::new()));
+        let full = vec![1.0; 600];
+        let (_, line) = sparkline(&full, 2.0);
+        assert_eq!(
+            line.split(' ').count(),
+            SPARK_POINTS + 1,
+            "every other sample and the newest"
+        );
+        assert!(line.starts_with("0,") && line.ends_with(" 599,51.0"), "{line}");
+    }
+
+    #[test]
+    fn the_page_stays_under_64_kib_whatever_the_child_runs() {
+        let long = "x".repeat(4096);
+        let hostile = "<&>".repeat(1000);
+        let process: Vec<Value> = (0..300)
+            .map(|pid| json!({"pid": pid + 2, "ppid": pid + 1, "command": long, "rss_bytes": 1u64 << 40, "cpu_percent": 1234.5, "threads": 999}))
+            .collect();
+        let samples: Vec<Value> = (0..600)
+            .map(|i| json!({"at": "2026-01-01T00:00:00.000Z", "rss_bytes": 123_456_789 + i * 7919, "cpu_percent": 99.123 + i as f64, "processes": 300}))
+            .collect();
+        let checks: serde_json::Map<String, Value> = (0..20)
+            .map(|i| {
+                (
+                    format!("dep{i}"),
+                    json!({"status": "failing", "critical": true, "latency_seconds": 1.5, "detail": hostile}),
+                )
+            })
+            .collect();
+        let env: serde_json::Map<String, Value> = (0..200)
+            .map(|i| (format!("VAR_{i}_{long}"), json!({"value": hostile, "source": "file"})))
+            .collect();
+        let data = PageData {
+            status: json!({"state": "stopping", "ready": false, "child": {"pid": 1, "generation": 1, "uptime_seconds": 1.0}, "restarts": 9, "shutdown": {"reason": hostile, "deadline": "2026-01-01T00:00:00.000Z", "phases": (0..11).map(|_| json!({"name": "wait_exit", "timeout_seconds": 30.0, "outcome": "ok", "duration_seconds": 1.0})).collect::<Vec<_>>()}, "timestamp": "2026-01-01T00:00:00.000Z"}),
+            overview: json!({"state": "stopping", "ready": false, "ready_reason": hostile, "health": "unhealthy", "version": "0.1.0", "process": {"gsup_pid": 1, "processes": 300, "rss_bytes": 1, "cpu_percent": 1.0}}),
+            process: json!({"tree": process}),
+            history: json!({"interval_seconds": 1.0, "samples": samples}),
+            health: json!({"status": "unhealthy", "checks": checks}),
+        };
+        let env = Value::Object(env);
+        let mut view = View {
+            data: &data,
+            prefix: "/api/v1/shutdown",
+            token: true,
+            env: &env,
+            now: SystemTime::now(),
+            rows: 0,
+            clip: 0,
+        };
+        let page = view.render_within_limits();
+        assert!(page.len() < 64 * 1024, "the page is {} bytes", page.len());
+        assert!(page.contains(" more (the live page lists all)"), "the cut is said");
+        assert!(!page.contains("<&>"), "escaped");
     }
 }
