@@ -23,6 +23,7 @@ fn json(body: &str) -> serde_json::Value {
 }
 
 /// Chromium, headless, with a profile of its own (removed with the returned dir).
+#[allow(clippy::disallowed_methods)] // the test owns the browser it starts (no gsup reaper here)
 fn chromium(extra: &[&str], url: &str) -> (String, tempfile::TempDir) {
     assert!(
         have("chromium"),
@@ -71,6 +72,7 @@ fn dom(url: &str) -> String {
 /// The DOM as a browser with scripts off shows it. `--dump-dom` needs script itself, so
 /// this asks over the DevTools protocol (`--remote-debugging-pipe`: NUL-terminated JSON
 /// on fds 3 and 4) for the document's HTML, which needs none.
+#[allow(clippy::disallowed_methods)] // the test owns the browser it starts (no gsup reaper here)
 fn dom_without_scripts(url: &str) -> String {
     assert!(
         have("chromium"),
@@ -112,7 +114,6 @@ fn dom_without_scripts(url: &str) -> String {
     );
     let _ = devtools.call(None, "Browser.close", serde_json::json!({}));
     drop(devtools);
-    #[allow(clippy::disallowed_methods)] // the test owns the browser it started
     let _ = browser.wait();
     html["outerHTML"].as_str().expect("the document's HTML").to_string()
 }
