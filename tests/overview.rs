@@ -70,10 +70,24 @@ fn dom(url: &str) -> String {
 }
 
 /// The DOM as a browser with scripts off shows it. `--dump-dom` needs script itself, so
-/// this asks over the DevTools protocol (`--remote-debugging-pipe`: NUL-terminated JSON
-/// on fds 3 and 4) for the document's HTML, which needs none.
-#[allow(clippy::disallowed_methods)] // the test owns the browser it starts (no gsup reaper here)
+/// this asks over the DevTools protocol for the document's HTML, which needs none.
 fn dom_without_scripts(url: &str) -> String {
+    in_a_tab(url, false, None, |devtools, session| {
+        let document = devtools.call(Some(session), "DOM.getDocument", serde_json::json!({}));
+        let html = devtools.call(
+            Some(session),
+            "DOM.getOuterHTML",
+            serde_json::json!({"nodeId": document["root"]["nodeId"]}),
+        );
+        html["outerHTML"].as_str().expect("the document's HTML").to_string()
+    })
+}
+
+/// Loads `url` in a fresh headless Chromium driven over the DevTools protocol
+/// (`--remote-debugging-pipe`: NUL-terminated JSON on fds 3 and 4), optionally in a
+/// phone-sized viewport, and hands the tab's session to `inspect` once it loaded.
+#[allow(clippy::disallowed_methods)] // the test owns the browser it starts (no gsup reaper here)
+fn in_a_tab<T>(url: &str, scripts: bool, width: Option<u32>, inspect: impl FnOnce(&mut DevTools, &str) -> T) -> T {
     assert!(
         have("chromium"),
         "these tests need Debian's chromium (.ci/run installs it)"
@@ -82,8 +96,8 @@ fn dom_without_scripts(url: &str) -> String {
     // fd 3: what chromium reads (our stdin pipe); fd 4: what it writes (our stdout pipe).
     let script = format!(
         "exec timeout 90 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-         --disable-background-networking --disable-component-update --disable-sync \
-         --blink-settings=scriptEnabled=false --remote-debugging-pipe --user-data-dir='{}' \
+         --disable-background-networking --disable-component-update --disable-sync --hide-scrollbars \
+         --blink-settings=scriptEnabled={scripts} --remote-debugging-pipe --user-data-dir='{}' \
          3<&0 4>&1 0</dev/null 1>/dev/null",
         profile.path().display()
     );
@@ -103,19 +117,21 @@ fn dom_without_scripts(url: &str) -> String {
         serde_json::json!({"targetId": target["targetId"], "flatten": true}),
     );
     let session = attached["sessionId"].as_str().expect("a session id").to_string();
+    if let Some(width) = width {
+        devtools.call(
+            Some(&session),
+            "Emulation.setDeviceMetricsOverride",
+            serde_json::json!({"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": true}),
+        );
+    }
     devtools.call(Some(&session), "Page.enable", serde_json::json!({}));
     devtools.call(Some(&session), "Page.navigate", serde_json::json!({"url": url}));
     devtools.wait_for_event("Page.loadEventFired");
-    let document = devtools.call(Some(&session), "DOM.getDocument", serde_json::json!({}));
-    let html = devtools.call(
-        Some(&session),
-        "DOM.getOuterHTML",
-        serde_json::json!({"nodeId": document["root"]["nodeId"]}),
-    );
+    let found = inspect(&mut devtools, &session);
     let _ = devtools.call(None, "Browser.close", serde_json::json!({}));
     drop(devtools);
     let _ = browser.wait();
-    html["outerHTML"].as_str().expect("the document's HTML").to_string()
+    found
 }
 
 /// A DevTools-protocol session over chromium's pipe.
@@ -167,6 +183,16 @@ impl DevTools {
         let answer = self.next_where(method, |m| m["id"] == id);
         assert!(answer["error"].is_null(), "{method}: {answer}");
         answer["result"].clone()
+    }
+
+    /// The value of a JavaScript expression in the tab.
+    fn evaluate(&mut self, session: &str, expression: &str) -> serde_json::Value {
+        let result = self.call(
+            Some(session),
+            "Runtime.evaluate",
+            serde_json::json!({"expression": expression, "returnByValue": true}),
+        );
+        result["result"]["value"].clone()
     }
 
     fn wait_for_event(&mut self, event: &str) {
@@ -294,6 +320,36 @@ fn the_page_shows_the_shutdown_phases_while_a_slow_child_stops() {
 
     send_signal(child_pid, libc::SIGKILL);
     gsup.wait_exit(PATIENCE);
+}
+
+#[test]
+fn no_horizontal_scroll_at_a_phones_width_with_long_values() {
+    let long = format!("--an-argument-without-spaces-{}", "x".repeat(300));
+    let config = format!("[process]\nenv = {{ LONG = \"{}\" }}\n", "y".repeat(300));
+    let (mut gsup, addr, _file, _, _) = supervised_tree(&config, &["echo", &long]);
+    let (scroll, client) = in_a_tab(&format!("http://{addr}/"), true, Some(375), |devtools, session| {
+        let live = wait_until(PATIENCE, || {
+            devtools.evaluate(session, "document.documentElement.dataset.live") == "1"
+        });
+        assert!(live, "the page's script never refreshed it");
+        let widths = devtools.evaluate(
+            session,
+            "[document.documentElement.scrollWidth, document.documentElement.clientWidth]",
+        );
+        // The tables sit in boxes that could scroll on their own: they must not either.
+        let tables = devtools.evaluate(
+            session,
+            "Math.max(0, ...[...document.querySelectorAll('.scroll')].map(e => e.scrollWidth - e.clientWidth))",
+        );
+        assert_eq!(tables, 0, "a table scrolls sideways by {tables} px");
+        (widths[0].as_i64().unwrap_or(-1), widths[1].as_i64().unwrap_or(-1))
+    });
+    assert_eq!(client, 375, "the viewport is a phone's");
+    assert!(
+        scroll <= client,
+        "the page scrolls sideways: {scroll} px wide at {client} px"
+    );
+    stop(&mut gsup);
 }
 
 #[test]

@@ -53,9 +53,9 @@
   }
   function healthTone(h) { return { healthy: "ok", degraded: "warn", unhealthy: "bad" }[h] || ""; }
   function outcomeTone(o) {
-    if (["ok", "up", "running"].includes(o)) return "ok-text";
+    if (["ok", "up"].includes(o)) return "ok-text";
     if (["skipped", "pending", "unknown"].includes(o)) return "muted";
-    if (["over", "starting", "restarting", "degraded"].includes(o)) return "warn-text";
+    if (["running", "over", "starting", "restarting", "degraded"].includes(o)) return "warn-text";
     return "bad-text";
   }
   function cell(text, className) { return el("td", className, text); }

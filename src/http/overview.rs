@@ -599,10 +599,9 @@ fn health_tone(health: &str) -> &'static str {
 
 fn outcome_tone(outcome: &str) -> &'static str {
     match outcome {
-        "ok" | "up" | "running" => "ok-text",
+        "ok" | "up" => "ok-text",
         "skipped" | "pending" | "unknown" => "muted",
-        "over" | "starting" | "restarting" | "degraded" => "warn-text",
-        _ if outcome.starts_with("running") => "warn-text",
+        "running" | "over" | "starting" | "restarting" | "degraded" => "warn-text",
         _ => "bad-text",
     }
 }
