@@ -252,7 +252,7 @@ fn assert_shows_the_tree(page: &str, child_pid: i32, worker: i32) {
 
 #[test]
 fn the_page_shows_the_child_and_its_worker_after_its_script_ran_and_without_scripts() {
-    let config = format!("[process]\nenv = {{ GREETING = \"{HOSTILE}\" }}\n");
+    let config = format!("[process]\nenv = {{ GREETING = \"{HOSTILE}\", DB_PASSWORD = \"hunter2-secret\" }}\n");
     let (mut gsup, addr, _file, child_pid, worker) = supervised_tree(&config, &["echo", HOSTILE]);
     let url = format!("http://{addr}/");
 
@@ -280,6 +280,8 @@ fn the_page_shows_the_child_and_its_worker_after_its_script_ran_and_without_scri
             "the argument (title, heading, tree row) and the env value show as text: {page}"
         );
         assert!(page.contains("<dt>GREETING</dt>"), "{page}");
+        assert!(page.contains("<dt>DB_PASSWORD</dt><dd>***</dd>"), "redacted: {page}");
+        assert!(!page.contains("hunter2"), "a secret was shown: {page}");
     }
     stop(&mut gsup);
 }
