@@ -8,7 +8,6 @@ pub mod connections;
 pub mod history;
 pub mod procfs;
 
-#[allow(unused_imports)] // the supervisor and /process take these from here
 pub use history::History;
 #[allow(unused_imports)] // the supervisor and /process take these from here
 pub use procfs::{ProcessInfo, Root, Sampler, Totals, TreeSample, cgroup_memory};
