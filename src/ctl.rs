@@ -62,17 +62,17 @@ pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> 
     match client::request(&Target::Unix(&socket), method, &path, timeout) {
         Ok(answer) if (200..300).contains(&answer.status) => {
             let human = args.action == CtlAction::Status && !args.json && std::io::stdout().is_terminal();
-            match serde_json::from_str::<Value>(&answer.body) {
+            match serde_json::from_slice::<Value>(&answer.body) {
                 Ok(status) if human => {
                     // The tree's RSS and CPU and the not-ready reason are in `/overview`;
                     // without it the summary leaves them out rather than failing.
                     let overview = client::request(&Target::Unix(&socket), "GET", "/overview", ANSWER_TIMEOUT)
                         .ok()
-                        .and_then(|answer| serde_json::from_str(&answer.body).ok())
+                        .and_then(|answer| serde_json::from_slice(&answer.body).ok())
                         .unwrap_or(Value::Null);
                     print!("{}", summary(&status, &overview));
                 }
-                _ => println!("{}", answer.body.trim_end()),
+                _ => println!("{}", answer.text().trim_end()),
             }
             0
         }
@@ -80,7 +80,7 @@ pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> 
             // 409 and the auth answers: gsup would not; anything else: it tried and failed
             // (a reload whose new child never got ready).
             let verdict = if answer.status < 500 { "refused" } else { "failed" };
-            eprintln!("gsup ctl: {verdict} ({}): {}", answer.status, answer.body.trim_end());
+            eprintln!("gsup ctl: {verdict} ({}): {}", answer.status, answer.text().trim_end());
             1
         }
         Err(error) => {

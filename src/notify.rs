@@ -11,6 +11,7 @@
 //! Nothing here spawns, signals or waits: this module only moves datagrams.
 #![allow(dead_code)] // wired by the supervisor loop
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, RawFd};
@@ -18,7 +19,8 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{SocketAddr, UnixDatagram as StdUnixDatagram};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{self, ControlMessageOwned, MsgFlags, UnixCredentials, sockopt};
 use tokio::io::Interest;
@@ -116,6 +118,45 @@ pub struct NotifyServer {
     dir: PathBuf,
     /// `<dir>/notify.sock`; always UTF-8 (checked at bind), so it fits an env value.
     path: PathBuf,
+    /// Senders the supervisor found outside the child's tree: dropped unread for a while.
+    outsiders: Mutex<Outsiders>,
+}
+
+/// How long a sender found outside the child's tree stays dropped without a new look.
+/// Only pid reuse could bring that pid into the tree, and that takes going round the
+/// whole pid space first.
+const OUTSIDER_MEMORY: Duration = Duration::from_secs(1);
+
+/// The most outsiders remembered at once (a flood from more pids costs one look each).
+const MAX_OUTSIDERS: usize = 1024;
+
+/// Pids whose datagrams `recv` drops without handing them to the supervisor, so a flood
+/// from outside the child's tree costs a `recvmsg` each, not a `/proc` walk (DESIGN §5).
+#[derive(Debug, Default)]
+struct Outsiders {
+    until: HashMap<i32, Instant>,
+}
+
+impl Outsiders {
+    fn remember(&mut self, pid: i32, now: Instant) {
+        if self.until.len() >= MAX_OUTSIDERS {
+            self.until.retain(|_, until| *until > now);
+        }
+        if self.until.len() < MAX_OUTSIDERS {
+            self.until.insert(pid, now + OUTSIDER_MEMORY);
+        }
+    }
+
+    fn known(&mut self, pid: i32, now: Instant) -> bool {
+        match self.until.get(&pid) {
+            Some(until) if *until > now => true,
+            Some(_) => {
+                self.until.remove(&pid);
+                false
+            }
+            None => false,
+        }
+    }
 }
 
 impl NotifyServer {
@@ -147,6 +188,7 @@ impl NotifyServer {
             socket,
             dir: private,
             path,
+            outsiders: Mutex::default(),
         })
     }
 
@@ -161,8 +203,17 @@ impl NotifyServer {
         std::os::unix::fs::chown(&self.dir, uid, gid).map_err(|error| with_path(error, "chown", &self.dir))
     }
 
+    /// The supervisor found `pid` outside the child's tree: `recv` drops its datagrams
+    /// without a look for `OUTSIDER_MEMORY`.
+    pub fn ignore_sender(&self, pid: i32) {
+        if let Ok(mut outsiders) = self.outsiders.lock() {
+            outsiders.remember(pid, Instant::now());
+        }
+    }
+
     /// The next datagram that carries at least one field. Empty, truncated (larger than
-    /// 8 KiB) and non-UTF-8 datagrams are skipped. Every descriptor passed along is closed
+    /// 8 KiB) and non-UTF-8 datagrams are skipped, and so are those of a sender given to
+    /// `ignore_sender` (without being parsed). Every descriptor passed along is closed
     /// before this returns, whatever the datagram held.
     ///
     /// Cancel-safe: a datagram is either returned or not read at all.
@@ -172,7 +223,11 @@ impl NotifyServer {
         loop {
             self.socket.readable().await?;
             let received = self.socket.try_io(Interest::READABLE, || {
-                receive(self.socket.as_raw_fd(), &mut buffer, &mut control)
+                receive(self.socket.as_raw_fd(), &mut buffer, &mut control, |pid| {
+                    self.outsiders
+                        .lock()
+                        .is_ok_and(|mut outsiders| outsiders.known(pid, Instant::now()))
+                })
             });
             match received {
                 Ok(Some(notification)) => return Ok(notification),
@@ -240,8 +295,14 @@ fn bind_socket(path: &Path) -> io::Result<UnixDatagram> {
     UnixDatagram::from_std(socket).map_err(|error| with_path(error, "register with the runtime", path))
 }
 
-/// Reads one datagram. `Ok(None)`: it was read and dropped (empty, truncated, garbled).
-fn receive(fd: RawFd, buffer: &mut [u8], control: &mut [u8]) -> io::Result<Option<Notification>> {
+/// Reads one datagram. `Ok(None)`: it was read and dropped (empty, truncated, garbled, or
+/// from a sender `ignored` names).
+fn receive(
+    fd: RawFd,
+    buffer: &mut [u8],
+    control: &mut [u8],
+    ignored: impl FnOnce(i32) -> bool,
+) -> io::Result<Option<Notification>> {
     let mut iov = [IoSliceMut::new(buffer)];
     // CLOEXEC: a descriptor must not slip into a child spawned before it is closed.
     let message = socket::recvmsg::<()>(fd, &mut iov, Some(control), MsgFlags::MSG_CMSG_CLOEXEC)?;
@@ -263,15 +324,17 @@ fn receive(fd: RawFd, buffer: &mut [u8], control: &mut [u8]) -> io::Result<Optio
         // that fit could not be decoded (and would stay open).
         Err(errno) => tracing::warn!(%errno, "notify datagram with truncated control data; its descriptors may leak"),
     }
+    if sender_pid.is_some_and(ignored) {
+        return Ok(None);
+    }
     if flags.contains(MsgFlags::MSG_TRUNC) {
         tracing::debug!(?sender_pid, "notify datagram larger than {RECV_BUFFER} bytes dropped");
         return Ok(None);
     }
-    let Ok(text) = std::str::from_utf8(&buffer[..bytes]) else {
+    let Some(fields) = parse_datagram(&buffer[..bytes]) else {
         tracing::debug!(?sender_pid, "notify datagram that is not UTF-8 dropped");
         return Ok(None);
     };
-    let fields = parse_fields(text);
     if fields.is_empty() {
         tracing::debug!(?sender_pid, "notify datagram without KEY=VALUE fields dropped");
         return Ok(None);
@@ -286,6 +349,11 @@ fn close_received(fd: RawFd) {
     if let Err(errno) = nix::unistd::close(fd) {
         tracing::debug!(fd, %errno, "closing a descriptor passed with a notify datagram failed");
     }
+}
+
+/// The fields of a datagram's bytes; `None` when they are not UTF-8.
+fn parse_datagram(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+    std::str::from_utf8(bytes).ok().map(parse_fields)
 }
 
 /// Newline-separated `KEY=VALUE` (sd_notify(3)); a trailing newline, empty lines and lines
@@ -776,6 +844,58 @@ mod tests {
         // A send to a socket no one bound fails instead of blocking or panicking.
         let notifier = SystemdNotifier::from_env(&env_of(&[("NOTIFY_SOCKET", "/nonexistent/notify.sock")]), 1).unwrap();
         assert!(notifier.ready().is_err());
+    }
+
+    #[test]
+    fn outsiders_are_remembered_for_a_while_and_bounded() {
+        let now = Instant::now();
+        let mut outsiders = Outsiders::default();
+        assert!(!outsiders.known(7, now));
+        outsiders.remember(7, now);
+        assert!(outsiders.known(7, now + OUTSIDER_MEMORY / 2));
+        assert!(!outsiders.known(8, now));
+        assert!(!outsiders.known(7, now + OUTSIDER_MEMORY), "a verdict expires");
+        for pid in 0..2 * MAX_OUTSIDERS as i32 {
+            outsiders.remember(pid, now);
+        }
+        assert_eq!(outsiders.until.len(), MAX_OUTSIDERS);
+        // Expired ones make room.
+        outsiders.remember(-1, now + OUTSIDER_MEMORY);
+        assert!(outsiders.known(-1, now + OUTSIDER_MEMORY));
+        assert_eq!(outsiders.until.len(), 1);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Any bytes: no panic; UTF-8 gives fields with a key and no newline, anything
+        /// else nothing; and every field has a meaning (`parse` never panics either).
+        #[test]
+        fn any_datagram_parses_or_is_refused(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::num::u8::ANY,
+                    proptest::sample::select(b"=\nREADY1WATCHDOG_USECMAINPID-0".to_vec()),
+                ],
+                0..300,
+            ),
+        ) {
+            match parse_datagram(&bytes) {
+                Some(fields) => {
+                    proptest::prop_assert!(std::str::from_utf8(&bytes).is_ok());
+                    for (key, value) in &fields {
+                        proptest::prop_assert!(!key.is_empty() && !key.contains(['\n', '=']));
+                        proptest::prop_assert!(!value.contains('\n'));
+                    }
+                    proptest::prop_assert_eq!(parse(&fields).len(), fields.len());
+                }
+                None => proptest::prop_assert!(std::str::from_utf8(&bytes).is_err()),
+            }
+        }
+
+        #[test]
+        fn any_field_gets_a_meaning(key in "\\PC{0,12}", value in "\\PC{0,24}") {
+            let _ = parse(&[(key, value)]);
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn run(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -
             }
         },
     };
-    let Some((host, port, path)) = split_url(&url) else {
+    let Some((host, port, path)) = client::split_url(&url) else {
         eprintln!("gsup probe: --url {url}: expected http://HOST:PORT/PATH");
         return 2;
     };
@@ -41,7 +41,7 @@ pub fn run(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -
             0
         }
         Ok(answer) => {
-            println!("not {what}: {} from {url}: {}", answer.status, answer.body.trim());
+            println!("not {what}: {} from {url}: {}", answer.status, answer.text().trim());
             1
         }
         Err(error) => {
@@ -89,48 +89,9 @@ fn loopback_if_wildcard(addr: SocketAddr) -> SocketAddr {
     addr
 }
 
-/// `http://host:port/path` → (host, port, path); port 80 when absent.
-fn split_url(url: &str) -> Option<(String, u16, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].to_string()),
-        None => (rest, "/".to_string()),
-    };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(port) => port.parse().ok()?,
-            None => 80,
-        };
-        (host.to_string(), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (host.to_string(), port.parse().ok()?),
-            None => (authority.to_string(), 80),
-        }
-    };
-    (!host.is_empty()).then_some((host, port, path))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_urls() {
-        assert_eq!(
-            split_url("http://127.0.0.1:9090/ready"),
-            Some(("127.0.0.1".into(), 9090, "/ready".into()))
-        );
-        assert_eq!(
-            split_url("http://[::1]:8080/alive"),
-            Some(("::1".into(), 8080, "/alive".into()))
-        );
-        assert_eq!(split_url("http://example:81"), Some(("example".into(), 81, "/".into())));
-        assert_eq!(split_url("https://x/"), None);
-        assert_eq!(split_url("http://:80/"), None);
-        assert_eq!(split_url("http://h:notaport/"), None);
-    }
 
     #[test]
     fn wildcards_are_probed_on_loopback() {

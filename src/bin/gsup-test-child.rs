@@ -61,7 +61,10 @@ actions:
   alloc MB             allocate and touch MB MiB; `allocated MB`
   burn MS              busy-loop MS ms (0: forever, in a thread); `burning`
   listen ADDR          serve `ok <pid>` over TCP (fd 3 with LISTEN_FDS); `listening <addr>`
-  tty                  print `tty fg <true|false>` or `tty none`";
+  tty                  print `tty fg <true|false>` or `tty none`
+  env NAME             print `env NAME=<value>` (empty when unset)
+  await-file PATH      wait until PATH exists
+  notify TEXT          send TEXT (`\\n` for newlines) to $NOTIFY_SOCKET; `notified`";
 
 // ---------------------------------------------------------------------------------------
 // Signal names
@@ -134,6 +137,9 @@ enum Action {
     Orphans(u32),
     Zombies(u32),
     ReadyFile(String),
+    Env(String),
+    AwaitFile(String),
+    Notify(String),
     Alloc(usize),
     Burn(u64),
     Listen(String),
@@ -184,7 +190,7 @@ fn parse_until(mut words: &[String], inside_grandchild: bool) -> Result<(Vec<Act
                 continue;
             }
             "echo" | "handle" | "ignore" | "stamp-on" | "sleep" | "exit" | "die" | "orphans" | "zombies"
-            | "ready-file" | "alloc" | "burn" | "listen" => 1,
+            | "ready-file" | "alloc" | "burn" | "listen" | "env" | "await-file" | "notify" => 1,
             _ => return Err(ParseError::Unknown(name.to_string())),
         };
         if words.len() < arity {
@@ -231,6 +237,9 @@ fn action_from(name: &str, args: &[String]) -> Result<Action, ParseError> {
         "orphans" => Action::Orphans(number(arg(0), bad)?),
         "zombies" => Action::Zombies(number(arg(0), bad)?),
         "ready-file" => Action::ReadyFile(arg(0).to_string()),
+        "env" => Action::Env(arg(0).to_string()),
+        "await-file" => Action::AwaitFile(arg(0).to_string()),
+        "notify" => Action::Notify(arg(0).replace("\\n", "\n")),
         "alloc" => Action::Alloc(number(arg(0), bad)?),
         "burn" => Action::Burn(number(arg(0), bad)?),
         "listen" => Action::Listen(arg(0).to_string()),
@@ -474,6 +483,25 @@ fn run(action: &Action) {
         Action::ReadyFile(path) => {
             if let Err(err) = std::fs::File::create(path) {
                 fail("ready-file", format!("{path}: {err}"));
+            }
+        }
+        Action::Env(name) => say(&format!(
+            "env {name}={}",
+            std::env::var_os(name).unwrap_or_default().to_string_lossy()
+        )),
+        Action::AwaitFile(path) => {
+            while !std::path::Path::new(path).exists() {
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Action::Notify(text) => {
+            let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+                fail("notify", "no NOTIFY_SOCKET".to_string());
+            };
+            let sent = std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.send_to(text.as_bytes(), &socket));
+            match sent {
+                Ok(_) => say("notified"),
+                Err(err) => fail("notify", format!("{}: {err}", socket.to_string_lossy())),
             }
         }
         Action::Alloc(mb) => alloc(*mb),

@@ -15,7 +15,7 @@ use tracing::debug;
 use super::spawn::{self, ChildSpec};
 use super::state::{ExitStatus, Pid};
 use crate::config::{Config, DependencyCheck, Probe};
-use crate::http::client::{self, Target};
+use crate::http::client;
 use crate::os::{self, ChildSetup};
 
 /// Which check a result is about.
@@ -338,20 +338,9 @@ fn tcp(addr: &str, timeout: Duration) -> (bool, String) {
 }
 
 fn http(url: &str, timeout: Duration) -> (bool, String) {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return (false, format!("{url}: only http://"));
-    };
-    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => match port.parse::<u16>() {
-            Ok(port) => (host.trim_matches(['[', ']']), port),
-            Err(_) => return (false, format!("{url}: bad port")),
-        },
-        None => (authority, 80),
-    };
-    match client::request(&Target::Tcp { host, port }, "GET", path, timeout) {
+    match client::request_url("GET", url, timeout) {
         Ok(answer) if (200..300).contains(&answer.status) => (true, format!("{}", answer.status)),
         Ok(answer) => (false, format!("{url}: {}", answer.status)),
-        Err(error) => (false, format!("{url}: {error}")),
+        Err(detail) => (false, detail),
     }
 }

@@ -11,7 +11,7 @@ use std::collections::{HashSet, VecDeque};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -19,7 +19,7 @@ use super::phases::Outcome;
 use super::spawn::{self, ChildSpec};
 use super::state::{ExitStatus, Pid};
 use crate::config::{Config, HookAction, HookConfig, HookPhase};
-use crate::http::client::{self, Target};
+use crate::http::client;
 use crate::os::{self, ChildSetup};
 use crate::signals::Sig;
 
@@ -410,7 +410,7 @@ impl HookRunner {
                 // A blocking request on its own thread: it never holds up the event loop,
                 // and gsup forks nothing from that thread.
                 tokio::task::spawn_blocking(move || {
-                    let result = request(&method, &url, timeout);
+                    let result = client::request_url(&method, &url, timeout).map(|answer| answer.status);
                     let _ = reports.send(HookReport::Http { run, index, result });
                 });
                 Ok(Current::Http { index, deadline })
@@ -419,38 +419,82 @@ impl HookRunner {
     }
 }
 
-fn request(method: &str, url: &str, timeout: Duration) -> Result<u16, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs"))?;
-    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (
-            host.trim_matches(['[', ']']),
-            port.parse::<u16>().map_err(|_| format!("{url}: bad port"))?,
-        ),
-        None => (authority, 80),
-    };
-    client::request(&Target::Tcp { host, port }, method, path, timeout)
-        .map(|answer| answer.status)
-        .map_err(|error| format!("{url}: {error}"))
-}
+/// The longest line of hook output gsup logs; a longer one is cut into pieces this long.
+const MAX_LINE: usize = 8 * 1024;
 
 /// Logs each line a hook writes, under its name, until the pipe closes; then calls
 /// `closed`. Returns whether it reads (false: the pipe could not be registered).
+///
+/// Bytes, not text (DESIGN §5): shown as lossy UTF-8, cut at `MAX_LINE`, and read until
+/// EOF whatever arrives, so a hook that prints binary is never killed by SIGPIPE and one
+/// that never prints a newline cannot grow gsup's memory.
 fn log_lines(hook: &str, stream: &'static str, fd: OwnedFd, closed: impl FnOnce() + Send + 'static) -> bool {
-    let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+    let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
         return false;
     };
     let hook = hook.to_string();
     tokio::spawn(async move {
-        let mut lines = BufReader::new(pipe).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            info!(hook = %hook, stream, "{line}");
+        let mut lines = Lines::default();
+        let mut buffer = vec![0u8; MAX_LINE];
+        // A `\r` before the newline goes too, as `lines()` did.
+        let log = |line: &[u8]| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            info!(hook = %hook, stream, "{}", String::from_utf8_lossy(line));
+        };
+        loop {
+            match pipe.read(&mut buffer).await {
+                Ok(0) => break,
+                Ok(n) => lines.push(&buffer[..n], log),
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    warn!(hook = %hook, stream, %error, "cannot read the hook's output");
+                    break;
+                }
+            }
         }
+        lines.finish(log);
         closed();
     });
     true
+}
+
+/// Splits bytes into lines of at most `MAX_LINE` bytes (without their `\n`).
+#[derive(Default)]
+struct Lines {
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    fn push(&mut self, mut bytes: &[u8], mut emit: impl FnMut(&[u8])) {
+        while !bytes.is_empty() {
+            let room = MAX_LINE - self.partial.len();
+            let newline = bytes[..bytes.len().min(room)].iter().position(|&b| b == b'\n');
+            let taken = match newline {
+                Some(at) => {
+                    self.partial.extend_from_slice(&bytes[..at]);
+                    at + 1
+                }
+                None => {
+                    let taken = bytes.len().min(room);
+                    self.partial.extend_from_slice(&bytes[..taken]);
+                    taken
+                }
+            };
+            bytes = &bytes[taken..];
+            if newline.is_some() || self.partial.len() == MAX_LINE {
+                emit(&self.partial);
+                self.partial.clear();
+            }
+        }
+    }
+
+    /// What is left after the last newline, at EOF.
+    fn finish(&mut self, mut emit: impl FnMut(&[u8])) {
+        if !self.partial.is_empty() {
+            emit(&self.partial);
+            self.partial.clear();
+        }
+    }
 }
 
 /// The phase's outcome is its worst hook's: killed > timeout > failed > ok.
@@ -499,6 +543,50 @@ mod tests {
         assert!(runnable(&config, HookPhase::Redis).is_empty());
         assert_eq!(runnable(&config, HookPhase::PreStop), vec![4]);
         assert!(runnable(&config, HookPhase::Cleanup).is_empty());
+    }
+
+    fn split(chunks: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut lines = Lines::default();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            lines.push(chunk, |line| out.push(line.to_vec()));
+        }
+        lines.finish(|line| out.push(line.to_vec()));
+        out
+    }
+
+    #[test]
+    fn output_is_cut_into_lines_of_at_most_8_kib() {
+        assert_eq!(split(&[b"a\nb", b"c\n\nd"]), [&b"a"[..], b"bc", b"", b"d"]);
+        assert_eq!(split(&[b"caf\xe9\n"]), [b"caf\xe9"]);
+        let long = vec![b'x'; 2 * MAX_LINE + 5];
+        let cut = split(&[&long[..100], &long[100..]]);
+        assert_eq!(cut.iter().map(Vec::len).collect::<Vec<_>>(), [MAX_LINE, MAX_LINE, 5]);
+        // A newline right after a full piece ends an empty line, as written.
+        let mut exact = vec![b'y'; MAX_LINE];
+        exact.push(b'\n');
+        assert_eq!(split(&[&exact]).iter().map(Vec::len).collect::<Vec<_>>(), [MAX_LINE, 0]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Any bytes in any chunks: no line is longer than `MAX_LINE`, none holds a
+        /// newline, and nothing but the newlines is lost.
+        #[test]
+        fn any_output_splits_without_loss(
+            chunks in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(vec![b'\n', b'a', 0xe9, 0]), 0..20_000),
+                0..4,
+            ),
+        ) {
+            let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+            let lines = split(&refs);
+            proptest::prop_assert!(lines.iter().all(|l| l.len() <= MAX_LINE && !l.contains(&b'\n')));
+            let kept: usize = lines.iter().map(Vec::len).sum();
+            let sent: Vec<u8> = chunks.concat();
+            let newlines = sent.iter().filter(|&&b| b == b'\n').count();
+            proptest::prop_assert_eq!(kept, sent.len() - newlines);
+        }
     }
 
     #[test]

@@ -425,11 +425,11 @@ impl Supervisor {
                     }
                 }
                 // A datagram from the child on its notify socket.
-                Ok((generation, notification)) = receive(notify_server.as_ref()) => {
-                    self.on_notification(generation, notification);
+                Ok((server, generation, notification)) = receive(notify_server.as_ref()) => {
+                    self.on_notification(server, generation, notification);
                 }
-                Ok((generation, notification)) = receive(reload_notify.as_ref()) => {
-                    self.on_notification(generation, notification);
+                Ok((server, generation, notification)) = receive(reload_notify.as_ref()) => {
+                    self.on_notification(server, generation, notification);
                 }
                 // The child's watchdog ran out.
                 _ = sleep_until(child_watchdog.unwrap_or_else(Instant::now)), if child_watchdog.is_some() => {
@@ -935,7 +935,9 @@ impl Supervisor {
 
     /// A datagram on a generation's notify socket: accepted from the child's tree only.
     /// `READY=1` counts for that generation alone; the watchdog is the serving child's.
-    fn on_notification(&mut self, generation: u64, notification: notify::Notification) {
+    /// An outsider is remembered by `server`, which then drops its datagrams unread for
+    /// a while: a flood costs no `/proc` walk each (DESIGN §5).
+    fn on_notification(&mut self, server: &NotifyServer, generation: u64, notification: notify::Notification) {
         let in_tree = notification.sender_pid.is_some_and(|pid| {
             self.state.is_generation(pid) || tree::descendants(self.own_pid, &self.helper_pids()).contains(&pid)
         });
@@ -945,6 +947,9 @@ impl Supervisor {
                 sender = notification.sender_pid,
                 "notify datagram from outside the child's tree: ignored"
             );
+            if let Some(pid) = notification.sender_pid {
+                server.ignore_sender(pid);
+            }
             return;
         }
         for message in notify::parse(&notification.fields) {
@@ -1183,10 +1188,13 @@ fn roots(child: Option<Pid>) -> Vec<monitor::Root> {
 /// Something that belongs to one generation of the child.
 type Generational<T> = (u64, Arc<T>);
 
-/// `server.recv()` with the server's generation, or never when there is no notify socket.
-async fn receive(server: Option<&Generational<NotifyServer>>) -> std::io::Result<(u64, notify::Notification)> {
+/// `server.recv()` with the server and its generation, or never when there is no notify
+/// socket.
+async fn receive(
+    server: Option<&Generational<NotifyServer>>,
+) -> std::io::Result<(&NotifyServer, u64, notify::Notification)> {
     match server {
-        Some((generation, server)) => Ok((*generation, server.recv().await?)),
+        Some((generation, server)) => Ok((server, *generation, server.recv().await?)),
         None => std::future::pending().await,
     }
 }
