@@ -86,7 +86,7 @@ pub struct PageData {
     pub health: Value,
 }
 
-/// The whole page for `api` at `now`.
+/// The whole page, drawn from `data` with `api`'s config (prefix, token, env).
 pub fn page(api: &Api, data: &PageData) -> String {
     let config = &api.loaded.config;
     let env = crate::config::render_json(&api.loaded)["process"]["env"].clone();
@@ -102,9 +102,9 @@ pub fn page(api: &Api, data: &PageData) -> String {
     view.render_within_limits()
 }
 
-/// (rows, characters) tried in turn until the page fits in [`MAX_PAGE_BYTES`]: values
-/// of any length, escaped to five times their size, cannot make it bigger (DESIGN §5a).
-/// The script shows every process once it runs.
+/// (rows, characters) tried in turn until the page fits in [`MAX_PAGE_BYTES`], so a big
+/// tree, a long environment or long values (escaping can make them five times longer)
+/// cannot push it past 64 KiB (DESIGN §5a). The script shows every process once it runs.
 const LIMITS: [(usize, usize); 4] = [(40, 240), (20, 120), (10, 60), (5, 20)];
 const MAX_PAGE_BYTES: usize = 64 * 1024 - 512;
 
@@ -121,7 +121,8 @@ struct View<'a> {
     clip: usize,
 }
 
-/// HTML being written; [`Html::text`] is the only way a value gets in.
+/// HTML being written; [`Html::text`] is the only way text from outside gets in (`raw`
+/// takes constants and numbers).
 struct Html(String);
 
 impl Html {
