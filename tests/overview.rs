@@ -484,3 +484,61 @@ fn a_token_brings_the_reload_and_shutdown_buttons() {
     assert!(!page.contains("id=\"controls\""), "no buttons without a token: {page}");
     stop(&mut without);
 }
+
+#[test]
+fn the_buttons_send_the_token_and_shut_gsup_down() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token-for-the-page\n").expect("write token");
+    let config = format!("[http]\ntoken_file = \"{}\"\n", token.display());
+    let (mut gsup, addr, _file) = gsup_with_api(&config, &[CHILD, "exit-on", "TERM", "0", "forever"], &[]);
+    let code = in_a_tab(&format!("http://{addr}/"), true, None, |devtools, session| {
+        let message =
+            |devtools: &mut DevTools| devtools.evaluate(session, "document.getElementById('control-msg').textContent");
+        let press = |devtools: &mut DevTools, token: &str, button: &str| {
+            // From a timer: a confirm() dialog would hold up the evaluation itself.
+            let click = format!(
+                "document.getElementById('token').value = '{token}'; setTimeout(() => document.getElementById('{button}').click(), 0); true"
+            );
+            devtools.evaluate(session, &click);
+        };
+        // A wrong token: 401, and the tab forgets it.
+        press(devtools, "wrong", "reload-button");
+        assert!(
+            wait_until(PATIENCE, || message(devtools)
+                .as_str()
+                .is_some_and(|m| m.contains("401"))),
+            "{}",
+            message(devtools)
+        );
+        assert_eq!(
+            devtools.evaluate(session, "sessionStorage.getItem('gsup-token')"),
+            serde_json::Value::Null
+        );
+        // The right one reaches the route: a reload without sockets is refused (409),
+        // and the token is kept for the tab.
+        press(devtools, "s3cret-token-for-the-page", "reload-button");
+        assert!(
+            wait_until(PATIENCE, || message(devtools)
+                .as_str()
+                .is_some_and(|m| m.contains("409"))),
+            "{}",
+            message(devtools)
+        );
+        assert_eq!(
+            devtools.evaluate(session, "sessionStorage.getItem('gsup-token')"),
+            "s3cret-token-for-the-page"
+        );
+        // Shut down asks first; accepted, gsup stops the child and exits with its code.
+        press(devtools, "s3cret-token-for-the-page", "shutdown-button");
+        devtools.wait_for_event("Page.javascriptDialogOpening");
+        devtools.call(
+            Some(session),
+            "Page.handleJavaScriptDialog",
+            serde_json::json!({"accept": true}),
+        );
+        gsup.wait_code(PATIENCE)
+    });
+    assert_eq!(code, 0, "the child exited 0 on TERM: {}", gsup.stderr());
+    assert!(gsup.stderr().contains("http POST /shutdown"), "{}", gsup.stderr());
+}
