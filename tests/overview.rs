@@ -22,32 +22,32 @@ fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|error| panic!("not JSON ({error}): {body}"))
 }
 
-/// Chromium, headless, with a profile of its own (removed with the returned dir).
-#[allow(clippy::disallowed_methods)] // the test owns the browser it starts (no gsup reaper here)
-fn chromium(extra: &[&str], url: &str) -> (String, tempfile::TempDir) {
+/// Headless, and quiet: no network of its own, no first-run or background work.
+const HEADLESS: &str = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync --hide-scrollbars";
+
+fn require_chromium() {
     assert!(
         have("chromium"),
         "these tests need Debian's chromium (apt-get install -y chromium; .ci/run installs it)"
     );
+}
+
+/// Chromium, headless, with a profile of its own (removed with the returned dir).
+#[allow(clippy::disallowed_methods)] // the test owns the browser it starts (no gsup reaper here)
+fn chromium(extra: &[&str], url: &str) -> (String, tempfile::TempDir) {
+    require_chromium();
     let profile = tempfile::tempdir().expect("a chromium profile dir");
     let profile_flag = format!("--user-data-dir={}", profile.path().display());
     let mut args = vec![
         // A hung browser must not hang the test: `timeout` ends it.
         "90",
         "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
         profile_flag.as_str(),
         // Virtual time: the page's first refresh and a few of its 1 s timers run.
         "--virtual-time-budget=4000",
     ];
+    args.extend(HEADLESS.split(' '));
     args.extend_from_slice(extra);
     args.push(url);
     let output = std::process::Command::new("timeout")
@@ -88,17 +88,12 @@ fn dom_without_scripts(url: &str) -> String {
 /// phone-sized viewport, and hands the tab's session to `inspect` once it loaded.
 #[allow(clippy::disallowed_methods)] // the test owns the browser it starts (no gsup reaper here)
 fn in_a_tab<T>(url: &str, scripts: bool, width: Option<u32>, inspect: impl FnOnce(&mut DevTools, &str) -> T) -> T {
-    assert!(
-        have("chromium"),
-        "these tests need Debian's chromium (.ci/run installs it)"
-    );
+    require_chromium();
     let profile = tempfile::tempdir().expect("a chromium profile dir");
     // fd 3: what chromium reads (our stdin pipe); fd 4: what it writes (our stdout pipe).
     let script = format!(
-        "exec timeout 90 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-         --disable-background-networking --disable-component-update --disable-sync --hide-scrollbars \
-         --blink-settings=scriptEnabled={scripts} --remote-debugging-pipe --user-data-dir='{}' \
-         3<&0 4>&1 0</dev/null 1>/dev/null",
+        "exec timeout 90 chromium {HEADLESS} --blink-settings=scriptEnabled={scripts} \
+         --remote-debugging-pipe --user-data-dir='{}' 3<&0 4>&1 0</dev/null 1>/dev/null",
         profile.path().display()
     );
     let mut browser = std::process::Command::new("sh")
