@@ -11,7 +11,7 @@ GSUP=${GSUP:-$target/release/gsup}
 FIXTURE=${FIXTURE:-$target/release/gsup-test-child}
 SERVER=${SERVER:-$target/release/examples/drain_server}
 if [ ! -x "$FIXTURE" ]; then
-    cargo build --release --bin gsup-test-child
+    cargo build --release --features test-fixture --bin gsup-test-child
 fi
 if [ ! -x "$SERVER" ]; then
     cargo build --release --example drain_server

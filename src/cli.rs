@@ -308,6 +308,7 @@ impl CheckArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("gsup").chain(args.iter().copied()))
@@ -316,6 +317,31 @@ mod tests {
     #[test]
     fn definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any command line parses or is a usage error (exit 2), never a panic; the values
+        /// of flags stay raw text for `config::load` to judge.
+        #[test]
+        fn any_command_line_parses_or_is_a_usage_error(
+            args in proptest::collection::vec(
+                prop_oneof![
+                    proptest::sample::select(vec![
+                        "run", "check", "probe", "ctl", "generate", "__exec-shim", "--", "-", "--config",
+                        "--http", "--timeout", "--rewrite", "--listen", "--exit-map", "--grace-period",
+                        "--url", "--socket", "ready", "status", "systemd", "--help", "-V",
+                    ]).prop_map(str::to_string),
+                    any::<String>(),
+                ],
+                0..8,
+            )
+        ) {
+            if let Err(error) = parse(&args.iter().map(String::as_str).collect::<Vec<_>>()) {
+                prop_assert!([0, 2].contains(&error.exit_code()), "{}", error);
+            }
+        }
     }
 
     #[test]

@@ -11,27 +11,27 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::cli::{ConfigFlags, CtlAction, CtlArgs};
-use crate::config::{self, Config};
+use crate::config;
 use crate::http::client::{self, Target};
 
 /// Connecting and the answer to `status`, `shutdown` and `kill` (DESIGN §2), and what
 /// `prestop` and `reload` wait on top of `drain_delay` and `startup_timeout`.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
+pub fn run(args: &CtlArgs, env: &config::Env, cwd: &Path) -> i32 {
     // The config gives the prefix, the socket when no flag or variable names it, and the
-    // waits of prestop and reload; without a readable config the defaults hold.
+    // waits of prestop and reload. A config that fails to load (named or found: an
+    // unreadable token_file) is an error: its defaults would be the wrong prefix and waits.
     let flags = ConfigFlags {
         config: args.config.clone(),
         ..ConfigFlags::default()
     };
     let config = match config::load(&flags, env, cwd) {
         Ok(loaded) => loaded.config,
-        Err(errors) if args.config.is_some() => {
-            eprintln!("gsup ctl: {errors}");
+        Err(errors) => {
+            eprintln!("gsup ctl: the config does not load, so its prefix and waits are unknown: {errors}");
             return 2;
         }
-        Err(_) => Config::default(),
     };
     let socket: Option<PathBuf> = args
         .socket
@@ -51,12 +51,12 @@ pub fn run(args: &CtlArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> 
             "POST",
             // Blocks until the new generation took over or failed (DESIGN §8).
             format!("{prefix}/reload?wait=true"),
-            config.restart.startup_timeout + ANSWER_TIMEOUT,
+            config.restart.startup_timeout.saturating_add(ANSWER_TIMEOUT),
         ),
         CtlAction::Prestop => (
             "GET",
             format!("{prefix}/prestop"),
-            config.shutdown.drain_delay + ANSWER_TIMEOUT,
+            config.shutdown.drain_delay.saturating_add(ANSWER_TIMEOUT),
         ),
     };
     match client::request(&Target::Unix(&socket), method, &path, timeout) {

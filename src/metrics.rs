@@ -10,7 +10,6 @@
 //! features: its text format passes `promtool check metrics`, DEPS §9). Both renderings,
 //! text and JSON, are built from the same `Registry::gather`, so their names cannot drift
 //! apart. This module knows nothing of the supervisor: it never touches the child.
-#![allow(dead_code)] // wired by the HTTP API and the event loop (integration pending)
 
 use std::collections::HashMap;
 use std::fs;

@@ -98,11 +98,21 @@ fn parse_realtime(bare: &str) -> Option<c_int> {
     } else {
         return None;
     };
-    let number = match rest {
-        "" => base,
-        _ if rest.starts_with('+') => base + rest[1..].parse::<c_int>().ok()?,
-        _ if rest.starts_with('-') => base - rest[1..].parse::<c_int>().ok()?,
-        _ => return None,
+    // Digits only after the sign (no "RTMIN++3"), and no overflow on a huge offset.
+    let offset = |digits: &str| -> Option<c_int> {
+        digits
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    let number = if rest.is_empty() {
+        base
+    } else if let Some(digits) = rest.strip_prefix('+') {
+        base.checked_add(offset(digits)?)?
+    } else if let Some(digits) = rest.strip_prefix('-') {
+        base.checked_sub(offset(digits)?)?
+    } else {
+        return None;
     };
     (rt_min()..=rt_max()).contains(&number).then_some(number)
 }
@@ -167,6 +177,49 @@ mod tests {
     fn refuses_unknown_signals() {
         for bad in ["", "0", "-1", "65", "TERMINATE", "RTMIN+99", "RTMIN+", "SIG"] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    /// A huge offset overflowed `c_int` (a panic in a debug build); a sign twice passed.
+    #[test]
+    fn realtime_offsets_never_overflow() {
+        for bad in [
+            "RTMAX--2147483648",
+            "RTMIN+2147483647",
+            "SIGRTMIN-2147483648",
+            "RTMIN++3",
+            "RTMAX- 1",
+            "RTMINé",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Outside input (config, flags, `--rewrite`): never a panic; a refusal names the
+        /// text; what is accepted is a signal gsup can name and parse back.
+        #[test]
+        fn any_text_parses_or_is_refused_by_name(
+            text in proptest::prop_oneof![
+                proptest::prelude::any::<String>(),
+                "(?i)(SIG)?(RTMIN|RTMAX)[+-]{0,2}[0-9 ]{0,12}",
+                "(?i)(SIG)?[A-Z]{1,7}",
+                "[-+]?[0-9]{1,12}",
+            ]
+        ) {
+            match parse(&text) {
+                Ok(signal) => {
+                    proptest::prop_assert!((1..=rt_max()).contains(&signal));
+                    proptest::prop_assert_eq!(parse(&name(signal)), Ok(signal));
+                }
+                Err(err) => {
+                    let message = err.to_string();
+                    let quoted = format!("`{text}`");
+                    proptest::prop_assert!(message.contains(&quoted), "{}", message);
+                }
+            }
         }
     }
 

@@ -46,14 +46,6 @@ impl History {
         self.points.push_back(point);
     }
 
-    pub fn points(&self) -> impl Iterator<Item = &Point> {
-        self.points.iter()
-    }
-
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
     /// The `/process/history` body (without `timestamp`).
     pub fn to_json(&self) -> Value {
         json!({
@@ -87,7 +79,7 @@ mod tests {
         for n in 0..(CAPACITY as u64 + 25) {
             history.push(point(n, 5.0));
         }
-        let kept: Vec<u64> = history.points().map(|p| p.rss_bytes).collect();
+        let kept: Vec<u64> = history.points.iter().map(|p| p.rss_bytes).collect();
         assert_eq!(kept.len(), CAPACITY);
         assert_eq!(kept.first(), Some(&25));
         assert_eq!(kept.last(), Some(&(CAPACITY as u64 + 24)));

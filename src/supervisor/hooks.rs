@@ -19,6 +19,7 @@ use super::phases::Outcome;
 use super::spawn::{self, ChildSpec};
 use super::state::{ExitStatus, Pid};
 use crate::config::{Config, HookAction, HookConfig, HookPhase};
+use crate::deadline::SaturatingAdd;
 use crate::http::client;
 use crate::os::{self, ChildSetup};
 use crate::signals::Sig;
@@ -349,7 +350,7 @@ impl HookRunner {
             let hook = self.config.hooks[index].clone();
             let deadline = hook
                 .timeout
-                .map_or(run.deadline, |timeout| (now + timeout).min(run.deadline));
+                .map_or(run.deadline, |timeout| now.saturating_add(timeout).min(run.deadline));
             let id = run.id;
             match self.launch(id, index, &hook, deadline, now) {
                 Ok(current) => {

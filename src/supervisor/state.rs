@@ -15,6 +15,7 @@ use super::checks::{CheckId, CheckResult};
 use super::hooks::{self, PhaseResult};
 use super::phases::{self, Outcome, PhaseName, PhaseRow, Rows};
 use crate::config::{Config, ForwardTo, HookPhase, MonitorAction, RestartPolicy};
+use crate::deadline::SaturatingAdd;
 use crate::signals::Sig;
 
 pub type Pid = i32;
@@ -61,6 +62,15 @@ pub enum Event {
     SpawnFailed {
         code: i32,
     },
+    /// The exec shim could not execute the program (it reported its `execve` errno): a
+    /// failed start like `SpawnFailed`, 127/126 whatever the restart policy (DESIGN §8).
+    ExecFailed {
+        pid: Pid,
+        code: i32,
+    },
+    /// The kernel lacked a resource to start the child (EMFILE, EAGAIN…): counts as an exit
+    /// with code 1, for the restart policy (DESIGN §4 Resources).
+    SpawnOutOfResources,
     /// A signal for gsup (never SIGCHLD, which wakes the reaper). `sender` is the pid
     /// that sent it, when the kernel says.
     Signal {
@@ -670,6 +680,12 @@ impl State {
                 self.fail_reload(detail, now, &mut actions);
             }
             Event::SpawnFailed { code } => self.exit(code, &mut actions),
+            Event::SpawnOutOfResources if self.reload.is_some() => {
+                let detail = "cannot start the new generation: out of resources".to_string();
+                self.fail_reload(detail, now, &mut actions);
+            }
+            Event::SpawnOutOfResources => self.start_out_of_resources(now, &mut actions),
+            Event::ExecFailed { pid, code } => self.on_exec_failed(pid, code, now, &mut actions),
             Event::Signal { signal, sender } => self.on_signal(signal, sender, now, &mut actions),
             Event::ChildExited { pid, status } => self.on_child_exit(pid, status, now, &mut actions),
             Event::ChildStopped { pid, signal } => {
@@ -761,7 +777,7 @@ impl State {
             info!(pid, generation = self.generation, "new generation started (reload)");
             reload.new = Some(started);
             if has_probe {
-                let at = now + self.config.restart.startup_timeout;
+                let at = now.saturating_add(self.config.restart.startup_timeout);
                 actions.push(Action::Arm(Timer::ReloadStartup, at));
             } else {
                 // With no probe a child is ready once it runs (DESIGN §5).
@@ -776,7 +792,10 @@ impl State {
         self.startup_pending = has_probe;
         info!(pid, generation = self.generation, "child started");
         if has_probe {
-            actions.push(Action::Arm(Timer::Startup, now + self.config.restart.startup_timeout));
+            actions.push(Action::Arm(
+                Timer::Startup,
+                now.saturating_add(self.config.restart.startup_timeout),
+            ));
         }
     }
 
@@ -864,7 +883,7 @@ impl State {
         });
         self.retiring.push(Retiring {
             child: leaving.clone(),
-            kill_at: Some(now + self.config.shutdown.timeout),
+            kill_at: Some(now.saturating_add(self.config.shutdown.timeout)),
             exited: false,
         });
         self.arm_retire(actions);
@@ -967,7 +986,7 @@ impl State {
         if !self.open_shutdown(reason, now, actions) {
             return;
         }
-        let deadline = now + self.config.shutdown.timeout;
+        let deadline = now.saturating_add(self.config.shutdown.timeout);
         // After a preStop, only what remains of drain_delay since then (DESIGN §4).
         let drain_delay = match self.prestop_at {
             Some(since) => self
@@ -991,7 +1010,10 @@ impl State {
         if drain_delay.is_zero() {
             self.wait_for_inflight(now, actions);
         } else {
-            actions.push(Action::Arm(Timer::DrainEnd, (now + drain_delay).min(deadline)));
+            actions.push(Action::Arm(
+                Timer::DrainEnd,
+                now.saturating_add(drain_delay).min(deadline),
+            ));
         }
     }
 
@@ -1004,7 +1026,7 @@ impl State {
         self.awaiting_inflight = true;
         actions.push(Action::Arm(
             Timer::DrainMax,
-            (now + self.config.shutdown.max_drain_time).min(deadline),
+            now.saturating_add(self.config.shutdown.max_drain_time).min(deadline),
         ));
     }
 
@@ -1024,7 +1046,7 @@ impl State {
     /// Returns whether a running child is left to drain and stop; the cases without one
     /// (restart backoff, stragglers of an exited child) are settled here.
     fn open_shutdown(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) -> bool {
-        let deadline = now + self.config.shutdown.timeout;
+        let deadline = now.saturating_add(self.config.shutdown.timeout);
         self.phases = phases::plan(&self.config);
         self.phases
             .record(PhaseName::StopAccepting, Outcome::Ok, "readiness off", now);
@@ -1159,7 +1181,10 @@ impl State {
             }
         } else {
             self.aftermath = Some(Aftermath { killed: false });
-            actions.push(Action::Arm(Timer::StragglerKill, now + self.config.shutdown.timeout));
+            actions.push(Action::Arm(
+                Timer::StragglerKill,
+                now.saturating_add(self.config.shutdown.timeout),
+            ));
         }
     }
 
@@ -1181,7 +1206,7 @@ impl State {
         });
         self.retiring.push(Retiring {
             child: old,
-            kill_at: Some(now + self.config.shutdown.timeout),
+            kill_at: Some(now.saturating_add(self.config.shutdown.timeout)),
             exited: true,
         });
         self.arm_retire(actions);
@@ -1286,7 +1311,7 @@ impl State {
                     // the phases left share the force_timeout window (DESIGN §4 budget).
                     warn!("graceful deadline reached during the post-stop phases: killing the running hook");
                     actions.push(Action::KillHooks);
-                    let window_end = now + self.config.shutdown.force_timeout;
+                    let window_end = now.saturating_add(self.config.shutdown.force_timeout);
                     if let Some(shutdown) = &mut self.shutdown {
                         shutdown.force_deadline = Some(window_end);
                     }
@@ -1329,7 +1354,7 @@ impl State {
                     actions.push(Action::SignalTree { signal: libc::SIGKILL });
                     actions.push(Action::Arm(
                         Timer::StragglerGiveUp,
-                        now + self.config.shutdown.force_timeout,
+                        now.saturating_add(self.config.shutdown.force_timeout),
                     ));
                 }
             }
@@ -1361,7 +1386,10 @@ impl State {
         actions.push(Action::SignalTree {
             signal: self.config.effective_stop_signal(),
         });
-        actions.push(Action::Arm(Timer::StartupKill, now + self.config.shutdown.timeout));
+        actions.push(Action::Arm(
+            Timer::StartupKill,
+            now.saturating_add(self.config.shutdown.timeout),
+        ));
     }
 
     /// A forced shutdown (second signal, DELETE, `ctl kill`): straight to `force`.
@@ -1388,7 +1416,7 @@ impl State {
     }
 
     fn begin_force(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        let window_end = now + self.config.shutdown.force_timeout;
+        let window_end = now.saturating_add(self.config.shutdown.force_timeout);
         let Some(shutdown) = &mut self.shutdown else {
             return;
         };
@@ -1418,6 +1446,33 @@ impl State {
         if self.aftermath.take().is_some() {
             self.after_own_exit(now, actions);
         }
+    }
+
+    /// The serving child's program never ran (the exec shim reported it): gsup ends with
+    /// 127/126 as for `SpawnFailed`. A reload's new generation fails the reload, as for
+    /// any exit of it.
+    fn on_exec_failed(&mut self, pid: Pid, code: i32, now: Instant, actions: &mut Vec<Action>) {
+        let serving = self.child.as_ref().is_some_and(|c| c.pid == pid);
+        if !serving || self.reload.is_some() {
+            return self.on_child_exit(pid, ExitStatus::Code(code), now, actions);
+        }
+        if let Some(child) = self.child.take() {
+            self.last_exit = Some(exit_record(&child, ExitStatus::Code(code), now));
+        }
+        self.exit(code, actions);
+    }
+
+    /// A start the kernel refused for lack of a resource: an exit with code 1 of a child
+    /// that never ran, for the restart policy (DESIGN §4 Resources).
+    fn start_out_of_resources(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        self.last_exit = Some(ExitRecord {
+            pid: 0,
+            status: ExitStatus::Code(1),
+            at: now,
+            generation: self.generation,
+            uptime: Duration::ZERO,
+        });
+        self.after_own_exit(now, actions);
     }
 
     /// The child exited on its own and its tree is gone: restart or exit (DESIGN §4).
@@ -1459,7 +1514,7 @@ impl State {
         }
         self.restarts.consecutive += 1;
         let delay = backoff(restart.backoff_initial, restart.backoff_max, self.restarts.consecutive);
-        let at = exit.at + delay;
+        let at = exit.at.saturating_add(delay);
         info!(delay_ms = delay.as_millis() as u64, policy = ?restart.policy, "child will be restarted");
         self.restarts.pending_at = Some(at);
         actions.push(Action::Arm(Timer::Restart, at));
@@ -1620,7 +1675,7 @@ impl State {
             let own_bound = if name == PhaseName::Database && !self.config.phases.database.force_close {
                 budget_end
             } else {
-                now + row.timeout
+                now.saturating_add(row.timeout)
             };
             self.phases.start(name, now);
             actions.push(Action::RunHooks {
