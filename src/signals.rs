@@ -46,8 +46,10 @@ const NAMES: &[(&str, c_int)] = &[
 /// Aliases accepted on input only.
 const ALIASES: &[(&str, c_int)] = &[("IOT", libc::SIGABRT), ("POLL", libc::SIGIO), ("CLD", libc::SIGCHLD)];
 
-/// Synchronous fault signals: they keep their default action in gsup, so a fault in gsup
-/// crashes it (and PDEATHSIG takes the child down), as in tini. Never forwarded.
+/// Synchronous fault signals. gsup blocks them and reads them from its signalfd: one sent
+/// by another process (`kill -SEGV`) waits there and is forwarded, as dumb-init does; a
+/// real fault in gsup is forced through by the kernel and crashes it (PDEATHSIG then
+/// takes the child down), as in tini (DESIGN §4 Signals).
 pub const FAULT_SIGNALS: &[c_int] = &[
     libc::SIGILL,
     libc::SIGTRAP,
@@ -143,8 +145,9 @@ impl fmt::Display for Sig {
     }
 }
 
-/// Every signal gsup installs a handler for and forwards: 1-31 and the real-time ones,
-/// less KILL and STOP (uncatchable), CHLD (gsup's own) and the fault signals.
+/// Every signal gsup forwards whoever sent it: 1-31 and the real-time ones, less KILL and
+/// STOP (uncatchable), CHLD (gsup's own) and the fault signals (forwarded only when a
+/// process sent them).
 pub fn forwardable() -> Vec<c_int> {
     (1..=rt_max())
         .filter(|&signal| {

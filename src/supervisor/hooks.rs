@@ -127,6 +127,8 @@ impl HookRunner {
     /// Starts `phase`'s hooks; they must finish by `deadline`. The result comes from
     /// `on_exit`, `on_report` or `on_tick` (or at once, when nothing could start).
     pub fn start(&mut self, phase: HookPhase, deadline: Instant, now: Instant) -> Option<PhaseResult> {
+        // A phase cut short whose hook still runs is never left behind (DESIGN §4).
+        self.kill();
         self.runs += 1;
         let queue: VecDeque<usize> = runnable(&self.config, phase).into();
         info!(phase = phase.as_str(), hooks = queue.len(), "running hooks");

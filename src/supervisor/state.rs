@@ -108,6 +108,11 @@ pub enum Event {
     },
     /// A readiness probe or dependency check ended.
     Check(CheckResult),
+    /// The child of `generation` sent no `WATCHDOG=1` within `[notify] watchdog` of being
+    /// ready or of its last one (DESIGN §9).
+    WatchdogMissed {
+        generation: u64,
+    },
 }
 
 /// Requests from the control surfaces (HTTP, control socket, monitor).
@@ -155,6 +160,8 @@ pub enum Timer {
     ReloadStartup,
     /// The earliest SIGKILL due to a retiring generation's group.
     Retire,
+    /// A child that missed its watchdog got `watchdog_signal` `timeout` ago: SIGKILL.
+    WatchdogKill,
 }
 
 /// Where a forwarded signal goes.
@@ -383,6 +390,9 @@ pub struct Host {
     pub tty: bool,
     /// gsup holds listening sockets for the child (`[[listen]]`, systemd's): reloads work.
     pub sockets: bool,
+    /// TSTP/TTIN/TTOU sent to gsup stop gsup itself (with SIGSTOP) once forwarded: no
+    /// terminal, not PID 1, no systemd watchdog (DESIGN §4 Spawning).
+    pub self_stop: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -409,6 +419,9 @@ pub struct State {
     /// The run ends because of a failure gsup detected (monitor shutdown, a restart
     /// limit): the exit code is the child's if non-zero, else 1 (DESIGN §2).
     failure_exit: bool,
+    /// The child (by pid) that missed its watchdog: its exit is a failure (DESIGN §4
+    /// Restarts), and `WatchdogKill` is for it alone.
+    watchdog_missed: Option<Pid>,
     /// The readiness probe's latest result for this child (`None`: none yet, or no probe).
     probe_ok: Option<bool>,
     /// The latest result of each `[[dependencies]]` entry, and when it came.
@@ -445,6 +458,7 @@ impl State {
             connections_at_trigger: None,
             thresholds: [Threshold::default(); 2],
             failure_exit: false,
+            watchdog_missed: None,
             probe_ok: None,
             dependencies: vec![None; config.dependencies.len()],
             restarts: Restarts::default(),
@@ -589,6 +603,19 @@ impl State {
             .collect()
     }
 
+    /// The child once ready (its readiness probe passed, or it runs when there is none):
+    /// its watchdog clock runs from then (DESIGN §9).
+    pub fn ready_child(&self) -> Option<&RunningChild> {
+        let probed = self.config.readiness.probe.is_some();
+        self.child.as_ref().filter(|_| !probed || self.probe_ok == Some(true))
+    }
+
+    /// Whether any generation of the child runs (`gsup_child_up`): the serving one, a
+    /// reload's new one, or one retiring.
+    pub fn generation_running(&self) -> bool {
+        self.child.is_some() || self.reload_new().is_some() || self.retiring.iter().any(|r| !r.exited)
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -633,6 +660,10 @@ impl State {
             return match self.phases.current() {
                 Some(PhaseName::StopAccepting | PhaseName::Drain | PhaseName::PreStop) => Lifecycle::Draining,
                 Some(PhaseName::CloseServer | PhaseName::WaitExit) => Lifecycle::Stopping,
+                // The stragglers of an exited child wait for the deadline before `force`.
+                Some(PhaseName::Force) if self.phases[PhaseName::Force as usize].started_at.is_none() => {
+                    Lifecycle::Stopping
+                }
                 Some(PhaseName::Force) => Lifecycle::Killing,
                 _ => Lifecycle::Cleanup,
             };
@@ -703,6 +734,7 @@ impl State {
             Event::Command(Command::Kill { reason }) => self.force(reason, now, &mut actions),
             Event::HooksDone(result) => self.on_hooks_done(result, now, &mut actions),
             Event::Check(result) => self.on_check(result, now, &mut actions),
+            Event::WatchdogMissed { generation } => self.on_watchdog_missed(generation, now, &mut actions),
             Event::Sample { rss_bytes, cpu_percent } => self.on_sample(rss_bytes, cpu_percent, now, &mut actions),
             Event::Connections { active, inflight } => {
                 self.connections = Some(ConnectionCount { active, inflight });
@@ -719,6 +751,23 @@ impl State {
             }
         }
         actions
+    }
+
+    /// `watchdog_signal` to the child, SIGKILL `timeout` later if it is still there, and
+    /// its exit becomes a failure: the restart policy decides; unrestarted, gsup exits with
+    /// its code if non-zero, else 1 (DESIGN §4, §9).
+    fn on_watchdog_missed(&mut self, generation: u64, now: Instant, actions: &mut Vec<Action>) {
+        let Some(child) = self.child.as_ref().filter(|c| c.generation == generation) else {
+            return;
+        };
+        let signal = self.config.notify.watchdog_signal;
+        error!(pid = child.pid, signal = %Sig(signal), "child missed its watchdog");
+        self.watchdog_missed = Some(child.pid);
+        actions.push(Action::Forward {
+            target: Target::Child(child.pid),
+            signal,
+        });
+        actions.push(Action::Arm(Timer::WatchdogKill, now.saturating_add(self.config.shutdown.timeout)));
     }
 
     fn on_check(&mut self, result: CheckResult, now: Instant, actions: &mut Vec<Action>) {
@@ -789,6 +838,7 @@ impl State {
         self.last_pgid = Some(pid);
         self.probe_ok = None;
         self.failed_start = None;
+        self.watchdog_missed = None;
         self.startup_pending = has_probe;
         info!(pid, generation = self.generation, "child started");
         if has_probe {
@@ -931,9 +981,24 @@ impl State {
             return;
         }
         let name = Sig(signal);
-        // Ctrl+C / Ctrl+\ typed while gsup's own group held the terminal (the instant
-        // after `fg`, before gsup hands it back): meant for the program, as without gsup.
+        if sender.is_none() && crate::signals::FAULT_SIGNALS.contains(&signal) {
+            // Not sent by a process: a fault is gsup's own and the kernel's to deliver
+            // (DESIGN §4 Signals); never forwarded.
+            warn!(signal = %name, "fault signal not sent by a process: not forwarded");
+            return;
+        }
         let from_terminal = self.host.tty && sender.is_none() && matches!(signal, libc::SIGINT | libc::SIGQUIT);
+        if from_terminal && self.child.is_none() {
+            // Ctrl+C / Ctrl+\ while gsup's own group holds the terminal (backoff, the
+            // stragglers, post-stop hooks): gsup's to act on, never ignored (DESIGN §4).
+            if self.shutdown.is_none() {
+                return self.begin_shutdown(format!("terminal {name}"), now, actions);
+            }
+            return self.force(format!("terminal {name}"), now, actions);
+        }
+        // Ctrl+C / Ctrl+\ typed while gsup's own group held the terminal with a child
+        // running (the instant after `fg`, before gsup hands it back): meant for the
+        // program, as without gsup.
         // `[reload] signal` reloads only when there are sockets to reload on; else it is
         // forwarded like any other (DESIGN §3).
         if self.host.sockets && signal == self.config.reload.signal {
@@ -958,6 +1023,12 @@ impl State {
             }
         }
         self.forward(signal, actions);
+        if self.host.self_stop && matches!(signal, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
+            // Without a terminal the kernel discards these in an orphaned group (gsup's,
+            // under systemd): stop as dumb-init does, with SIGSTOP; SIGCONT resumes gsup
+            // and is forwarded (DESIGN §4 Spawning).
+            actions.push(Action::StopSelf(libc::SIGSTOP));
+        }
     }
 
     /// Where a signal for `child` goes: its group or itself (`forward_to`).
@@ -984,6 +1055,10 @@ impl State {
 
     fn begin_shutdown(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) {
         if !self.open_shutdown(reason, now, actions) {
+            if self.phases[PhaseName::Force as usize].outcome.is_some() {
+                // Nothing was left to stop (restart backoff): the post-stop phases.
+                self.post_stop(now, actions);
+            }
             return;
         }
         let deadline = now.saturating_add(self.config.shutdown.timeout);
@@ -1061,19 +1136,19 @@ impl State {
             restart: false,
         });
 
+        actions.push(Action::Arm(Timer::GracefulDeadline, deadline));
         if self.restarts.pending_at.take().is_some() {
-            // Backoff was running: there is no child to stop.
+            // Backoff was running: there is no child to stop; the caller runs the
+            // post-stop phases (DESIGN §4 Restarts).
             actions.push(Action::Disarm(Timer::Restart));
             self.rows().close_before(
-                PhaseName::Exit,
+                PhaseName::Database,
                 Outcome::Skipped,
                 "no child running (restart backoff)",
                 now,
             );
-            self.finish(now, actions);
             return false;
         }
-        actions.push(Action::Arm(Timer::GracefulDeadline, deadline));
         if self.aftermath.take().is_some() {
             // The child had exited on its own and its stragglers were being stopped: they
             // now get the shutdown's deadlines.
@@ -1234,14 +1309,28 @@ impl State {
         if tree_empty {
             return self.tree_gone(now, actions);
         }
-        if matches!(self.lifecycle(), Lifecycle::Killing) {
-            // Processes forked while the last SIGKILL went out: send it again.
+        let forcing = self.phases[PhaseName::Force as usize].started_at.is_some() && self.shutdown.is_some();
+        if forcing || self.aftermath.is_some_and(|a| a.killed) {
+            // Processes forked while the last SIGKILL went out: send it again. Before
+            // `force`, what is left has its stop signal and the graceful deadline.
             actions.push(Action::SignalTree { signal: libc::SIGKILL });
         }
     }
 
     fn on_timer(&mut self, timer: Timer, now: Instant, actions: &mut Vec<Action>) {
         match timer {
+            Timer::WatchdogKill => {
+                let pid = self.child.as_ref().map(|c| c.pid);
+                if pid.is_some() && pid == self.watchdog_missed && self.shutdown.is_none() {
+                    warn!(pid, "child still alive after watchdog_signal: SIGKILL");
+                    if let Some(pid) = pid {
+                        actions.push(Action::Forward {
+                            target: Target::Child(pid),
+                            signal: libc::SIGKILL,
+                        });
+                    }
+                }
+            }
             Timer::DrainEnd => {
                 let row = &self.phases[PhaseName::Drain as usize];
                 let drain_running = self.shutdown.is_some() && row.started_at.is_some() && row.outcome.is_none();
@@ -1307,21 +1396,9 @@ impl State {
                 }
                 let detail = "graceful deadline reached";
                 if self.phases[PhaseName::Force as usize].outcome.is_some() {
-                    // The tree is gone and a post-stop phase runs: its hooks get SIGKILL,
-                    // the phases left share the force_timeout window (DESIGN §4 budget).
                     warn!("graceful deadline reached during the post-stop phases: killing the running hook");
-                    actions.push(Action::KillHooks);
-                    let window_end = now.saturating_add(self.config.shutdown.force_timeout);
-                    if let Some(shutdown) = &mut self.shutdown {
-                        shutdown.force_deadline = Some(window_end);
-                    }
-                    actions.push(Action::Arm(Timer::ForceDeadline, window_end));
-                    if let Some(running) = self.running_post_phase() {
-                        self.phases.finish(running, Outcome::Killed, detail, now);
-                    }
-                    return self.post_stop(now, actions);
+                    return self.open_force_window(detail, now, actions);
                 }
-                actions.push(Action::KillHooks);
                 self.stop_awaiting_inflight(actions);
                 // `wait_exit` cut by the deadline ends `timeout`; one that never started
                 // (a pre_stop hook ran until then) is closed below with the rest.
@@ -1396,15 +1473,17 @@ impl State {
     fn force(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) {
         if self.shutdown.is_none() {
             self.open_shutdown(reason.clone(), now, actions);
-            if self.exited.is_some() {
-                return;
-            }
         }
         let Some(shutdown) = &self.shutdown else {
             return;
         };
-        if shutdown.force_deadline.is_some() || self.phases[PhaseName::Force as usize].outcome.is_some() {
+        if shutdown.force_deadline.is_some() {
             return;
+        }
+        if self.phases[PhaseName::Force as usize].outcome.is_some() {
+            // Nothing of the tree is left (post-stop phases, or a restart backoff): what
+            // remains of them runs in the force window.
+            return self.open_force_window(&format!("forced: {reason}"), now, actions);
         }
         let detail = format!("forced: {reason}");
         self.phases
@@ -1422,8 +1501,27 @@ impl State {
         };
         shutdown.force_deadline = Some(window_end);
         self.phases.start(PhaseName::Force, now);
+        // A hook still running (pre_stop) goes with the tree: its group gets SIGKILL too.
+        actions.push(Action::KillHooks);
         actions.push(Action::SignalTree { signal: libc::SIGKILL });
         actions.push(Action::Arm(Timer::ForceDeadline, window_end));
+    }
+
+    /// The force window opens once the tree is gone (the graceful deadline or a forced
+    /// shutdown during the post-stop phases, a forced one with no child): the running
+    /// hook's group gets SIGKILL, the phases left share `force_timeout` (DESIGN §4 budget).
+    fn open_force_window(&mut self, detail: &str, now: Instant, actions: &mut Vec<Action>) {
+        actions.push(Action::KillHooks);
+        let window_end = now.saturating_add(self.config.shutdown.force_timeout);
+        if let Some(shutdown) = &mut self.shutdown {
+            shutdown.force_deadline = Some(window_end);
+        }
+        actions.push(Action::Disarm(Timer::GracefulDeadline));
+        actions.push(Action::Arm(Timer::ForceDeadline, window_end));
+        if let Some(running) = self.running_post_phase() {
+            self.phases.finish(running, Outcome::Killed, detail, now);
+        }
+        self.post_stop(now, actions);
     }
 
     /// Nothing of the tree remains: finish the shutdown, or restart, or exit.
@@ -1431,6 +1529,11 @@ impl State {
         actions.push(Action::Disarm(Timer::StragglerKill));
         actions.push(Action::Disarm(Timer::StragglerGiveUp));
         if self.shutdown.is_some() {
+            if self.phases[PhaseName::PreStop as usize].started_at.is_some() {
+                // The child exited while a pre_stop hook ran: the hook's group goes now,
+                // before any post-stop hook starts (DESIGN §4).
+                actions.push(Action::KillHooks);
+            }
             if self.phases[PhaseName::Force as usize].started_at.is_some() {
                 self.phases
                     .finish(PhaseName::Force, Outcome::Ok, "tree gone after SIGKILL", now);
@@ -1479,14 +1582,16 @@ impl State {
     fn after_own_exit(&mut self, now: Instant, actions: &mut Vec<Action>) {
         let Some(exit) = self.last_exit else { return };
         let restart = &self.config.restart;
+        let failed = !exit.status.success() || self.watchdog_missed.is_some();
         let wanted = match restart.policy {
             RestartPolicy::Never => false,
-            RestartPolicy::OnFailure => !exit.status.success(),
+            RestartPolicy::OnFailure => failed,
             RestartPolicy::Always => true,
         };
         if !wanted {
-            let code = self.config.map_exit_code(exit.status.code());
-            return self.exit(code, actions);
+            // A missed watchdog is a failure: no exit_code_map for it (DESIGN §2, §9).
+            self.failure_exit |= self.watchdog_missed.is_some();
+            return self.end_after_exit(format!("child {}", describe(exit.status)), now, actions);
         }
         while self
             .restarts
@@ -1507,7 +1612,8 @@ impl State {
                 code,
                 "crash loop: restart limit reached, giving up"
             );
-            return self.exit(code, actions);
+            self.failure_exit = true;
+            return self.end_after_exit("crash loop: restart limit reached".into(), now, actions);
         }
         if exit.uptime >= restart.window {
             self.restarts.consecutive = 0;
@@ -1518,6 +1624,17 @@ impl State {
         info!(delay_ms = delay.as_millis() as u64, policy = ?restart.policy, "child will be restarted");
         self.restarts.pending_at = Some(at);
         actions.push(Action::Arm(Timer::Restart, at));
+    }
+
+    /// The child's own exit ends gsup: a full shutdown with nothing left to stop, so the
+    /// post-stop phases run before the exit (DESIGN §4 Restarts).
+    fn end_after_exit(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) {
+        self.open_shutdown(reason, now, actions);
+        self.rows()
+            .close_before(PhaseName::Force, Outcome::Skipped, "child had already exited", now);
+        self.rows()
+            .record(PhaseName::Force, Outcome::Skipped, "nothing of the tree remained", now);
+        self.post_stop(now, actions);
     }
 
     /// DESIGN §7 thresholds: breached once over for `sustain`; cleared when back under.
@@ -1582,6 +1699,28 @@ impl State {
     /// A monitor restart stopped the child through the phases up to `force`: start the
     /// next one at once (it was asked for; it counts toward `max_restarts`).
     fn restart_after_stop(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let window = self.config.restart.window;
+        while self
+            .restarts
+            .recent
+            .front()
+            .is_some_and(|&at| now.saturating_duration_since(at) >= window)
+        {
+            self.restarts.recent.pop_front();
+        }
+        if self.restarts.recent.len() >= self.config.restart.max_restarts as usize {
+            error!(
+                max_restarts = self.config.restart.max_restarts,
+                "restart limit reached, giving up"
+            );
+            // A crash-loop give-up is a full shutdown: the post-stop phases run, and the
+            // exit is the child's code if non-zero, else 1.
+            self.failure_exit = true;
+            if let Some(shutdown) = &mut self.shutdown {
+                shutdown.restart = false;
+            }
+            return self.post_stop(now, actions);
+        }
         for name in POST_STOP {
             self.phases.record(
                 name,
@@ -1599,26 +1738,6 @@ impl State {
         }
         self.prestop_at = None;
         self.thresholds = [Threshold::default(); 2];
-        let window = self.config.restart.window;
-        while self
-            .restarts
-            .recent
-            .front()
-            .is_some_and(|&at| now.saturating_duration_since(at) >= window)
-        {
-            self.restarts.recent.pop_front();
-        }
-        if self.restarts.recent.len() >= self.config.restart.max_restarts as usize {
-            error!(
-                max_restarts = self.config.restart.max_restarts,
-                "restart limit reached, giving up"
-            );
-            let code = match self.last_exit.map(|e| e.status.code()) {
-                Some(0) | None => 1,
-                Some(code) => code,
-            };
-            return self.exit(code, actions);
-        }
         self.restarts.total += 1;
         self.restarts.recent.push_back(now);
         info!(restart = self.restarts.total, "restarting the child (monitor)");
@@ -1779,6 +1898,10 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    /// Issue 13: every path honours the contract (systemd, cleanup on every exit, the
+    /// watchdog, signals as the peers do).
+    mod paths;
+
     const CHILD: Pid = 100;
     const GSUP: Pid = 10;
 
@@ -1795,6 +1918,7 @@ mod tests {
             own_pgid: GSUP,
             tty: false,
             sockets,
+            self_stop: false,
         };
         let mut state = State::new(config, host);
         let t0 = Instant::now();
@@ -2280,6 +2404,7 @@ mod tests {
                 own_pgid: GSUP,
                 tty: true,
                 sockets: false,
+                self_stop: false,
             },
         );
         state.step(Event::Start, t0);
