@@ -23,6 +23,8 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Probe(args) => crate::probe::run(&args, &env, &cwd),
         Command::Ctl(args) => crate::ctl::run(&args, &env, &cwd),
         Command::Generate(args) => crate::generate::run(&args, &env, &cwd),
+        Command::Completions(args) => crate::cli::print_completions(args.shell),
+        Command::Man => crate::cli::print_man(),
         Command::ExecShim(args) => crate::shim::run(&args.command),
     }
 }

@@ -7,6 +7,7 @@
 //! only its own connection's task.
 
 pub mod client;
+pub mod overview;
 mod routes;
 
 use std::io;
