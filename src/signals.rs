@@ -78,7 +78,9 @@ pub fn parse(text: &str) -> Result<c_int, UnknownSignal> {
     let unknown = || UnknownSignal(text.to_string());
     let trimmed = text.trim();
     if let Ok(number) = trimmed.parse::<c_int>() {
-        return if (1..=rt_max()).contains(&number) {
+        // 32..SIGRTMIN are the C library's own (glibc's thread cancellation and setxid):
+        // no name, nothing a program is sent.
+        return if (1..=31).contains(&number) || (rt_min()..=rt_max()).contains(&number) {
             Ok(number)
         } else {
             Err(unknown())
@@ -196,6 +198,16 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    /// Found by the property test below: `32` parsed, but its name `SIG32` did not.
+    #[test]
+    fn the_c_librarys_reserved_signals_are_refused() {
+        for number in 32..rt_min() {
+            assert!(parse(&number.to_string()).is_err(), "{number} is the C library's");
+        }
+        assert_eq!(parse(&rt_min().to_string()), Ok(rt_min()));
+        assert_eq!(parse("31"), Ok(31));
     }
 
     proptest::proptest! {

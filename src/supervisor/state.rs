@@ -14,7 +14,7 @@ use tracing::{debug, error, info, warn};
 use super::checks::{CheckId, CheckResult};
 use super::hooks::{self, PhaseResult};
 use super::phases::{self, Outcome, PhaseName, PhaseRow, Rows};
-use crate::config::{Config, ForwardTo, HookPhase, MonitorAction, RestartPolicy};
+use crate::config::{Config, ForwardTo, HookPhase, MonitorAction, Probe, RestartPolicy};
 use crate::deadline::SaturatingAdd;
 use crate::signals::Sig;
 
@@ -424,6 +424,8 @@ pub struct State {
     watchdog_missed: Option<Pid>,
     /// The readiness probe's latest result for this child (`None`: none yet, or no probe).
     probe_ok: Option<bool>,
+    /// The latest readiness result's detail (`URL: 503`, `exit 1`), for `/ready`'s reason.
+    probe_detail: Option<String>,
     /// The latest result of each `[[dependencies]]` entry, and when it came.
     dependencies: Vec<Option<(CheckResult, Instant)>>,
     restarts: Restarts,
@@ -460,6 +462,7 @@ impl State {
             failure_exit: false,
             watchdog_missed: None,
             probe_ok: None,
+            probe_detail: None,
             dependencies: vec![None; config.dependencies.len()],
             restarts: Restarts::default(),
             startup_pending: false,
@@ -574,11 +577,10 @@ impl State {
                 _ => "child not running".into(),
             });
         }
-        if self.config.readiness.probe.is_some() && self.probe_ok != Some(true) {
-            return Some(match self.probe_ok {
-                None => "readiness probe has not passed yet".into(),
-                Some(_) => "readiness probe failing".into(),
-            });
+        if let Some(probe) = &self.config.readiness.probe
+            && self.probe_ok != Some(true)
+        {
+            return Some(self.probe_waiting(probe));
         }
         let failing = self
             .config
@@ -587,6 +589,25 @@ impl State {
             .zip(&self.dependencies)
             .find(|(dependency, result)| dependency.critical && result.as_ref().is_some_and(|(r, _)| !r.ok));
         failing.map(|(dependency, _)| format!("critical dependency {} failing", dependency.name))
+    }
+
+    /// What readiness waits for, naming the probe and its latest answer (DESIGN §2).
+    fn probe_waiting(&self, probe: &Probe) -> String {
+        let (what, detail) = match probe {
+            Probe::Notify => return "waiting for READY=1 on NOTIFY_SOCKET".into(),
+            // Their details start with the URL or address.
+            Probe::Http(url) => (format!("http probe {url}"), "http probe "),
+            Probe::Tcp(addr) => (format!("tcp probe {addr}"), "tcp probe "),
+            Probe::Exec(argv) => {
+                let what = format!("exec probe {}", argv.join(" "));
+                let failing = self.probe_detail.as_ref().map(|detail| format!("{what}: {detail}"));
+                return failing.unwrap_or_else(|| format!("waiting for {what}"));
+            }
+        };
+        match &self.probe_detail {
+            Some(latest) => format!("{detail}{latest}"),
+            None => format!("waiting for {what}"),
+        }
     }
 
     /// Each dependency with its latest result, for `/health`.
@@ -797,6 +818,7 @@ impl State {
                     actions.push(Action::Disarm(Timer::Startup));
                 }
                 self.probe_ok = Some(result.ok);
+                self.probe_detail = Some(result.detail);
             }
             CheckId::Dependency(index) => {
                 let Some(slot) = self.dependencies.get_mut(index) else {
@@ -840,6 +862,7 @@ impl State {
         self.child = Some(started);
         self.last_pgid = Some(pid);
         self.probe_ok = None;
+        self.probe_detail = None;
         self.failed_start = None;
         self.watchdog_missed = None;
         self.startup_pending = has_probe;
@@ -1295,6 +1318,7 @@ impl State {
                 self.last_pgid = Some(new.pgid);
                 self.child = Some(new);
                 self.probe_ok = None;
+                self.probe_detail = None;
                 self.startup_pending = self.config.readiness.probe.is_some();
             }
             None => self.fail_reload(
@@ -2687,6 +2711,35 @@ mod tests {
         let delays: Vec<u64> = (1..=7).map(|n| backoff(one, cap, n).as_secs()).collect();
         assert_eq!(delays, vec![1, 2, 4, 8, 16, 30, 30]);
         assert_eq!(backoff(one, cap, 200), cap, "no overflow");
+    }
+
+    /// `/ready`'s reason names what readiness waits for (DESIGN §2): it said only
+    /// "readiness probe has not passed yet".
+    #[test]
+    fn the_not_ready_reason_names_the_probe_and_its_latest_answer() {
+        use crate::config::Probe;
+        let url = "http://127.0.0.1:3000/healthz";
+        let (mut state, t0) = machine_on(false, |c| c.readiness.probe = Some(Probe::Http(url.into())));
+        assert_eq!(state.not_ready(), Some(format!("waiting for http probe {url}")));
+        let answer = |ok: bool, detail: String| {
+            Event::Check(CheckResult {
+                id: CheckId::Readiness,
+                generation: 1,
+                ok,
+                latency: Duration::ZERO,
+                detail,
+            })
+        };
+        state.step(answer(false, format!("{url}: 503")), t0);
+        assert_eq!(state.not_ready(), Some(format!("http probe {url}: 503")));
+        state.step(answer(true, "200".into()), t0);
+        assert_eq!(state.not_ready(), None);
+
+        let (state, _) = machine_on(false, |c| c.readiness.probe = Some(Probe::Notify));
+        assert_eq!(state.not_ready(), Some("waiting for READY=1 on NOTIFY_SOCKET".into()));
+        let (mut state, t0) = machine_on(false, |c| c.readiness.probe = Some(Probe::Exec(vec!["./check".into()])));
+        state.step(answer(false, "exit 3".into()), t0);
+        assert_eq!(state.not_ready(), Some("exec probe ./check: exit 3".into()));
     }
 
     // ---- Reload (DESIGN §8) ----
