@@ -11,7 +11,7 @@ use crate::config::{self, Loaded};
 /// Extra time Kubernetes gets on top of gsup's worst case (DESIGN §2).
 const KUBERNETES_MARGIN: Duration = Duration::from_secs(5);
 
-pub fn run(args: &GenerateArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
+pub fn run(args: &GenerateArgs, env: &config::Env, cwd: &Path) -> i32 {
     let flags = ConfigFlags {
         config: args.config.clone(),
         ..ConfigFlags::default()
@@ -138,7 +138,11 @@ fn in_build_tree(path: &str) -> bool {
 
 /// `timeout + force_timeout`: what systemd and Docker must wait before SIGKILL.
 fn stop_budget(loaded: &Loaded) -> Duration {
-    loaded.config.shutdown.timeout + loaded.config.shutdown.force_timeout
+    loaded
+        .config
+        .shutdown
+        .timeout
+        .saturating_add(loaded.config.shutdown.force_timeout)
 }
 
 fn seconds_up(duration: Duration) -> u64 {
@@ -306,7 +310,13 @@ fn yaml_text(text: &str, indent: usize) -> String {
 
 fn kubernetes(loaded: &Loaded, file: Option<&ConfigFile>, program: &[String]) -> String {
     let config = &loaded.config;
-    let grace = seconds_up(config.shutdown.drain_delay + stop_budget(loaded) + KUBERNETES_MARGIN);
+    let grace = seconds_up(
+        config
+            .shutdown
+            .drain_delay
+            .saturating_add(stop_budget(loaded))
+            .saturating_add(KUBERNETES_MARGIN),
+    );
     let mut probes = String::new();
     match config.http.listen {
         None => probes.push_str("          # warning: [http] listen is \"off\": no readiness or liveness probes.\n"),
