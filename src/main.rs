@@ -5,6 +5,7 @@
 mod cli;
 mod config;
 mod ctl;
+mod deadline;
 mod generate;
 mod http;
 mod listen;

@@ -277,9 +277,13 @@ impl Metrics {
         self.child_up.set(1);
     }
 
+    /// 1 while any generation of the child runs (a reload's old and new ones overlap).
+    pub fn set_child_up(&self, up: bool) {
+        self.child_up.set(i64::from(up));
+    }
+
     /// `code` as DESIGN §6 counts it: the exit code, or 128+N for a death by signal N.
     pub fn child_exited(&self, code: i32) {
-        self.child_up.set(0);
         self.exits.with_label_values(&[code.to_string()]).inc();
     }
 
@@ -798,6 +802,7 @@ mod tests {
         }
 
         m.child_exited(0);
+        m.set_child_up(false);
         m.set_ready(false);
         let json = m.render_json();
         assert_eq!(json["gsup_child_up"], json!(0));

@@ -238,6 +238,30 @@ pub fn stop_self(signal: c_int) {
     }
 }
 
+/// A real memory fault in gsup (a write to a page mapped without access), for the test
+/// that a fault still crashes gsup although the fault signals are blocked for the
+/// signalfd: the kernel forces a synchronous fault through (DESIGN §4 Signals). Debug
+/// builds only (`GSUP_TEST_FAULT`); release builds have no such trigger.
+#[cfg(debug_assertions)]
+pub fn fault_for_tests() -> ! {
+    // SAFETY: mmap of a fresh anonymous page touches no existing memory. The write is
+    // meant to fault; the kernel kills gsup with SIGSEGV before it could return.
+    unsafe {
+        let page = libc::mmap(
+            ptr::null_mut(),
+            4096,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if page != libc::MAP_FAILED {
+            ptr::write_volatile(page.cast::<u8>(), 1);
+        }
+    }
+    std::process::abort()
+}
+
 /// Makes `pgid` the foreground process group of `tty`, blocking SIGTTOU around the call
 /// (gsup may itself be in a background group then).
 pub fn set_foreground(tty: RawFd, pgid: libc::pid_t) -> io::Result<()> {

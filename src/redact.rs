@@ -129,6 +129,32 @@ fn redact(input: &str, in_argv: bool) -> Cow<'_, str> {
             changed = true;
             continue;
         }
+        // `password='…'`, `PGPASSWORD="…"`, `-p'…'`: the quoted value is hidden whole.
+        let quoted = if opens_quoted_secret(word, in_argv) {
+            opening_quote(rest)
+        } else {
+            None
+        };
+        if let Some((quote, after)) = quoted {
+            out.push_str(word);
+            out.push_str(quote);
+            out.push_str(REDACTED);
+            changed = true;
+            rest = match closing_quote(quote, after) {
+                Some(end) => {
+                    out.push_str(quote);
+                    &after[end + quote.len()..]
+                }
+                // No closing quote: one word is hidden, as without quotes.
+                None => {
+                    let end = after
+                        .find(|c: char| c.is_whitespace() || c == '"' || c == '\\')
+                        .unwrap_or(after.len());
+                    &after[end..]
+                }
+            };
+            continue;
+        }
         match redact_word(word, in_argv) {
             Some(redacted) => {
                 out.push_str(&redacted);
@@ -142,6 +168,39 @@ fn redact(input: &str, in_argv: bool) -> Cow<'_, str> {
         }
     }
     if changed { Cow::Owned(out) } else { Cow::Borrowed(input) }
+}
+
+/// `KEY=` with a secret key (its value follows in quotes), or (in argv) mysql's `-p`.
+fn opens_quoted_secret(word: &str, in_argv: bool) -> bool {
+    let assigns_secret = word.strip_suffix('=').is_some_and(|key| {
+        let name = key.trim_start_matches('-');
+        is_name(name) && is_secret_key(name)
+    });
+    assigns_secret || (in_argv && word == "-p")
+}
+
+/// A quote that opens `rest` (`'`, `"`, or `\"` as inside a JSON string), and what
+/// follows it. A bare `"` followed by `,` `:` `}` `]` or nothing is the end of the JSON
+/// string the key is in (`{"k":"DB_PASS=","v":1}`), not a quote.
+fn opening_quote(rest: &str) -> Option<(&str, &str)> {
+    let (quote, after) = ["\\\"", "\"", "'"]
+        .into_iter()
+        .find_map(|quote| rest.strip_prefix(quote).map(|after| (quote, after)))?;
+    let ends_json_string = quote == "\"" && after.chars().next().is_none_or(|c| matches!(c, ',' | ':' | '}' | ']'));
+    (!ends_json_string).then_some((quote, after))
+}
+
+/// Where the value opened by `quote` ends in `after` (the index of its closing quote).
+/// It never spans a bare `"`: in a JSON line that ends the string it is in.
+fn closing_quote(quote: &str, after: &str) -> Option<usize> {
+    let first_double = after.find('"');
+    match quote {
+        "\"" => first_double,
+        "\\\"" => first_double
+            .filter(|&i| i > 0 && after[..i].ends_with('\\'))
+            .map(|i| i - 1),
+        _ => after[..first_double.unwrap_or(after.len())].find(quote),
+    }
 }
 
 /// One word: `KEY=VALUE` / `--key=VALUE` with a secret key, or (in argv) `-pVALUE`.
@@ -158,6 +217,18 @@ fn redact_word(word: &str, in_argv: bool) -> Option<String> {
     None
 }
 
+/// Where a URL's authority ends in free text: its own delimiters, whitespace, and the
+/// characters that quote or escape text but never appear in a URL. Not the sub-delims
+/// `!$&'()*+,;=` (nor `[`, `]`): RFC 3986 allows them in userinfo, and a password cut at
+/// the first of them would show (`postgres://u:p,w@h`). Over-reaching errs on hiding.
+fn ends_authority(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '/' | '?' | '#' | '"' | '`' | '<' | '>' | '\\' | '{' | '}' | '|' | '^'
+        )
+}
+
 /// The userinfo of every URL in `text`: `scheme://user:pass@host` → `scheme://user:***@host`,
 /// `scheme://user@host` → `scheme://***@host`.
 pub fn urls(text: &str) -> Cow<'_, str> {
@@ -171,9 +242,7 @@ pub fn urls(text: &str) -> Cow<'_, str> {
         let authority_start = scheme_end + 3;
         out.push_str(&rest[..authority_start]);
         rest = &rest[authority_start..];
-        let authority_len = rest
-            .find(|c: char| matches!(c, '/' | '?' | '#') || is_delimiter(c))
-            .unwrap_or(rest.len());
+        let authority_len = rest.find(ends_authority).unwrap_or(rest.len());
         let authority = &rest[..authority_len];
         match authority.rfind('@').filter(|&at| at > 0) {
             Some(at) => {
@@ -246,6 +315,60 @@ mod tests {
             urls(r#"{"detail":"http://u:p@h:1/x: refused"}"#),
             r#"{"detail":"http://u:***@h:1/x: refused"}"#
         );
+    }
+
+    /// RFC 3986 lets userinfo hold the sub-delims `!$&'()*+,;=` unencoded, and people
+    /// write passwords with them: the whole password is hidden, not cut at the first one.
+    #[test]
+    fn url_userinfo_with_sub_delims_in_the_password() {
+        for (url, shown) in [
+            ("postgres://app:p,w@db/x", "postgres://app:***@db/x"),
+            ("redis://:pa;ss@cache:6379", "redis://:***@cache:6379"),
+            ("mysql://root:pa(ss)@h", "mysql://root:***@h"),
+            ("amqp://u:it's@mq", "amqp://u:***@mq"),
+            ("https://tok,en@github.com/o/r", "https://***@github.com/o/r"),
+        ] {
+            assert_eq!(urls(url), shown, "{url}");
+            assert_eq!(
+                text(&format!("DATABASE_URL={url} ok")),
+                format!("DATABASE_URL={shown} ok"),
+                "{url}"
+            );
+        }
+        // In JSON and quoted text the quote still ends the URL.
+        assert_eq!(
+            text(r#"{"u":"http://a:b@h/x","v":"y"}"#),
+            r#"{"u":"http://a:***@h/x","v":"y"}"#
+        );
+    }
+
+    /// A secret value in quotes (libpq's `password='…'`, a shell's `PGPASSWORD="…"`,
+    /// mysql's `-p'…'` inside `sh -c`) is hidden whole, not just up to the quote.
+    #[test]
+    fn quoted_secret_values_are_hidden_whole() {
+        assert_eq!(
+            text("host=db password='hunter2' user=app"),
+            "host=db password='***' user=app"
+        );
+        assert_eq!(text(r#"PGPASSWORD="two words" psql"#), r#"PGPASSWORD="***" psql"#);
+        assert_eq!(
+            argv(&strings(&["sh", "-c", "mysql -p'hunter2' --password='x y' db"])),
+            strings(&["sh", "-c", "mysql -p'***' --password='***' db"])
+        );
+        // Escaped quotes, as in a JSON line.
+        assert_eq!(
+            text(r#"{"detail":"password=\"hunter2\" x"}"#),
+            r#"{"detail":"password=\"***\" x"}"#
+        );
+        // A JSON line stays JSON: a string that ends with `KEY=`, a quote never closed.
+        for (line, shown) in [
+            (r#"{"k":"DB_PASS=","v":1}"#, r#"{"k":"DB_PASS=***","v":1}"#),
+            (r#"{"d":"password='abc","x":"y'"}"#, r#"{"d":"password='***","x":"y'"}"#),
+        ] {
+            assert_eq!(text(line), shown);
+            serde_json::from_str::<serde_json::Value>(&text(line)).unwrap();
+        }
+        assert_eq!(text("password= next"), "password=*** next");
     }
 
     #[test]

@@ -14,7 +14,8 @@ use crate::supervisor;
 const EXIT_USAGE: i32 = 2;
 
 pub fn dispatch(cli: Cli) -> i32 {
-    let env = |name: &str| std::env::var(name).ok();
+    // Values as bytes: `config::load` says which variable is not UTF-8 (DESIGN §3).
+    let env = |name: &str| std::env::var_os(name);
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     match cli.command {
         Command::Run(args) => run(args, &env, cwd),
@@ -22,11 +23,13 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Probe(args) => crate::probe::run(&args, &env, &cwd),
         Command::Ctl(args) => crate::ctl::run(&args, &env, &cwd),
         Command::Generate(args) => crate::generate::run(&args, &env, &cwd),
+        Command::Completions(args) => crate::cli::print_completions(args.shell),
+        Command::Man => crate::cli::print_man(),
         Command::ExecShim(args) => crate::shim::run(&args.command),
     }
 }
 
-fn run(args: RunArgs, env: &dyn Fn(&str) -> Option<String>, cwd: PathBuf) -> i32 {
+fn run(args: RunArgs, env: &config::Env, cwd: PathBuf) -> i32 {
     // First, before any signal handler exists: the child must start with what gsup
     // inherited, as if gsup were not there.
     let inherited = InheritedSignals::capture();

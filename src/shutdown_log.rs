@@ -26,6 +26,12 @@ pub fn problem(path: &Path) -> Option<String> {
             "[shutdown] log {shown} is a directory: the shutdown report goes to the log only"
         ));
     }
+    if !meta.is_file() && !under_dev(path) {
+        // A FIFO would block the open (and gsup's event loop) until a reader comes.
+        return Some(format!(
+            "[shutdown] log {shown} is not a regular file (a FIFO, socket or device): the shutdown report goes to the log only"
+        ));
+    }
     None
 }
 
@@ -39,14 +45,25 @@ pub fn append(path: &Path, line: &str) -> Result<(), String> {
     if let Some(problem) = problem(path) {
         return Err(problem);
     }
+    write_line(path, line)
+}
+
+/// The open and the write of `append`, safe by themselves against what may be planted
+/// after `problem` looked (a symlink, a FIFO).
+fn write_line(path: &Path, line: &str) -> Result<(), String> {
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true).mode(MODE);
-    if !under_dev(path) {
+    let checked = !under_dev(path);
+    if checked {
         // Checked above, but a link planted between the check and the open must not
-        // redirect the write either.
-        options.custom_flags(libc::O_NOFOLLOW);
+        // redirect the write either; nor may a FIFO planted meanwhile block the open
+        // (O_NONBLOCK: ENXIO without a reader; no effect on a regular file).
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
     let written = options.open(path).and_then(|mut file| {
+        if checked && !file.metadata()?.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
         let mut text = line.to_string();
         text.push('\n');
         file.write_all(text.as_bytes())?;
@@ -55,6 +72,8 @@ pub fn append(path: &Path, line: &str) -> Result<(), String> {
     written.map_err(|error: io::Error| {
         let why = if error.raw_os_error() == Some(libc::ELOOP) {
             "it is a symlink".to_string()
+        } else if error.raw_os_error() == Some(libc::ENXIO) {
+            "not a regular file (a FIFO without a reader)".to_string()
         } else {
             error.to_string()
         };
@@ -91,6 +110,46 @@ mod tests {
         assert!(append(&link, "report").unwrap_err().contains("symlink"));
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
         assert!(append(dir.path(), "report").unwrap_err().contains("directory"));
+    }
+
+    /// A FIFO at the path (planted, or a mistake): opening it for writing with no reader
+    /// would block gsup's event loop at shutdown for ever, past every deadline. It is
+    /// refused at once, and said at start-up.
+    #[test]
+    fn a_fifo_is_never_opened_and_never_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("shutdown.log");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+        assert!(problem(&fifo).is_some_and(|p| p.contains("not a regular file")));
+        let (done, finished) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = done.send(append(&path, "report"));
+        });
+        let result = finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("append blocked on a FIFO without a reader");
+        assert!(result.unwrap_err().contains("not a regular file"));
+        // Planted after the check: the open itself neither blocks nor writes, with or
+        // without a reader.
+        let (done, finished) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = done.send(write_line(&path, "report"));
+        });
+        let result = finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the open blocked on a FIFO without a reader");
+        assert!(result.unwrap_err().contains("not a regular file"));
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        assert!(write_line(&fifo, "report").unwrap_err().contains("not a regular file"));
+        let mut read = String::new();
+        let _ = std::io::Read::read_to_string(&mut &reader, &mut read);
+        assert_eq!(read, "", "the report went into the FIFO");
     }
 
     #[test]

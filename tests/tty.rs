@@ -30,6 +30,13 @@ fn job_control_inside_a_supervised_shell() {
     scenario("inner");
 }
 
+/// Ctrl+C while gsup's own group holds the terminal (a restart backoff, then a post-stop
+/// hook): the first starts the shutdown, the second forces it (DESIGN §4 Signals).
+#[test]
+fn ctrl_c_while_gsup_holds_the_terminal_shuts_down_then_forces() {
+    scenario("gsup-holds-terminal");
+}
+
 /// DESIGN §2: on a terminal, whose default log level is warn, the start-up line shows a
 /// config file found implicitly (./supervisor.toml), and stays quiet for one named.
 #[test]

@@ -7,6 +7,7 @@
 //! only its own connection's task.
 
 pub mod client;
+pub mod overview;
 mod routes;
 
 use std::io;
@@ -248,7 +249,9 @@ pub fn spawn_http(listener: std::net::TcpListener, api: Arc<Api>) -> io::Result<
 /// Serves the control socket (same routes, no token), to root and gsup's own uid only.
 pub fn spawn_control(socket: &ControlSocket, api: Arc<Api>) -> io::Result<()> {
     let listener = tokio::net::UnixListener::from_std(socket.listener.try_clone()?)?;
-    let limit = connection_limit();
+    // Its own slots: the HTTP port's clients (anyone who reaches it) must never use up
+    // the way root and gsup's uid have in (`gsup ctl prestop` is a preStop hook).
+    let limit = Arc::new(Semaphore::new(MAX_CONTROL_CONNECTIONS));
     tokio::spawn(async move {
         let mut failures = AcceptFailures::default();
         loop {
@@ -262,7 +265,10 @@ pub fn spawn_control(socket: &ControlSocket, api: Arc<Api>) -> io::Result<()> {
     Ok(())
 }
 
-/// The cap on open connections, HTTP port and control socket together (DESIGN §5): 1024,
+/// The control socket's own cap on open connections (only root and gsup's uid get one).
+const MAX_CONTROL_CONNECTIONS: usize = 16;
+
+/// The cap on open connections of the HTTP port (DESIGN §5): 1024,
 /// or a quarter of the soft `RLIMIT_NOFILE` read when the first server starts (after gsup
 /// raised it), so connections never take the descriptors a restart of the child needs.
 fn connection_limit() -> Arc<Semaphore> {

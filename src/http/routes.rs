@@ -15,7 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::{Api, Caller, Control, MAX_BODY_BYTES, OwedAnswer};
+use super::{Api, Caller, Control, MAX_BODY_BYTES, OwedAnswer, overview};
 use crate::supervisor::snapshot::{Snapshot, prestop_remaining, reload_json};
 use crate::timefmt::{rfc3339_millis, seconds};
 
@@ -29,6 +29,9 @@ enum Route {
     Metrics,
     Config,
     Overview,
+    /// GET `/`: the overview page for everyone (DESIGN §5a).
+    Page,
+    History,
     Shutdown,
     Kill,
     Prestop,
@@ -51,6 +54,9 @@ fn route(api: &Api, method: &Method, path: &str, caller: Caller) -> Option<Route
         (&Method::GET, "/alive") => Some(Route::Alive),
         (&Method::GET, "/health") => Some(Route::Health),
         (&Method::GET, "/metrics") => Some(Route::Metrics),
+        (&Method::GET, "/") => Some(Route::Page),
+        (&Method::GET, "/overview") => Some(Route::Overview),
+        (&Method::GET, "/process/history") => Some(Route::History),
         _ => None,
     };
     let found = alias.or_else(|| {
@@ -64,6 +70,7 @@ fn route(api: &Api, method: &Method, path: &str, caller: Caller) -> Option<Route
             (&Method::GET, "/metrics") => Some(Route::Metrics),
             (&Method::GET, "/config") => Some(Route::Config),
             (&Method::GET, "/overview") => Some(Route::Overview),
+            (&Method::GET, "/process/history") => Some(Route::History),
             (&Method::POST, "/shutdown") => Some(Route::Shutdown),
             (&Method::DELETE, "/shutdown") => Some(Route::Kill),
             (&Method::GET, "/prestop") => Some(Route::Prestop),
@@ -344,7 +351,16 @@ async fn answer(
         }
         // The config's own tables at the top level, as `gsup check` shows them.
         Route::Config => json_response(StatusCode::OK, crate::config::render_json(&api.loaded)),
-        Route::Overview => json_response(StatusCode::OK, with_timestamp(overview(&snapshot, now), &snapshot, now)),
+        Route::Overview if !overview::wants_html(accept.and_then(|v| v.to_str().ok())) => {
+            let (_, health) = health(&snapshot);
+            let body = overview::overview_json(&snapshot, health["status"].as_str().unwrap_or(""), now);
+            json_response(StatusCode::OK, with_timestamp(body, &snapshot, now))
+        }
+        Route::Overview | Route::Page => page(api, &snapshot, now),
+        Route::History => json_response(
+            StatusCode::OK,
+            with_timestamp(overview::history_json(&snapshot), &snapshot, now),
+        ),
         Route::Shutdown => {
             let (reply, started) = oneshot::channel();
             let sent = api.control.send(Control::Shutdown {
@@ -491,21 +507,27 @@ fn process(snapshot: &Snapshot) -> Value {
     crate::supervisor::process_json(snapshot)
 }
 
-fn overview(snapshot: &Snapshot, now: Instant) -> Value {
+/// The overview page (DESIGN §5a), drawn from the JSON its script refreshes from.
+fn page(api: &Api, snapshot: &Snapshot, now: Instant) -> Response<Full<Bytes>> {
     let (_, health) = health(snapshot);
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_seconds": seconds(now.saturating_duration_since(snapshot.started_at)),
-        "state": snapshot.state.as_str(),
-        "ready": snapshot.ready,
-        "health": health["status"],
-        "process": {
-            "gsup_pid": std::process::id(),
-            "child_pid": snapshot.child.as_ref().map(|c| c.pid),
-            "generation": snapshot.child.as_ref().map(|c| c.generation),
-            "restarts": snapshot.restarts,
-        },
-    })
+    let data = overview::PageData {
+        status: snapshot.status_json(now),
+        overview: overview::overview_json(snapshot, health["status"].as_str().unwrap_or(""), now),
+        process: process(snapshot),
+        history: overview::history_json(snapshot),
+        health,
+    };
+    let mut response = Response::new(Full::new(Bytes::from(overview::page(api, &data))));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(policy) = HeaderValue::from_str(&overview::CONTENT_SECURITY_POLICY) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response
 }
 
 fn with_timestamp(mut body: Value, snapshot: &Snapshot, now: Instant) -> Value {

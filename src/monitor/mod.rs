@@ -4,7 +4,9 @@
 //! and this module never acts on a process.
 
 pub mod connections;
+pub mod history;
 pub mod procfs;
 
+pub use history::History;
 #[allow(unused_imports)] // the supervisor and /process take these from here
 pub use procfs::{ProcessInfo, Root, Sampler, Totals, TreeSample, cgroup_memory};

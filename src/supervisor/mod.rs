@@ -31,6 +31,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Loaded};
+use crate::deadline::SaturatingAdd;
 use crate::http::{self, Api, BindError, Control};
 use crate::metrics::Metrics;
 use crate::monitor;
@@ -249,6 +250,9 @@ struct Supervisor {
     next_full_sample: Instant,
     /// The latest sample, for `/process`.
     sample: Option<Arc<Sample>>,
+    /// The samples' totals over time, for `/process/history` (copied on write: a
+    /// snapshot still being read keeps its own).
+    history: Arc<monitor::History>,
     /// Runs the hooks of one shutdown phase at a time.
     hooks: hooks::HookRunner,
     /// The readiness probe and the dependency checks.
@@ -288,6 +292,8 @@ struct Supervisor {
     reload_waiters: Vec<oneshot::Sender<state::ReloadRecord>>,
     /// When the child's next `WATCHDOG=1` is due (`[notify] watchdog`), once ready.
     child_watchdog: Option<Instant>,
+    /// The generation whose watchdog clock has started (once it was ready).
+    watchdog_generation: Option<u64>,
     /// Counts the tree's inbound connections (sock_diag); `None` if netlink is refused.
     connections: Option<monitor::connections::ConnectionCounter>,
 }
@@ -312,6 +318,8 @@ impl Supervisor {
             own_pgid,
             tty: tty.is_some(),
             sockets: !sockets.is_empty(),
+            // As PID 1 or under systemd's watchdog, a stopped gsup would be a dead one.
+            self_stop: tty.is_none() && own_pid != 1 && std::env::var_os("WATCHDOG_USEC").is_none(),
         };
         let monitor_interval = config.monitor.interval;
         let sampler = if config.monitor.enabled {
@@ -361,6 +369,7 @@ impl Supervisor {
             next_sample: Instant::now() + monitor_interval,
             next_full_sample: Instant::now(),
             sample: None,
+            history: Arc::new(monitor::History::new(monitor_interval)),
             hooks,
             checks,
             sockets,
@@ -379,6 +388,7 @@ impl Supervisor {
             reload_notify: None,
             reload_waiters: Vec::new(),
             child_watchdog: None,
+            watchdog_generation: None,
             connections: monitor::connections::ConnectionCounter::new()
                 .map_err(
                     |error| warn!(%error, "cannot count connections (sock_diag): drain and connection gauges are off"),
@@ -400,6 +410,9 @@ impl Supervisor {
         };
         let mut watched = signals::forwardable();
         watched.push(libc::SIGCHLD);
+        // Blocked too, so a `kill -SEGV` from outside waits in the signalfd to be
+        // forwarded, while a real fault (forced by the kernel) still kills gsup (DESIGN §4).
+        watched.extend_from_slice(signals::FAULT_SIGNALS);
         let incoming = SignalReceiver::open(&watched)
             .and_then(SignalReceiver::into_async)
             .map_err(RunError::Signals)?;
@@ -465,7 +478,9 @@ impl Supervisor {
                 .systemd
                 .as_ref()
                 .and_then(SystemdNotifier::watchdog_interval)
-                .map(|half_period| *next_systemd_ping.get_or_insert_with(|| Instant::now() + half_period));
+                .map(|half_period| {
+                    *next_systemd_ping.get_or_insert_with(|| Instant::now().saturating_add(half_period))
+                });
             // The safety tick is needed only where the ticker does not wake the loop anyway.
             let tick = if self.state.awaiting_tree() {
                 Some(TREE_POLL)
@@ -573,6 +588,11 @@ impl Supervisor {
                 Ok(Some(received)) if received.signal == libc::SIGCHLD => reap = true,
                 Ok(Some(os::Received { signal, sender })) => {
                     debug!(signal = %Sig(signal), sender, "signal received");
+                    #[cfg(debug_assertions)]
+                    if signal == libc::SIGUSR1 && std::env::var_os("GSUP_TEST_FAULT").is_some() {
+                        // Test-only: a real fault in gsup must still crash it (tests/paths.rs).
+                        os::fault_for_tests();
+                    }
                     self.queue.push_back(Event::Signal { signal, sender });
                 }
                 Ok(None) => break,
@@ -703,9 +723,19 @@ impl Supervisor {
                 self.timers.remove(&timer);
             }
             Action::StopSelf(signal) => {
-                info!(signal = %Sig(signal), "child stopped: stopping gsup too (job control)");
-                os::stop_self(signal);
-                debug!("gsup continued");
+                let continued = self
+                    .queue
+                    .iter()
+                    .any(|event| matches!(event, Event::Signal { signal, .. } if *signal == libc::SIGCONT));
+                if continued {
+                    // A SIGCONT read in the same batch came after the stop: stopping now
+                    // would wait for another one that may never come.
+                    debug!(signal = %Sig(signal), "already continued: gsup does not stop");
+                } else {
+                    info!(signal = %Sig(signal), "stopping gsup too (job control)");
+                    os::stop_self(signal);
+                    debug!("gsup continued");
+                }
             }
             Action::Foreground(pgid) => self.foreground(pgid),
             Action::RunHooks { phase, deadline } => {
@@ -724,6 +754,8 @@ impl Supervisor {
             Action::ShutdownDone(shutdown) => {
                 self.count_shutdown(&shutdown, true);
                 self.report_shutdown(&shutdown, None);
+                // READY=1 again once the new child is ready.
+                self.told.0 = false;
             }
             Action::Breached {
                 resource,
@@ -888,11 +920,6 @@ impl Supervisor {
         {
             self.notify_server = Some(server);
         }
-        if record.ok {
-            // The new child was ready just now: its watchdog clock starts (DESIGN §9).
-            let watchdog = self.state.config().notify.watchdog;
-            self.child_watchdog = (!watchdog.is_zero()).then(|| Instant::now() + watchdog);
-        }
     }
 
     /// The shutdown report (DESIGN §4): one JSON line with the reason, every phase's
@@ -999,12 +1026,12 @@ impl Supervisor {
         } else {
             self.monitor_interval
         };
-        self.next_sample = now + interval;
+        self.next_sample = now.saturating_add(interval);
         let hook_pids = self.helper_pids();
         let full = self.sampler.is_some() && full_sample_due(self.next_full_sample, now, interval);
         let pids: Vec<Pid> = match &mut self.sampler {
             Some(sampler) if full => {
-                self.next_full_sample = now + self.monitor_interval;
+                self.next_full_sample = now.saturating_add(self.monitor_interval);
                 let tree = sampler.sample(&roots(self.state.child().map(|c| c.pid)), &hook_pids);
                 let gsup = sampler.sample_self(&hook_pids);
                 let totals = &tree.totals;
@@ -1015,6 +1042,12 @@ impl Supervisor {
                     let (rss_bytes, cpu_percent) = (totals.rss_bytes, totals.cpu_percent);
                     self.queue.push_back(Event::Sample { rss_bytes, cpu_percent });
                 }
+                Arc::make_mut(&mut self.history).push(monitor::history::Point {
+                    at: std::time::SystemTime::now(),
+                    rss_bytes: totals.rss_bytes,
+                    cpu_percent: totals.cpu_percent,
+                    processes: totals.processes,
+                });
                 let pids = tree.processes.iter().map(|p| p.pid).collect();
                 self.sample = Some(Arc::new(Sample {
                     gsup,
@@ -1054,12 +1087,15 @@ impl Supervisor {
                 .follow(newest.generation, newest.pid, Instant::now().into_std());
         }
         self.tell_systemd();
+        self.follow_child_watchdog();
         if let Some(shutdown) = self.state.shutdown().cloned() {
             self.count_shutdown(&shutdown, false);
         }
         self.metrics.set_ready(self.state.ready());
+        self.metrics.set_child_up(self.state.generation_running());
         let mut snapshot = Snapshot::of(&self.state, self.clock, self.started_at.into_std());
         snapshot.sample = self.sample.clone();
+        snapshot.history = Arc::clone(&self.history);
         self.published.send_replace(Arc::new(snapshot));
     }
 
@@ -1173,15 +1209,11 @@ impl Supervisor {
                         latency: Duration::ZERO,
                         detail: "READY=1".into(),
                     }));
-                    let watchdog = self.state.config().notify.watchdog;
-                    if serving && !watchdog.is_zero() && self.child_watchdog.is_none() {
-                        self.child_watchdog = Some(Instant::now() + watchdog);
-                    }
                 }
                 NotifyMessage::Watchdog => {
                     let watchdog = self.state.config().notify.watchdog;
                     if serving && !watchdog.is_zero() {
-                        self.child_watchdog = Some(Instant::now() + watchdog);
+                        self.child_watchdog = Some(Instant::now().saturating_add(watchdog));
                     }
                 }
                 NotifyMessage::WatchdogTrigger if serving => self.child_watchdog = Some(Instant::now()),
@@ -1193,13 +1225,28 @@ impl Supervisor {
         }
     }
 
-    /// The child missed its watchdog: `watchdog_signal`, then the restart policy decides.
+    /// The child missed its watchdog: the machine sends `watchdog_signal` and counts the
+    /// exit that follows as a failure.
     fn child_watchdog_missed(&mut self) {
         self.child_watchdog = None;
-        let signal = self.state.config().notify.watchdog_signal;
-        if let Some(child) = self.state.child() {
-            error!(pid = child.pid, signal = %Sig(signal), "child missed its watchdog");
-            let _ = os::kill(child.pid, signal);
+        if let Some(generation) = self.watchdog_generation {
+            self.queue.push_back(Event::WatchdogMissed { generation });
+        }
+    }
+
+    /// Starts the child's watchdog clock once it is ready, whatever made it ready (a
+    /// `READY=1`, an http/tcp/exec probe, or none: it runs) (DESIGN §9).
+    fn follow_child_watchdog(&mut self) {
+        let watchdog = self.state.config().notify.watchdog;
+        if watchdog.is_zero() || self.state.shutdown().is_some() {
+            return;
+        }
+        let Some(generation) = self.state.ready_child().map(|c| c.generation) else {
+            return;
+        };
+        if self.watchdog_generation != Some(generation) {
+            self.watchdog_generation = Some(generation);
+            self.child_watchdog = Some(Instant::now().saturating_add(watchdog));
         }
     }
 
@@ -1211,7 +1258,9 @@ impl Supervisor {
             let _ = systemd.ready();
             self.told.0 = true;
         }
-        if self.state.shutdown().is_some() && !self.told.2 {
+        // A monitor restart is no shutdown for systemd (DESIGN §4 Restarts): STOPPING=1
+        // only when gsup itself is going away.
+        if self.state.shutdown().is_some_and(|s| !s.restart) && !self.told.2 {
             let _ = systemd.stopping();
             self.told.2 = true;
         }

@@ -105,7 +105,9 @@ pub fn plan(config: &Config) -> Vec<PhaseRow> {
         .map(|&name| {
             let timeout = match name {
                 PhaseName::StopAccepting | PhaseName::CloseServer | PhaseName::Exit => Duration::ZERO,
-                PhaseName::Drain if shutdown.connection_draining => shutdown.drain_delay + shutdown.max_drain_time,
+                PhaseName::Drain if shutdown.connection_draining => {
+                    shutdown.drain_delay.saturating_add(shutdown.max_drain_time)
+                }
                 PhaseName::Drain => shutdown.drain_delay,
                 PhaseName::PreStop | PhaseName::WaitExit => shutdown.timeout,
                 PhaseName::Force => shutdown.force_timeout,

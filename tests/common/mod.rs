@@ -287,13 +287,19 @@ pub fn wait_until(patience: Duration, mut condition: impl FnMut() -> bool) -> bo
 
 /// Whether `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
+    proc_state(pid).is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// Whether `pid` is stopped (job control: state `T`).
+pub fn stopped(pid: i32) -> bool {
+    proc_state(pid).as_deref() == Some("T")
+}
+
+/// The state letter of `/proc/<pid>/stat`, or `None` when there is no such process.
+fn proc_state(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().next().map(str::to_string)
 }
 
 /// The number after `key` in a line such as `pid 12 pgid 12 ppid 3 sid 1`.

@@ -144,6 +144,20 @@ def wait_in_foreground(comm, screen_of):
     fail(f"no running `{comm}` under gsup in the terminal's foreground", screen_of())
 
 
+def kill_processes_using(argument):
+    """SIGKILLs every process whose command line has `argument`: a gsup left running by a
+    failed scenario (the shell's SIGKILL does not reach it) must not outlive the test."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if argument.encode() in f.read().split(b"\0"):
+                    os.kill(int(entry), signal.SIGKILL)
+        except OSError:
+            continue
+
+
 def fail(message, screen):
     print(f"FAIL: {message}\n--- screen ---\n{screen}\n--------------")
     sys.exit(1)
@@ -246,6 +260,35 @@ def scenario_inner_shell(gsup, fixture):
             term.close()
 
 
+def scenario_gsup_holds_the_terminal(gsup, fixture):
+    """Ctrl+C while gsup's own group holds the terminal (restart backoff, post-stop hooks):
+    INT starts the shutdown, or forces the one that runs (DESIGN §4 Signals)."""
+    config = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"gsup-tty-{os.getpid()}.toml")
+    with open(config, "w") as f:
+        f.write('[restart]\npolicy = "on-failure"\nbackoff_initial = "60s"\nbackoff_max = "60s"\n'
+                '[shutdown]\ntimeout = "60s"\n[phases.cleanup]\ntimeout = "60s"\n'
+                '[[hooks]]\nphase = "cleanup"\nname = "slow"\n'
+                'exec = ["sh", "-c", "echo hook-$((40+2)); exec sleep 60"]\n')
+    term = shell()
+    try:
+        term.expect(r"PROMPT\$ ")
+        term.send(f"GSUP_LOG=info {gsup} run --http off --config {config} -- sh -c 'echo started-$((40+2)); exit 3'\n")
+        term.expect(r"started-42")
+        term.expect(r"child will be restarted")
+        term.send("\x03")  # Ctrl+C during the 60 s backoff: gsup's, it starts the shutdown
+        term.expect(r"hook-42")
+        ok("Ctrl+C during a restart backoff starts the shutdown: the cleanup hook runs")
+        term.send("\x03")  # Ctrl+C during the 60 s hook: forces, the hook is killed
+        term.expect(r"PROMPT\$ ")
+        term.send("echo rc=$?\n")
+        term.expect(r"rc=3\b")
+        ok("Ctrl+C during a post-stop hook forces: gsup exits with the child's 3 at once")
+    finally:
+        term.close()
+        kill_processes_using(config)
+        os.unlink(config)
+
+
 def scenario_implicit_config(gsup, fixture):
     """On a terminal (default level warn) a config file found implicitly is shown; one
     named with --config is not."""
@@ -270,6 +313,9 @@ def scenario_implicit_config(gsup, fixture):
 
 if __name__ == "__main__":
     gsup_path, fixture_path, which = sys.argv[1], sys.argv[2], sys.argv[3]
-    {"outer": scenario_outer_shell, "inner": scenario_inner_shell, "implicit": scenario_implicit_config}[which](
-        gsup_path, fixture_path
-    )
+    {
+        "outer": scenario_outer_shell,
+        "inner": scenario_inner_shell,
+        "gsup-holds-terminal": scenario_gsup_holds_the_terminal,
+        "implicit": scenario_implicit_config,
+    }[which](gsup_path, fixture_path)
