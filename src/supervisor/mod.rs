@@ -3,10 +3,10 @@
 //!
 //! Everything runs on one thread — the main thread — in a current-thread tokio runtime.
 //! Reaping, signals and state changes share one task, so no locks and no second waiter
-//! exist. The main child is started by the spawner thread (`spawn::Spawner`), which lives
-//! as long as gsup (PDEATHSIG is tied to the thread that started the child); the loop
-//! learns the pid by a message and holds its queue until then (docs/DESIGN.md "The spawn
-//! path").
+//! exist. Every process gsup starts (the child, hooks, exec checks) is started by the
+//! spawner thread (`spawn::Spawner`), which lives as long as gsup (PDEATHSIG is tied to
+//! the thread that started the child); the loop learns each pid by a message, and for the
+//! child holds its queue until then (docs/DESIGN.md "The spawn path").
 
 pub mod checks;
 pub mod hooks;
