@@ -559,3 +559,22 @@ fn the_child_hooks_and_exec_checks_are_started_by_the_spawner_thread() {
     assert_eq!(started_by(&hook), "gsup-spawner");
     kill_gsup_and_expect_gone(gsup, &hook);
 }
+
+/// The HTTP server serves once the child's start has its answer (issue 14: the child
+/// first): the first `/status` already names the child. Repeated, since the start and the
+/// first request raced before.
+#[test]
+fn the_first_status_answered_already_names_the_child() {
+    for round in 0..10 {
+        let (mut gsup, addr, _config) = gsup_with_api("", &[CHILD, "forever"], &[]);
+        let (status, _, body) = http(&addr, "GET", "/api/v1/shutdown/status", &[]);
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert!(
+            answer["child"]["pid"].is_i64(),
+            "round {round}: the first /status has no child pid: {body}"
+        );
+        gsup.signal(libc::SIGTERM);
+        gsup.wait_exit(PATIENCE);
+    }
+}

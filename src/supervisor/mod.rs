@@ -139,8 +139,7 @@ pub fn run(
             loaded: Arc::clone(&loaded),
         });
         // Both sockets are bound already (connections wait in their backlog); serving them
-        // starts once the child's start is under way (issue 14: the child first). Until
-        // the spawner's reply, no request is answered anyway.
+        // starts once the child's start has its answer (issue 14: the child first).
         let serve = || {
             if let Some(listener) = http_listener {
                 http::spawn_http(listener, Arc::clone(&api)).map_err(RunError::Serve)?;
@@ -444,15 +443,18 @@ impl Supervisor {
         let mut next_systemd_ping: Option<Instant> = None;
         debug!(pid = self.own_pid, tty = self.tty.is_some(), "gsup started");
         self.queue.push_back(Event::Start);
-        // The child's start is submitted first; then what serves later.
-        if let Some(code) = self.process_queue() {
-            return Ok(code);
-        }
-        serve()?;
+        // The child first; the servers once its start has its answer, so the first request
+        // already sees the child (or why it did not start).
+        let mut serve = Some(serve);
 
         loop {
             if let Some(code) = self.process_queue() {
                 return Ok(code);
+            }
+            if self.spawning.is_none() {
+                if let Some(serve) = serve.take() {
+                    serve()?;
+                }
             }
             if self.state.awaiting_tree() {
                 // Look at once: mostly the tree went with the child, and gsup can move on
