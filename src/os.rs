@@ -294,8 +294,12 @@ pub enum WaitEvent {
         pid: libc::pid_t,
         signal: c_int,
     },
-    /// Nothing more to collect now (no change pending, or no children at all).
+    /// Nothing more to collect now: children exist, none changed.
     Nothing,
+    /// `ECHILD`: gsup has no child at all, of any of its threads (wait(2)), so none of its
+    /// descendants is left either: an orphan is re-parented to gsup (PID 1 or subreaper)
+    /// before its parent's exit can be collected.
+    NoChildren,
 }
 
 /// `waitpid(-1, WNOHANG | WUNTRACED)`, decoded by hand: nix turns a death by a real-time
@@ -326,8 +330,12 @@ pub fn wait_any() -> WaitEvent {
                 continue;
             };
         }
-        if pid < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
+        if pid < 0 {
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ECHILD) => return WaitEvent::NoChildren,
+                _ => {}
+            }
         }
         return WaitEvent::Nothing;
     }
@@ -451,6 +459,9 @@ pub struct Prepared {
     _envp: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
+    /// For each candidate, the argv that runs it as a shell script when `execve` says
+    /// ENOEXEC (no `#!`), as `execvp` does: `/bin/sh CANDIDATE ARGS…` (argv[0] is dropped).
+    script_argv_ptrs: Vec<Vec<*const libc::c_char>>,
     workdir: Option<CString>,
     uid: Option<libc::uid_t>,
     gid: Option<libc::gid_t>,
@@ -462,12 +473,17 @@ pub struct Prepared {
     setup: ChildSetup,
 }
 
-// SAFETY: the raw pointers point into the heap buffers of `_argv` and `_envp`, which the
-// struct owns and never changes after `new`; moving the struct to another thread moves
+// SAFETY: the raw pointers point into the heap buffers of `_argv`, `_envp` and
+// `candidates` (or at the static `SHELL`), which the struct owns and never changes after
+// `new`; moving the struct to another thread moves
 // those owners along, and the buffers do not move.
 unsafe impl Send for Prepared {}
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
+
+/// The interpreter for an executable without `#!` (POSIX `execvp`, glibc's
+/// `maybe_script_execute`).
+const SHELL: &CStr = c"/bin/sh";
 
 impl Prepared {
     /// `candidates` are the paths to try; `argv` and `envp` become NULL-terminated arrays.
@@ -497,7 +513,18 @@ impl Prepared {
                 }
             })
         };
+        let script_argv_ptrs = candidates
+            .iter()
+            .map(|candidate| {
+                [SHELL.as_ptr(), candidate.as_ptr()]
+                    .into_iter()
+                    .chain(argv.iter().skip(1).map(|arg| arg.as_ptr()))
+                    .chain(std::iter::once(ptr::null()))
+                    .collect()
+            })
+            .collect();
         Prepared {
+            script_argv_ptrs,
             argv_ptrs: terminated(&argv),
             envp_ptrs: terminated(&envp),
             _argv: argv,
@@ -539,7 +566,9 @@ struct Shared<'a> {
 /// PDEATHSIG belongs to the calling thread: call this only from a thread that lives as
 /// long as gsup (the main thread, or the spawner thread).
 pub fn spawn(prepared: &Prepared) -> Result<libc::pid_t, SpawnFailure> {
-    let mut stack = vec![0u8; CHILD_STACK];
+    // Not zeroed: the child writes its frames before it reads them, and zeroing 64 KiB was
+    // a fifth of a start's instructions (callgrind).
+    let mut stack = Box::<[u8]>::new_uninit_slice(CHILD_STACK);
     let shared = Shared {
         prepared,
         errno: std::sync::atomic::AtomicI32::new(0),
@@ -756,10 +785,13 @@ unsafe fn child_exec(p: &Prepared) -> c_int {
             return errno;
         }
         // execvp's rules: go on past ENOENT, ENOTDIR and EACCES (remembered), stop at
-        // anything else.
+        // anything else; a file the kernel cannot run (ENOEXEC: no `#!`) is a shell
+        // script. Should `/bin/sh` itself fail (none in the image), the file's own
+        // ENOEXEC is the answer (126), not the shell's ENOENT (a "not found" that would
+        // send the reader looking for the wrong file).
         let mut failure = libc::ENOENT;
         let mut denied = false;
-        for path in &p.candidates {
+        for (path, script_argv) in p.candidates.iter().zip(&p.script_argv_ptrs) {
             let errno = match check(syscall(
                 libc::SYS_execve,
                 path.as_ptr(),
@@ -769,6 +801,16 @@ unsafe fn child_exec(p: &Prepared) -> c_int {
                 Err(errno) => errno,
                 Ok(_) => libc::ENOEXEC,
             };
+            if errno == libc::ENOEXEC {
+                let _ = syscall(
+                    libc::SYS_execve,
+                    SHELL.as_ptr(),
+                    script_argv.as_ptr(),
+                    p.envp_ptrs.as_ptr(),
+                );
+                failure = libc::ENOEXEC;
+                break;
+            }
             match errno {
                 libc::EACCES => denied = true,
                 libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}

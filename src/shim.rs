@@ -25,19 +25,33 @@ pub fn run(argv: &[String]) -> i32 {
         .ok()
         .and_then(|fd| fd.parse().ok())
         .and_then(crate::os::shim_error_pipe);
+    let configured = |mut command: Command| {
+        command
+            .env_remove(SET_LISTEN_PID)
+            .env_remove(SET_WATCHDOG_PID)
+            .env_remove(ERROR_FD);
+        if std::env::var_os(SET_LISTEN_PID).is_some() {
+            command.env("LISTEN_PID", &pid);
+        }
+        if std::env::var_os(SET_WATCHDOG_PID).is_some() {
+            command.env("WATCHDOG_PID", &pid);
+        }
+        command
+    };
     let mut command = Command::new(program);
-    command
-        .args(args)
-        .env_remove(SET_LISTEN_PID)
-        .env_remove(SET_WATCHDOG_PID)
-        .env_remove(ERROR_FD);
-    if std::env::var_os(SET_LISTEN_PID).is_some() {
-        command.env("LISTEN_PID", &pid);
+    command.args(args);
+    let error = configured(command).exec();
+    // No `#!` (ENOEXEC): a shell script, as POSIX `execvp` runs it (glibc's does so
+    // itself, musl's does not), and as gsup runs a child without the shim.
+    if error.raw_os_error() == Some(libc::ENOEXEC) {
+        if let Some(script) = executable_on_path(program) {
+            let mut shell = Command::new("/bin/sh");
+            shell.arg(script).args(args);
+            // Returns only when there is no shell to run it: the file's own ENOEXEC stays
+            // the answer (126), as for a child started without the shim.
+            let _ = configured(shell).exec();
+        }
     }
-    if std::env::var_os(SET_WATCHDOG_PID).is_some() {
-        command.env("WATCHDOG_PID", &pid);
-    }
-    let error = command.exec();
     let errno = error.raw_os_error().unwrap_or(libc::ENOEXEC);
     let reported = error_pipe
         .is_some_and(|pipe| std::io::Write::write_all(&mut std::fs::File::from(pipe), &errno.to_ne_bytes()).is_ok());
@@ -48,4 +62,15 @@ pub fn run(argv: &[String]) -> i32 {
         std::io::ErrorKind::NotFound => 127,
         _ => 126,
     }
+}
+
+/// The file `execvp` would have run for `program`: the program itself when it names a
+/// path, else the first executable file on `PATH` (the same candidates gsup tries).
+fn executable_on_path(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH");
+    crate::supervisor::exec_candidates(program, path.as_deref())
+        .into_iter()
+        .find(|candidate| {
+            candidate.is_file() && nix::unistd::access(candidate.as_path(), nix::unistd::AccessFlags::X_OK).is_ok()
+        })
 }

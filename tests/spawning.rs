@@ -425,3 +425,156 @@ fn argv_and_environment_reach_the_child_and_gsups_own_variables_do_not() {
     assert_eq!(line, "arg=[two words é] env=[kept = yes] token=[] notify=[]");
     assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
 }
+
+/// An executable script without `#!` in `dir`: `execve` refuses it (ENOEXEC); `execvp`
+/// (what tini, dumb-init and std's spawn used) runs it with `/bin/sh`, and so does gsup.
+fn script_without_shebang(dir: &std::path::Path, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join(name);
+    std::fs::write(&script, body).expect("write script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script.to_str().expect("utf-8 path").to_string()
+}
+
+#[test]
+fn a_script_without_a_shebang_runs_under_sh_with_its_arguments() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = script_without_shebang(dir.path(), "no-shebang", "echo \"script ran: [$1] [$2]\"\nexit 7\n");
+    let mut gsup = gsup_run(&["--", &script, "one", "two words"], &[]);
+    let line = gsup.expect_line("script ran");
+    assert_eq!(line.trim(), "script ran: [one] [two words]");
+    assert_eq!(gsup.wait_code(PATIENCE), 7, "{}", gsup.stderr());
+}
+
+#[test]
+fn a_script_without_a_shebang_found_on_the_path_runs_under_sh() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    script_without_shebang(dir.path(), "gsup-no-shebang", "echo \"found and ran: [$1]\"\n");
+    let (mut gsup, _config) = gsup_configured(
+        &format!(
+            "[process]\nenv = {{ PATH = \"{}:/usr/bin:/bin\" }}\n",
+            dir.path().display()
+        ),
+        &["--", "gsup-no-shebang", "arg"],
+    );
+    let line = gsup.expect_line("found and ran");
+    assert_eq!(line.trim(), "found and ran: [arg]");
+    assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
+}
+
+#[test]
+fn a_script_without_a_shebang_runs_under_sh_behind_the_exec_shim() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = script_without_shebang(
+        dir.path(),
+        "no-shebang",
+        "echo \"shimmed script ran: [$1] listen_pid_is_self=$([ \"$LISTEN_PID\" = $$ ] && echo yes)\"\nexit 5\n",
+    );
+    let (mut gsup, _config) = gsup_configured("[[listen]]\naddress = \"127.0.0.1:0\"\n", &["--", &script, "one"]);
+    let line = gsup.expect_line("shimmed script ran");
+    assert_eq!(line.trim(), "shimmed script ran: [one] listen_pid_is_self=yes");
+    assert_eq!(gsup.wait_code(PATIENCE), 5, "{}", gsup.stderr());
+}
+
+#[test]
+fn a_hook_and_an_exec_probe_without_a_shebang_run_under_sh() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let probed = dir.path().join("probed");
+    let probe = script_without_shebang(dir.path(), "probe", &format!("touch {}\n", probed.display()));
+    let hook = script_without_shebang(dir.path(), "hook", "echo \"hook script ran: [$1]\"\n");
+    let (mut gsup, _config) = gsup_configured(
+        &format!(
+            "[readiness]\nprobe = {{ exec = [\"{probe}\"] }}\n\
+             [[hooks]]\nphase = \"pre_stop\"\nexec = [\"{hook}\", \"arg\"]\n"
+        ),
+        &["--", CHILD, "echo", "started", "forever"],
+    );
+    gsup.expect_line("started");
+    assert!(
+        wait_until(PATIENCE, || probed.exists()),
+        "the exec probe ran: {}",
+        gsup.stderr()
+    );
+    gsup.signal(libc::SIGTERM);
+    gsup.wait_exit(PATIENCE);
+    let stderr = gsup.stderr();
+    assert!(stderr.contains("hook script ran: [arg]"), "{stderr}");
+}
+
+/// The thread of gsup (by its name) whose `/proc/<pid>/task/<tid>/children` lists `child`:
+/// a child belongs to the thread that created it.
+fn creating_thread(gsup: i32, child: i32) -> Option<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{gsup}/task")).ok()?;
+    tasks.flatten().find_map(|task| {
+        let children = std::fs::read_to_string(task.path().join("children")).ok()?;
+        children
+            .split_whitespace()
+            .any(|pid| pid == child.to_string())
+            .then(|| std::fs::read_to_string(task.path().join("comm")).ok())
+            .flatten()
+            .map(|name| name.trim().to_string())
+    })
+}
+
+/// The child, hooks, exec probes and exec dependency checks are all started by the
+/// spawner thread, so the event loop's thread never waits for an exec (issue 14). The
+/// negative control is the thread name itself: the loop's thread is `gsup`.
+#[test]
+fn the_child_hooks_and_exec_checks_are_started_by_the_spawner_thread() {
+    let marker = marker("spawner-thread");
+    let (probe, dependency, hook, child) = (
+        format!("{marker}-probe"),
+        format!("{marker}-dependency"),
+        format!("{marker}-hook"),
+        format!("{marker}-child"),
+    );
+    let (gsup, _config) = gsup_configured(
+        &format!(
+            "[readiness]\nprobe = {{ exec = {} }}\ntimeout = \"60s\"\n\
+             [[dependencies]]\nname = \"db\"\nexec = {}\n\
+             [shutdown]\ntimeout = \"60s\"\n\
+             [[hooks]]\nphase = \"pre_stop\"\nexec = {}\n",
+            forever_argv(&probe),
+            forever_argv(&dependency),
+            forever_argv(&hook)
+        ),
+        &["--", CHILD, "echo", &child, "forever"],
+    );
+    let gsup_pid = gsup.pid();
+    let started_by = |what: &str| {
+        let mut found = None;
+        let seen = wait_until(PATIENCE, || {
+            found = processes_with(what, gsup_pid)
+                .first()
+                .and_then(|&pid| creating_thread(gsup_pid, pid));
+            found.is_some()
+        });
+        assert!(seen, "`{what}` never ran as gsup's child: {}", gsup.stderr());
+        found.unwrap_or_default()
+    };
+    assert_eq!(started_by(&child), "gsup-spawner");
+    assert_eq!(started_by(&probe), "gsup-spawner");
+    assert_eq!(started_by(&dependency), "gsup-spawner");
+    gsup.signal(libc::SIGTERM);
+    assert_eq!(started_by(&hook), "gsup-spawner");
+    kill_gsup_and_expect_gone(gsup, &hook);
+}
+
+/// The HTTP server serves once the child's start has its answer (issue 14: the child
+/// first): the first `/status` already names the child. Repeated, since the start and the
+/// first request raced before.
+#[test]
+fn the_first_status_answered_already_names_the_child() {
+    for round in 0..10 {
+        let (mut gsup, addr, _config) = gsup_with_api("", &[CHILD, "forever"], &[]);
+        let (status, _, body) = http(&addr, "GET", "/api/v1/shutdown/status", &[]);
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert!(
+            answer["child"]["pid"].is_i64(),
+            "round {round}: the first /status has no child pid: {body}"
+        );
+        gsup.signal(libc::SIGTERM);
+        gsup.wait_exit(PATIENCE);
+    }
+}

@@ -71,8 +71,11 @@ impl Check {
 struct Running {
     started: Instant,
     deadline: Instant,
-    /// An exec check's pid (`None` for tcp/http, which report on the channel).
+    /// An exec check's pid (`None` for tcp/http, which report on the channel, and for an
+    /// exec check until the spawner thread's reply).
     pid: Option<Pid>,
+    /// An exec check waiting for the spawner thread's reply (`on_started`).
+    starting: bool,
     killed: bool,
     /// The generation the readiness probe was started for.
     generation: u64,
@@ -85,6 +88,8 @@ pub struct Checks {
     results: mpsc::UnboundedSender<CheckResult>,
     /// The generation (and its pid) the readiness probe is about: the newest one.
     probed: (u64, Pid),
+    /// Exec checks start on the spawner thread; the pid comes to `on_started`.
+    starter: spawn::Starter,
 }
 
 /// Dependencies have no timeout key: a check may take at most this long, or its
@@ -92,7 +97,12 @@ pub struct Checks {
 const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Checks {
-    pub fn new(config: &Config, base: ChildSpec, setup: ChildSetup) -> (Self, mpsc::UnboundedReceiver<CheckResult>) {
+    pub fn new(
+        config: &Config,
+        base: ChildSpec,
+        setup: ChildSetup,
+        starter: spawn::Starter,
+    ) -> (Self, mpsc::UnboundedReceiver<CheckResult>) {
         let now = Instant::now();
         let mut checks = Vec::new();
         let readiness = &config.readiness;
@@ -138,6 +148,7 @@ impl Checks {
                 setup,
                 results,
                 probed: (0, 0),
+                starter,
             },
             incoming,
         )
@@ -181,6 +192,8 @@ impl Checks {
             if let Some(running) = &mut check.running {
                 if running.deadline <= now && !running.killed {
                     match running.pid {
+                        // Still starting: `on_started` kills it.
+                        None if running.starting => running.killed = true,
                         // Its exit arrives through the reaper and reports the failure.
                         Some(pid) => {
                             let _ = os::killpg(pid, libc::SIGKILL);
@@ -229,12 +242,16 @@ impl Checks {
                 if check.id == CheckId::Readiness {
                     spec.env.insert("GSUP_CHILD_PID".into(), self.probed.1.to_string());
                 }
-                match spawn::spawn_quiet(&spec, self.setup) {
-                    Ok(pid) => {
+                match self
+                    .starter
+                    .submit_quiet(spawn::Purpose::Check(check.id), &spec, self.setup)
+                {
+                    Ok(()) => {
                         check.running = Some(Running {
                             started: now,
                             deadline,
-                            pid: Some(pid),
+                            pid: None,
+                            starting: true,
                             killed: false,
                             generation,
                         });
@@ -257,6 +274,7 @@ impl Checks {
                     started: now,
                     deadline,
                     pid: None,
+                    starting: false,
                     killed: false,
                     generation,
                 });
@@ -285,6 +303,39 @@ impl Checks {
     pub fn on_result(&mut self, result: &CheckResult, now: Instant) {
         if let Some(check) = self.checks.iter_mut().find(|c| c.id == result.id) {
             check.ended(now);
+        }
+    }
+
+    /// The spawner thread's reply for the exec check `id`: its pid (killed at once when
+    /// its timeout passed meanwhile), or why it could not start, as its result.
+    pub fn on_started(
+        &mut self,
+        id: CheckId,
+        result: Result<Pid, spawn::SpawnError>,
+        now: Instant,
+    ) -> Option<CheckResult> {
+        let check = self.checks.iter_mut().find(|c| c.id == id)?;
+        let running = check.running.as_mut().filter(|r| r.starting)?;
+        running.starting = false;
+        match result {
+            Ok(pid) => {
+                running.pid = Some(pid);
+                if running.killed {
+                    let _ = os::killpg(pid, libc::SIGKILL);
+                }
+                None
+            }
+            Err(error) => {
+                let generation = running.generation;
+                check.ended(now);
+                Some(CheckResult {
+                    id,
+                    generation,
+                    ok: false,
+                    latency: Duration::ZERO,
+                    detail: error.to_string(),
+                })
+            }
         }
     }
 

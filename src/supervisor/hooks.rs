@@ -83,7 +83,8 @@ struct Run {
 enum Current {
     Exec {
         index: usize,
-        pid: Pid,
+        /// `None` until the spawner thread's reply (`on_started`).
+        pid: Option<Pid>,
         deadline: Instant,
         timed_out: bool,
         /// Its stdout and stderr still open: the hook is done when both closed (or
@@ -107,10 +108,17 @@ pub struct HookRunner {
     /// Exec hooks killed when their phase was cut: reaped quietly.
     abandoned: HashSet<Pid>,
     reports: mpsc::UnboundedSender<HookReport>,
+    /// Exec hooks start on the spawner thread; the pid comes to `on_started`.
+    starter: spawn::Starter,
 }
 
 impl HookRunner {
-    pub fn new(config: Config, base: ChildSpec, setup: ChildSetup) -> (Self, mpsc::UnboundedReceiver<HookReport>) {
+    pub fn new(
+        config: Config,
+        base: ChildSpec,
+        setup: ChildSetup,
+        starter: spawn::Starter,
+    ) -> (Self, mpsc::UnboundedReceiver<HookReport>) {
         let (reports, incoming) = mpsc::unbounded_channel();
         let runner = HookRunner {
             config,
@@ -120,6 +128,7 @@ impl HookRunner {
             runs: 0,
             abandoned: HashSet::new(),
             reports,
+            starter,
         };
         (runner, incoming)
     }
@@ -156,11 +165,57 @@ impl HookRunner {
         else {
             return None;
         };
-        if *running != pid {
+        if *running != Some(pid) {
             return None;
         }
         *exited = Some((status, now));
         if *open_pipes == 0 { self.exec_done(now) } else { None }
+    }
+
+    /// The spawner thread's reply for the exec hook `index` of run `id`: its pid, or why
+    /// it could not start (then the next hook). A hook whose phase was cut meanwhile is
+    /// killed at once and reaped quietly.
+    pub fn on_started(
+        &mut self,
+        (id, index): (u64, usize),
+        result: Result<Pid, spawn::SpawnError>,
+        now: Instant,
+    ) -> Option<PhaseResult> {
+        let current = self
+            .run
+            .as_mut()
+            .filter(|run| run.id == id)
+            .and_then(|run| match &mut run.current {
+                Some(Current::Exec {
+                    index: running,
+                    pid,
+                    timed_out,
+                    ..
+                }) if *running == index && pid.is_none() => Some((pid, *timed_out)),
+                _ => None,
+            });
+        let name = &self.config.hooks[index].name;
+        match (current, result) {
+            (Some((slot, timed_out)), Ok(pid)) => {
+                info!(hook = %name, pid, "hook started");
+                *slot = Some(pid);
+                if timed_out {
+                    let _ = os::killpg(pid, libc::SIGKILL);
+                }
+                None
+            }
+            (Some(_), Err(error)) => {
+                let detail = format!("{name}: {error}");
+                warn!(hook = %name, %detail, "hook could not start");
+                self.finish_hook(Outcome::Failed, detail, now)
+            }
+            (None, Ok(pid)) => {
+                let _ = os::killpg(pid, libc::SIGKILL);
+                self.abandoned.insert(pid);
+                None
+            }
+            (None, Err(_)) => None,
+        }
     }
 
     /// Whether `pid` is a hook's (running, or abandoned and not yet reaped); forgets an
@@ -169,7 +224,7 @@ impl HookRunner {
         if self.abandoned.remove(&pid) {
             return true;
         }
-        matches!(&self.run, Some(Run { current: Some(Current::Exec { pid: running, .. }), .. }) if *running == pid)
+        matches!(&self.run, Some(Run { current: Some(Current::Exec { pid: running, .. }), .. }) if *running == Some(pid))
     }
 
     pub fn on_report(&mut self, report: HookReport, now: Instant) -> Option<PhaseResult> {
@@ -217,7 +272,10 @@ impl HookRunner {
             }) if *deadline <= now && !*timed_out => {
                 warn!(hook = %self.config.hooks[*index].name, pid = *pid, "hook timed out: SIGKILL to its group");
                 *timed_out = true;
-                let _ = os::killpg(*pid, libc::SIGKILL);
+                // Still starting: `on_started` kills it.
+                if let Some(pid) = *pid {
+                    let _ = os::killpg(pid, libc::SIGKILL);
+                }
                 None
             }
             Some(Current::Http { deadline, index }) if *deadline <= now => {
@@ -233,7 +291,11 @@ impl HookRunner {
     /// running hook's group and forget the phase.
     pub fn kill(&mut self) {
         let Some(run) = self.run.take() else { return };
-        if let Some(Current::Exec { pid, exited, .. }) = run.current {
+        // Still starting (no pid yet): `on_started` kills it.
+        if let Some(Current::Exec {
+            pid: Some(pid), exited, ..
+        }) = run.current
+        {
             let _ = os::killpg(pid, libc::SIGKILL);
             if exited.is_none() {
                 self.abandoned.insert(pid);
@@ -264,7 +326,7 @@ impl HookRunner {
     pub fn pids(&self) -> HashSet<Pid> {
         let mut pids = self.abandoned.clone();
         if let Some(Run {
-            current: Some(Current::Exec { pid, .. }),
+            current: Some(Current::Exec { pid: Some(pid), .. }),
             ..
         }) = &self.run
         {
@@ -385,9 +447,10 @@ impl HookRunner {
                     argv: argv.clone(),
                     ..self.base.clone()
                 };
-                let (pid, stdout, stderr) =
-                    spawn::spawn_piped(&spec, self.setup).map_err(|error| format!("{}: {error}", hook.name))?;
-                info!(hook = %hook.name, pid, "hook started");
+                let (stdout, stderr) = self
+                    .starter
+                    .submit_piped(spawn::Purpose::Hook { run, index }, &spec, self.setup)
+                    .map_err(|error| format!("{}: {error}", hook.name))?;
                 let mut open_pipes = 0;
                 for (stream, fd) in [("stdout", OwnedFd::from(stdout)), ("stderr", OwnedFd::from(stderr))] {
                     let reports = self.reports.clone();
@@ -398,7 +461,7 @@ impl HookRunner {
                 }
                 Ok(Current::Exec {
                     index,
-                    pid,
+                    pid: None,
                     deadline,
                     timed_out: false,
                     open_pipes,

@@ -3,10 +3,10 @@
 //!
 //! Everything runs on one thread — the main thread — in a current-thread tokio runtime.
 //! Reaping, signals and state changes share one task, so no locks and no second waiter
-//! exist. The main child is started by the spawner thread (`spawn::Spawner`), which lives
-//! as long as gsup (PDEATHSIG is tied to the thread that started the child); the loop
-//! learns the pid by a message and holds its queue until then (docs/DESIGN.md "The spawn
-//! path").
+//! exist. Every process gsup starts (the child, hooks, exec checks) is started by the
+//! spawner thread (`spawn::Spawner`), which lives as long as gsup (PDEATHSIG is tied to
+//! the thread that started the child); the loop learns each pid by a message, and for the
+//! child holds its queue until then (docs/DESIGN.md "The spawn path").
 
 pub mod checks;
 pub mod hooks;
@@ -14,6 +14,7 @@ pub mod phases;
 mod reaper;
 pub mod snapshot;
 mod spawn;
+pub(crate) use spawn::candidates as exec_candidates;
 pub mod state;
 mod tree;
 
@@ -137,14 +138,18 @@ pub fn run(
             metrics: Arc::clone(&supervisor.metrics),
             loaded: Arc::clone(&loaded),
         });
-        if let Some(listener) = http_listener {
-            http::spawn_http(listener, Arc::clone(&api)).map_err(RunError::Serve)?;
-        }
-        if let Some(socket) = &control_socket {
-            http::spawn_control(socket, Arc::clone(&api)).map_err(RunError::Serve)?;
-        }
-        drop(api);
-        let code = supervisor.run(requests, hook_reports, check_results).await;
+        // Both sockets are bound already (connections wait in their backlog); serving them
+        // starts once the child's start has its answer (issue 14: the child first).
+        let serve = || {
+            if let Some(listener) = http_listener {
+                http::spawn_http(listener, Arc::clone(&api)).map_err(RunError::Serve)?;
+            }
+            if let Some(socket) = &control_socket {
+                http::spawn_control(socket, Arc::clone(&api)).map_err(RunError::Serve)?;
+            }
+            Ok(())
+        };
+        let code = supervisor.run(requests, hook_reports, check_results, serve).await;
         // A `ctl shutdown` that ended gsup at once still gets its answer (bounded).
         http::answers_written(Duration::from_secs(1)).await;
         // Removes the socket file; the process's exit closes everything else.
@@ -257,15 +262,22 @@ struct Supervisor {
     own_exe: Option<PathBuf>,
     /// The read ends of the exec shims' error pipes, by generation pid, until it exits.
     shim_errors: HashMap<Pid, std::os::fd::OwnedFd>,
-    /// Starts the main child off the loop's thread; created at the first start.
+    /// Starts every process off the loop's thread (the child, hooks, exec checks).
+    starter: spawn::Starter,
+    /// The spawner thread, until `run` starts it (after gsup's signals are blocked).
     spawner: Option<spawn::Spawner>,
     /// Where the spawner answers; `run` takes the receiving end.
     spawn_replies: mpsc::UnboundedSender<spawn::SpawnReply>,
     spawn_replies_receiver: Option<mpsc::UnboundedReceiver<spawn::SpawnReply>>,
     /// A start of the main child is under way (with its shim's error pipe): the queue
-    /// waits for its reply, and exits the reaper collects meanwhile wait in `unclaimed`.
+    /// waits for its reply. While any start is (`starter.in_flight()`), exits the reaper
+    /// collects of pids nobody knows yet wait in `unclaimed`.
     spawning: Option<Option<std::os::fd::OwnedFd>>,
     unclaimed: HashMap<Pid, state::ExitStatus>,
+    /// `starter.submitted()` when the reaper last found gsup without any child (ECHILD):
+    /// while no start came since, nothing of the tree is left and no `/proc` walk is
+    /// needed to know it (the exit path, issue 14).
+    childless_since: Option<u64>,
     /// gsup's own relation to systemd (`NOTIFY_SOCKET` in gsup's environment).
     systemd: Option<SystemdNotifier>,
     /// What gsup last told systemd: ready sent, the last STATUS, STOPPING sent.
@@ -326,8 +338,9 @@ impl Supervisor {
             listen_count,
             shim_error: None,
         };
-        let (hooks, hook_reports) = hooks::HookRunner::new(config.clone(), spec.clone(), setup);
-        let (checks, check_results) = checks::Checks::new(&config, spec.clone(), setup);
+        let (starter, spawner) = spawn::Spawner::new();
+        let (hooks, hook_reports) = hooks::HookRunner::new(config.clone(), spec.clone(), setup, starter.clone());
+        let (checks, check_results) = checks::Checks::new(&config, spec.clone(), setup, starter.clone());
         let state = State::new(config, host);
         let (spawn_replies, spawn_replies_receiver) = mpsc::unbounded_channel();
         let clock = Clock::now();
@@ -352,7 +365,7 @@ impl Supervisor {
             pending_exit: None,
             sampler,
             monitor_interval,
-            next_sample: Instant::now(),
+            next_sample: Instant::now() + monitor_interval,
             next_full_sample: Instant::now(),
             sample: None,
             history: Arc::new(monitor::History::new(monitor_interval)),
@@ -361,11 +374,13 @@ impl Supervisor {
             sockets,
             own_exe: std::env::current_exe().ok(),
             shim_errors: HashMap::new(),
-            spawner: None,
+            starter,
+            spawner: Some(spawner),
             spawn_replies,
             spawn_replies_receiver: Some(spawn_replies_receiver),
             spawning: None,
             unclaimed: HashMap::new(),
+            childless_since: None,
             systemd: SystemdNotifier::from_env(&|name| std::env::var(name).ok(), own_pid),
             told: (false, String::new(), false),
             notify_server: None,
@@ -387,6 +402,7 @@ impl Supervisor {
         mut requests: mpsc::UnboundedReceiver<Control>,
         mut hook_reports: mpsc::UnboundedReceiver<hooks::HookReport>,
         mut check_results: mpsc::UnboundedReceiver<checks::CheckResult>,
+        serve: impl FnOnce() -> Result<(), RunError>,
     ) -> Result<i32, RunError> {
         let Some(mut spawn_replies) = self.spawn_replies_receiver.take() else {
             return Err(RunError::Runtime(io::Error::other("the supervisor runs once")));
@@ -399,12 +415,19 @@ impl Supervisor {
         let incoming = SignalReceiver::open(&watched)
             .and_then(SignalReceiver::into_async)
             .map_err(RunError::Signals)?;
+        // After the mask is set: the spawner thread inherits it.
+        if let Some(spawner) = self.spawner.take() {
+            spawner.start(self.spawn_replies.clone()).map_err(RunError::Runtime)?;
+        }
         // The monitor's ticks (and with them the reaper's safety net): a kernel timer, one
         // wake-up per tick. Without it (no timerfd) the loop falls back to tokio sleeps.
         let sampling = self.sampler.is_some() || self.connections.is_some();
         let mut tick_interval = self.monitor_interval;
+        // The first tick after one interval, not at once: a sample before the child runs
+        // shows nothing and competes with its start (`/process` reads /proc itself until
+        // the first sample).
         let ticker = if sampling {
-            os::Ticker::new(Duration::ZERO, tick_interval)
+            os::Ticker::new(tick_interval, tick_interval)
                 .and_then(os::Ticker::into_async)
                 .map_err(|error| warn!(%error, "no timerfd: monitor ticks on tokio timers"))
                 .ok()
@@ -420,10 +443,18 @@ impl Supervisor {
         let mut next_systemd_ping: Option<Instant> = None;
         debug!(pid = self.own_pid, tty = self.tty.is_some(), "gsup started");
         self.queue.push_back(Event::Start);
+        // The child first; the servers once its start has its answer, so the first request
+        // already sees the child (or why it did not start).
+        let mut serve = Some(serve);
 
         loop {
             if let Some(code) = self.process_queue() {
                 return Ok(code);
+            }
+            if self.spawning.is_none() {
+                if let Some(serve) = serve.take() {
+                    serve()?;
+                }
             }
             if self.state.awaiting_tree() {
                 // Look at once: mostly the tree went with the child, and gsup can move on
@@ -474,7 +505,7 @@ impl Supervisor {
                         Err(error) => error!(%error, "cannot wait for signals"),
                     }
                 }
-                // The spawner thread started the child (or could not).
+                // The spawner thread started a process (or could not).
                 Some(reply) = spawn_replies.recv() => self.on_spawn_reply(reply),
                 // A request from the HTTP side or the control socket; not while a start is
                 // under way (its answer would not know the new child yet).
@@ -639,7 +670,10 @@ impl Supervisor {
             return Some(code);
         }
         let result = self.step_queue();
-        self.publish();
+        // On the way out nobody reads a snapshot: exit sooner instead.
+        if result.is_none() {
+            self.publish();
+        }
         result
     }
 
@@ -713,9 +747,9 @@ impl Supervisor {
             }
             Action::KillHooks => self.hooks.kill(),
             Action::Exit(code) => {
-                if let Some(shutdown) = self.state.shutdown().cloned() {
-                    self.count_shutdown(&shutdown, true);
-                    self.report_shutdown(&shutdown, Some(code));
+                // Only the report: gsup's metrics and snapshot go with gsup, unread.
+                if let Some(shutdown) = self.state.shutdown() {
+                    self.report_shutdown(shutdown, Some(code));
                 }
                 return Some(code);
             }
@@ -749,36 +783,59 @@ impl Supervisor {
             shim_error: keep.first().map(AsRawFd::as_raw_fd),
             ..self.setup
         };
-        let submitted = self
-            .spawner(&spec)
-            .and_then(|spawner| spawner.submit(&spec, setup, keep));
-        match submitted {
+        match self.starter.submit(&spec, setup, keep) {
             Ok(()) => self.spawning = Some(read),
             Err(error) => self.start_failed(error),
         }
     }
 
-    /// The spawner thread, started at the first start: after gsup's signals are blocked,
-    /// which the thread inherits.
-    fn spawner(&mut self, spec: &ChildSpec) -> Result<&spawn::Spawner, SpawnError> {
-        if self.spawner.is_none() {
-            let spawner = spawn::Spawner::start(self.spawn_replies.clone()).map_err(|source| SpawnError::Other {
-                program: spec.argv.first().cloned().unwrap_or_default(),
-                source,
-            })?;
-            self.spawner = Some(spawner);
+    /// The spawner thread's answer: a pid or why there is none, for the child, a hook or
+    /// an exec check. A child that could not exec is collected here, unless the reaper
+    /// was first; an exit the reaper collected before the answer goes where it belongs.
+    fn on_spawn_reply(&mut self, reply: spawn::SpawnReply) {
+        self.starter.answered();
+        let result = reply.result.map_err(|(pid, error)| {
+            if let Some(pid) = pid {
+                if self.unclaimed.remove(&pid).is_none() {
+                    os::reap_failed(pid);
+                }
+            }
+            error
+        });
+        let now = Instant::now().into_std();
+        let started = result.as_ref().ok().copied();
+        match reply.purpose {
+            spawn::Purpose::Main => self.on_child_started(result),
+            spawn::Purpose::Hook { run, index } => {
+                if let Some(result) = self.hooks.on_started((run, index), result, now) {
+                    self.queue.push_back(Event::HooksDone(result));
+                }
+            }
+            spawn::Purpose::Check(id) => {
+                if let Some(result) = self.checks.on_started(id, result, now) {
+                    self.queue.push_back(Event::Check(result));
+                }
+            }
         }
-        self.spawner.as_ref().ok_or_else(|| SpawnError::Other {
-            program: spec.argv.first().cloned().unwrap_or_default(),
-            source: io::Error::other("no spawner thread"),
-        })
+        if reply.purpose != spawn::Purpose::Main {
+            if let Some((pid, status)) = started.and_then(|pid| Some((pid, self.unclaimed.remove(&pid)?))) {
+                self.other_exited(pid, status);
+            }
+        }
+        if self.starter.in_flight() == 0 {
+            // What else was collected meanwhile was no start of gsup's: orphans.
+            for (pid, status) in self.unclaimed.drain() {
+                self.metrics.zombie_reaped();
+                debug!(pid, code = status.code(), "orphan reaped");
+            }
+        }
     }
 
-    /// The spawner thread's answer: the new generation's pid (stepped first, with its exit
-    /// should the reaper have collected it already), or why it could not start.
-    fn on_spawn_reply(&mut self, reply: spawn::SpawnReply) {
+    /// The new generation's pid (stepped first, with its exit should the reaper have
+    /// collected it already), or why it could not start.
+    fn on_child_started(&mut self, result: Result<Pid, SpawnError>) {
         let shim_pipe = self.spawning.take().flatten();
-        match reply.result {
+        match result {
             Ok(pid) => {
                 if let Some(read) = shim_pipe {
                     self.shim_errors.insert(pid, read);
@@ -789,20 +846,7 @@ impl Supervisor {
                 }
                 self.queue.push_front(Event::Spawned { pid });
             }
-            Err((pid, error)) => {
-                // The child that could not exec: collected here, unless the reaper was first.
-                if let Some(pid) = pid {
-                    if self.unclaimed.remove(&pid).is_none() {
-                        os::reap_failed(pid);
-                    }
-                }
-                self.start_failed(error);
-            }
-        }
-        // What else was collected meanwhile was no start of gsup's: orphans.
-        for (pid, status) in self.unclaimed.drain() {
-            self.metrics.zombie_reaped();
-            debug!(pid, code = status.code(), "orphan reaped");
+            Err(error) => self.start_failed(error),
         }
     }
 
@@ -891,9 +935,13 @@ impl Supervisor {
         let now = Instant::now().into_std();
         let rows = self.state.phases();
         let wall = |at: std::time::Instant| self.clock.text(at);
+        // Redacted field by field: only the reason and the phases' details are free text
+        // (the rest is gsup's own names, numbers and times). Redacting the whole line was
+        // most of gsup's work between the child's exit and its own (callgrind, issue 14).
+        let details: Vec<_> = rows.iter().map(|row| crate::redact::text(&row.detail)).collect();
         let report = ShutdownReport {
             event: "shutdown",
-            reason: &shutdown.reason,
+            reason: &crate::redact::text(&shutdown.reason),
             started_at: wall(shutdown.started_at),
             ended_at: wall(now),
             duration_seconds: now.saturating_duration_since(shutdown.started_at).as_secs_f64(),
@@ -906,13 +954,13 @@ impl Supervisor {
             active_connections_at_end: self.state.connections().map(|c| c.active),
             phases: rows
                 .iter()
-                .map(|row| snapshot::PhaseView::of(row, &self.clock))
+                .zip(&details)
+                .map(|(row, detail)| snapshot::PhaseView::of(row, &self.clock).with_detail(detail))
                 .collect(),
         };
         let Ok(line) = serde_json::to_string(&report) else {
             return;
         };
-        let line = crate::redact::text(&line);
         crate::logging::shutdown_report(&line);
         if let Some(path) = &self.state.config().shutdown.log {
             if let Err(warning) = crate::shutdown_log::append(path, &line) {
@@ -1240,7 +1288,7 @@ impl Supervisor {
         if let Some(pgid) = self.state.last_pgid() {
             let _ = os::killpg(pgid, signal);
         }
-        let rest = tree::descendants(self.own_pid, &self.helper_pids());
+        let rest = self.descendants();
         if !rest.is_empty() {
             info!(signal = %Sig(signal), processes = rest.len(), "signalling what is left of the tree");
         }
@@ -1251,11 +1299,24 @@ impl Supervisor {
 
     fn tree_empty(&self) -> bool {
         let group_gone = self.state.last_pgid().is_none_or(|pgid| os::killpg(pgid, 0).is_err());
-        group_gone && tree::descendants(self.own_pid, &self.helper_pids()).is_empty()
+        group_gone && self.descendants().is_empty()
+    }
+
+    /// gsup's descendants but its helpers: none, without a `/proc` walk, when the reaper
+    /// found gsup childless and nothing was started since.
+    fn descendants(&self) -> Vec<Pid> {
+        if self.childless_since == Some(self.starter.submitted()) {
+            return Vec::new();
+        }
+        tree::descendants(self.own_pid, &self.helper_pids())
     }
 
     fn reap(&mut self) {
-        for reaped in reaper::reap_all() {
+        let (reaped, childless) = reaper::reap_all();
+        // A start still in the spawner's queue may not have its process yet.
+        let quiet = self.starter.in_flight() == 0;
+        self.childless_since = (childless && quiet).then(|| self.starter.submitted());
+        for reaped in reaped {
             let main = self.state.child().map(|c| c.pid);
             match reaped {
                 Reaped::Exited { pid, status } if self.state.is_generation(pid) => {
@@ -1268,26 +1329,28 @@ impl Supervisor {
                 Reaped::Stopped { pid, signal } if Some(pid) == main => {
                     self.queue.push_back(Event::ChildStopped { pid, signal });
                 }
-                Reaped::Exited { pid, status } if self.checks.owns(pid) => {
-                    if let Some(result) = self.checks.on_exit(pid, status, Instant::now().into_std()) {
-                        self.queue.push_back(Event::Check(result));
-                    }
-                }
-                Reaped::Exited { pid, status } if self.hooks.owns(pid) => {
-                    if let Some(result) = self.hooks.on_exit(pid, status, Instant::now().into_std()) {
-                        self.queue.push_back(Event::HooksDone(result));
-                    }
-                }
-                // Maybe the child being started, whose pid the loop does not know yet.
-                Reaped::Exited { pid, status } if self.spawning.is_some() => {
-                    self.unclaimed.insert(pid, status);
-                }
-                Reaped::Exited { pid, status } => {
-                    self.metrics.zombie_reaped();
-                    debug!(pid, code = status.code(), "orphan reaped");
-                }
+                Reaped::Exited { pid, status } => self.other_exited(pid, status),
                 Reaped::Stopped { .. } => {}
             }
+        }
+    }
+
+    /// An exit that is not a generation's: a hook's or an exec check's, maybe a process
+    /// being started whose pid the loop does not know yet, else an orphan.
+    fn other_exited(&mut self, pid: Pid, status: state::ExitStatus) {
+        if self.checks.owns(pid) {
+            if let Some(result) = self.checks.on_exit(pid, status, Instant::now().into_std()) {
+                self.queue.push_back(Event::Check(result));
+            }
+        } else if self.hooks.owns(pid) {
+            if let Some(result) = self.hooks.on_exit(pid, status, Instant::now().into_std()) {
+                self.queue.push_back(Event::HooksDone(result));
+            }
+        } else if self.starter.in_flight() > 0 {
+            self.unclaimed.insert(pid, status);
+        } else {
+            self.metrics.zombie_reaped();
+            debug!(pid, code = status.code(), "orphan reaped");
         }
     }
 

@@ -14,8 +14,9 @@ pub enum Reaped {
     Stopped { pid: Pid, signal: libc::c_int },
 }
 
-/// Collects every pending status change without blocking.
-pub fn reap_all() -> Vec<Reaped> {
+/// Collects every pending status change without blocking; also says whether gsup was then
+/// left without any child (`ECHILD`).
+pub fn reap_all() -> (Vec<Reaped>, bool) {
     let mut reaped = Vec::new();
     loop {
         reaped.push(match os::wait_any() {
@@ -28,7 +29,8 @@ pub fn reap_all() -> Vec<Reaped> {
                 status: ExitStatus::Signal(signal),
             },
             WaitEvent::Stopped { pid, signal } => Reaped::Stopped { pid, signal },
-            WaitEvent::Nothing => return reaped,
+            WaitEvent::Nothing => return (reaped, false),
+            WaitEvent::NoChildren => return (reaped, true),
         });
     }
 }

@@ -218,6 +218,11 @@ pub struct PhaseView<'a> {
 }
 
 impl<'a> PhaseView<'a> {
+    /// The same row with `detail` shown instead (the shutdown report's redacted one).
+    pub fn with_detail(self, detail: &'a str) -> Self {
+        PhaseView { detail, ..self }
+    }
+
     pub fn of(row: &'a PhaseRow, clock: &Clock) -> Self {
         let wall = |at: Instant| clock.text(at);
         PhaseView {

@@ -2,11 +2,10 @@
 //! ids, stdio), prepared here in safe code; the `clone` itself and the child side are
 //! `os::spawn` (docs/DESIGN.md "The spawn path").
 //!
-//! The main child is started by the [`Spawner`], a thread that lives as long as gsup, so
-//! the event loop never waits for an exec; hooks and exec checks are started on the
-//! loop's thread (a `CLONE_VFORK` pause of one exec, no copy of gsup). Nothing here waits
-//! on pids but `os::reap_failed` for a child that could not exec, on the reaper's thread
-//! (DEPS §4).
+//! Every start (the main child, hooks, exec checks) runs on the [`Spawner`], a thread that
+//! lives as long as gsup, so the event loop never waits for an exec (a `CLONE_VFORK` pause
+//! is the spawner's alone); the loop submits through a [`Starter`] and learns the pid by
+//! a [`SpawnReply`]. Nothing here waits on pids (DEPS §4).
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
@@ -18,6 +17,7 @@ use std::process::{ChildStderr, ChildStdout};
 
 use thiserror::Error;
 
+use super::checks::CheckId;
 use super::state::Pid;
 use crate::os::{self, ChildSetup};
 
@@ -128,7 +128,7 @@ fn prepare(spec: &ChildSpec, setup: ChildSetup, stdio: [Option<i32>; 3]) -> Resu
 
 /// The paths `execve` tries, as `execvp` would: the program itself when it names a path,
 /// else each directory of the child's `PATH` (an empty entry is the working directory).
-fn candidates(program: &str, path: Option<&OsStr>) -> Vec<PathBuf> {
+pub(crate) fn candidates(program: &str, path: Option<&OsStr>) -> Vec<PathBuf> {
     if program.contains('/') {
         return vec![PathBuf::from(program)];
     }
@@ -140,56 +140,6 @@ fn candidates(program: &str, path: Option<&OsStr>) -> Vec<PathBuf> {
             dir => Path::new(OsStr::from_bytes(dir)).join(program),
         })
         .collect()
-}
-
-/// Runs `prepared` (on the calling thread, which must live as long as gsup); a child that
-/// ran but could not exec is collected at once (the caller is the reaper's thread).
-fn start(spec: &ChildSpec, prepared: &os::Prepared) -> Result<Pid, SpawnError> {
-    os::spawn(prepared).map_err(|failure| {
-        if let Some(pid) = failure.pid {
-            os::reap_failed(pid);
-        }
-        exec_failure(spec, failure.errno)
-    })
-}
-
-/// For a hook: its own process group, no terminal, stdin from `/dev/null`, and its
-/// stdout and stderr piped back to gsup, which logs them under the hook's name. Started
-/// on the loop's thread, which is the reaper's.
-pub fn spawn_piped(spec: &ChildSpec, setup: ChildSetup) -> Result<(Pid, ChildStdout, ChildStderr), SpawnError> {
-    let program = spec.argv.first().cloned().unwrap_or_default();
-    let other = |source: io::Error| SpawnError::Other {
-        program: program.clone(),
-        source,
-    };
-    let null = std::fs::File::open("/dev/null").map_err(other)?;
-    let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
-    let (out_read, out_write) = nix::unistd::pipe2(cloexec).map_err(|e| other(e.into()))?;
-    let (err_read, err_write) = nix::unistd::pipe2(cloexec).map_err(|e| other(e.into()))?;
-    let stdio = [
-        Some(null.as_raw_fd()),
-        Some(out_write.as_raw_fd()),
-        Some(err_write.as_raw_fd()),
-    ];
-    let prepared = prepare(spec, without_terminal(setup), stdio)?;
-    let pid = start(spec, &prepared)?;
-    // gsup's copies of the write ends close here: EOF comes when the hook's side closes.
-    drop((null, out_write, err_write));
-    Ok((pid, ChildStdout::from(out_read), ChildStderr::from(err_read)))
-}
-
-/// For an exec check: its own process group, no terminal, stdio on `/dev/null`. Started
-/// on the loop's thread, which is the reaper's.
-pub fn spawn_quiet(spec: &ChildSpec, setup: ChildSetup) -> Result<Pid, SpawnError> {
-    let program = spec.argv.first().cloned().unwrap_or_default();
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(|source| SpawnError::Other { program, source })?;
-    let fd = Some(null.as_raw_fd());
-    let prepared = prepare(spec, without_terminal(setup), [fd, fd, fd])?;
-    start(spec, &prepared)
 }
 
 fn without_terminal(setup: ChildSetup) -> ChildSetup {
@@ -206,33 +156,67 @@ pub fn exec_failure(spec: &ChildSpec, errno: i32) -> SpawnError {
     classify(program, io::Error::from_raw_os_error(errno), spec.workdir.as_deref())
 }
 
-/// The outcome of one start by the [`Spawner`]: the pid, or why not (with the pid of a
-/// child that ran but could not exec, which the reaper must collect).
+/// Who asked for a start, so the reply finds its way back (the loop routes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The next generation of the main child.
+    Main,
+    /// An exec hook: the run of hooks and its index in `[[hooks]]`.
+    Hook { run: u64, index: usize },
+    /// An exec readiness probe or dependency check.
+    Check(CheckId),
+}
+
+/// The outcome of one start by the spawner thread: the pid, or why not (with the pid of
+/// a child that ran but could not exec, which the loop must collect).
 pub struct SpawnReply {
+    pub purpose: Purpose,
     pub result: Result<Pid, (Option<Pid>, SpawnError)>,
 }
 
 /// One start for the spawner thread.
 struct Job {
+    purpose: Purpose,
     prepared: os::Prepared,
     spec: ChildSpec,
-    /// fds the child inherits from gsup only for the start (the shim's error pipe): gsup's
-    /// copies close once the child has exec'd.
+    /// gsup's copies of fds the child inherits (the shim's error pipe, a hook's pipes and
+    /// `/dev/null`): closed once the child has exec'd, so EOF comes from the child's side.
     keep: Vec<OwnedFd>,
 }
 
-/// The thread that starts the main child (issue 14): `clone(CLONE_VFORK)` suspends only
-/// this thread until the child has exec'd, so the event loop (HTTP included) goes on.
-/// It lives as long as gsup, never returning: PDEATHSIG belongs to the thread that
-/// created the child. Create it after gsup's signals are blocked (threads inherit the
-/// mask; the `signalfd` needs every thread to block them).
-pub struct Spawner {
+/// Hands starts to the spawner thread (issue 14): `clone(CLONE_VFORK)` suspends only
+/// that thread until the child has exec'd, so the event loop (HTTP included) goes on. The
+/// reply comes on the loop's channel; until then a pid the reaper collects may be one of
+/// these starts ([`Starter::in_flight`]).
+#[derive(Clone)]
+pub struct Starter {
     jobs: std::sync::mpsc::Sender<Job>,
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Starts submitted so far.
+    submitted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The thread that runs every start (the child, hooks, exec checks). It lives as long as
+/// gsup, never returning: PDEATHSIG belongs to the thread that created the child. Start it
+/// after gsup's signals are blocked (threads inherit the mask; the `signalfd` needs every
+/// thread to block them); starts submitted before wait in its queue.
+pub struct Spawner {
+    queue: std::sync::mpsc::Receiver<Job>,
 }
 
 impl Spawner {
-    pub fn start(replies: tokio::sync::mpsc::UnboundedSender<SpawnReply>) -> io::Result<Spawner> {
+    pub fn new() -> (Starter, Spawner) {
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let starter = Starter {
+            jobs,
+            in_flight: Default::default(),
+            submitted: Default::default(),
+        };
+        (starter, Spawner { queue })
+    }
+
+    pub fn start(self, replies: tokio::sync::mpsc::UnboundedSender<SpawnReply>) -> io::Result<()> {
+        let queue = self.queue;
         std::thread::Builder::new()
             .name("gsup-spawner".into())
             .stack_size(256 * 1024)
@@ -249,21 +233,43 @@ impl Spawner {
                         Err((None, SpawnError::Other { program, source }))
                     });
                     drop(job.keep);
-                    let _ = replies.send(SpawnReply { result });
+                    let purpose = job.purpose;
+                    let _ = replies.send(SpawnReply { purpose, result });
                 }
                 // gsup is on its way out: keep the thread, or PDEATHSIG would fire now.
                 loop {
                     std::thread::park();
                 }
             })?;
-        Ok(Spawner { jobs })
+        Ok(())
+    }
+}
+
+impl Starter {
+    /// Starts that have no reply yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Hands the start of `spec` to the thread; the reply comes on its channel. Errors in
-    /// the spec itself (a NUL byte) come back at once.
-    pub fn submit(&self, spec: &ChildSpec, setup: ChildSetup, keep: Vec<OwnedFd>) -> Result<(), SpawnError> {
-        let prepared = prepare(spec, setup, [None, None, None])?;
+    /// How many starts were submitted so far (a new one may have left a process since).
+    pub fn submitted(&self) -> u64 {
+        self.submitted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The loop got a reply.
+    pub fn answered(&self) {
+        self.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn submit_prepared(
+        &self,
+        purpose: Purpose,
+        prepared: os::Prepared,
+        spec: &ChildSpec,
+        keep: Vec<OwnedFd>,
+    ) -> Result<(), SpawnError> {
         let job = Job {
+            purpose,
             prepared,
             spec: spec.clone(),
             keep,
@@ -271,7 +277,58 @@ impl Spawner {
         self.jobs.send(job).map_err(|_| SpawnError::Other {
             program: spec.argv.first().cloned().unwrap_or_default(),
             source: io::Error::other("the spawner thread is gone"),
-        })
+        })?;
+        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.submitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The main child, with gsup's stdio. Errors in the spec itself (a NUL byte) come back
+    /// at once; the rest in the reply.
+    pub fn submit(&self, spec: &ChildSpec, setup: ChildSetup, keep: Vec<OwnedFd>) -> Result<(), SpawnError> {
+        let prepared = prepare(spec, setup, [None, None, None])?;
+        self.submit_prepared(Purpose::Main, prepared, spec, keep)
+    }
+
+    /// For a hook: its own process group, no terminal, stdin from `/dev/null`, and its
+    /// stdout and stderr piped back to gsup (the read ends, returned at once), which logs
+    /// them under the hook's name.
+    pub fn submit_piped(
+        &self,
+        purpose: Purpose,
+        spec: &ChildSpec,
+        setup: ChildSetup,
+    ) -> Result<(ChildStdout, ChildStderr), SpawnError> {
+        let program = spec.argv.first().cloned().unwrap_or_default();
+        let other = |source: io::Error| SpawnError::Other {
+            program: program.clone(),
+            source,
+        };
+        let null = std::fs::File::open("/dev/null").map_err(other)?;
+        let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+        let (out_read, out_write) = nix::unistd::pipe2(cloexec).map_err(|e| other(e.into()))?;
+        let (err_read, err_write) = nix::unistd::pipe2(cloexec).map_err(|e| other(e.into()))?;
+        let stdio = [
+            Some(null.as_raw_fd()),
+            Some(out_write.as_raw_fd()),
+            Some(err_write.as_raw_fd()),
+        ];
+        let prepared = prepare(spec, without_terminal(setup), stdio)?;
+        self.submit_prepared(purpose, prepared, spec, vec![null.into(), out_write, err_write])?;
+        Ok((ChildStdout::from(out_read), ChildStderr::from(err_read)))
+    }
+
+    /// For an exec check: its own process group, no terminal, stdio on `/dev/null`.
+    pub fn submit_quiet(&self, purpose: Purpose, spec: &ChildSpec, setup: ChildSetup) -> Result<(), SpawnError> {
+        let program = spec.argv.first().cloned().unwrap_or_default();
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map_err(|source| SpawnError::Other { program, source })?;
+        let fd = Some(null.as_raw_fd());
+        let prepared = prepare(spec, without_terminal(setup), [fd, fd, fd])?;
+        self.submit_prepared(purpose, prepared, spec, vec![null.into()])
     }
 }
 
