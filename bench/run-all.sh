@@ -16,7 +16,7 @@ FIXTURE=${FIXTURE:-$target/release/gsup-test-child}
 SERVER=${SERVER:-$target/release/examples/drain_server}
 MUSL=x86_64-unknown-linux-musl
 if [ ! -x "$FIXTURE" ]; then
-    cargo build --release --bin gsup-test-child
+    cargo build --release --features test-fixture --bin gsup-test-child
 fi
 if [ ! -x "$SERVER" ]; then
     cargo build --release --example drain_server

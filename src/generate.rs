@@ -11,7 +11,7 @@ use crate::config::{self, Loaded};
 /// Extra time Kubernetes gets on top of gsup's worst case (DESIGN §2).
 const KUBERNETES_MARGIN: Duration = Duration::from_secs(5);
 
-pub fn run(args: &GenerateArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
+pub fn run(args: &GenerateArgs, env: &config::Env, cwd: &Path) -> i32 {
     let flags = ConfigFlags {
         config: args.config.clone(),
         ..ConfigFlags::default()
@@ -49,7 +49,11 @@ fn command(loaded: &Loaded) -> Vec<String> {
 
 /// `timeout + force_timeout`: what systemd and Docker must wait before SIGKILL.
 fn stop_budget(loaded: &Loaded) -> Duration {
-    loaded.config.shutdown.timeout + loaded.config.shutdown.force_timeout
+    loaded
+        .config
+        .shutdown
+        .timeout
+        .saturating_add(loaded.config.shutdown.force_timeout)
 }
 
 fn seconds_up(duration: Duration) -> u64 {
@@ -115,7 +119,13 @@ fn systemd(loaded: &Loaded, gsup: &str) -> String {
 
 fn kubernetes(loaded: &Loaded) -> String {
     let config = &loaded.config;
-    let grace = seconds_up(config.shutdown.drain_delay + stop_budget(loaded) + KUBERNETES_MARGIN);
+    let grace = seconds_up(
+        config
+            .shutdown
+            .drain_delay
+            .saturating_add(stop_budget(loaded))
+            .saturating_add(KUBERNETES_MARGIN),
+    );
     let program: Vec<String> = command(loaded).iter().map(|w| format!("{w:?}")).collect();
     let probes = match config.http.listen {
         None => "          # warning: [http] listen is \"off\": no readiness or liveness probes.\n".to_string(),

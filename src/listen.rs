@@ -44,7 +44,7 @@ impl Sockets {
         ]
     }
 
-    /// The raw fds, for the child's `pre_exec`.
+    /// The raw fds, for the child's side of `os::spawn`.
     pub fn raw(&self) -> ([i32; os::MAX_LISTEN_FDS], usize) {
         let mut raw = [0; os::MAX_LISTEN_FDS];
         for (slot, fd) in raw.iter_mut().zip(&self.fds) {

@@ -11,6 +11,28 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
 use crate::config::{LogConfig, LogFormat};
+use crate::redact;
+
+/// stderr, with every log line redacted (DESIGN §5): a dependency's URL with a password,
+/// a hook's `-pSECRET` or a `DB_PASS=` in a detail never reach the log. tracing's fmt
+/// layer writes each event with one `write_all` of the whole line.
+struct RedactedStderr;
+
+impl Write for RedactedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().lock().write_all(redact::text(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+fn redacted_stderr() -> RedactedStderr {
+    RedactedStderr
+}
 
 /// The log is JSON lines (set once by `init`).
 static JSON_LINES: AtomicBool = AtomicBool::new(false);
@@ -42,7 +64,7 @@ pub fn init(log: &LogConfig) {
                     .json()
                     .flatten_event(true)
                     .with_current_span(false)
-                    .with_writer(std::io::stderr),
+                    .with_writer(redacted_stderr),
             )
             .try_init()
     } else {
@@ -50,7 +72,7 @@ pub fn init(log: &LogConfig) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(on_terminal)
-                    .with_writer(std::io::stderr),
+                    .with_writer(redacted_stderr),
             )
             .try_init()
     };
@@ -63,8 +85,9 @@ pub fn init(log: &LogConfig) {
 /// into a string, which costs more than building it (callgrind: about a third of gsup's
 /// work from SIGTERM to exit) and is harder to query. The caller checks the level.
 pub fn shutdown_report(report: &str) {
+    let report = &redact::text(report);
     if !JSON_LINES.load(Ordering::Relaxed) {
-        tracing::info!(report, "shutdown report");
+        tracing::info!(report = &**report, "shutdown report");
         return;
     }
     let timestamp = crate::timefmt::rfc3339_millis(std::time::SystemTime::now());

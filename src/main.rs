@@ -5,6 +5,7 @@
 mod cli;
 mod config;
 mod ctl;
+mod deadline;
 mod generate;
 mod http;
 mod listen;
@@ -14,8 +15,10 @@ mod monitor;
 mod notify;
 mod os;
 mod probe;
+mod redact;
 mod run;
 mod shim;
+mod shutdown_log;
 mod signals;
 mod supervisor;
 mod timefmt;

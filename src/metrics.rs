@@ -10,7 +10,6 @@
 //! features: its text format passes `promtool check metrics`, DEPS §9). Both renderings,
 //! text and JSON, are built from the same `Registry::gather`, so their names cannot drift
 //! apart. This module knows nothing of the supervisor: it never touches the child.
-#![allow(dead_code)] // wired by the HTTP API and the event loop (integration pending)
 
 use std::collections::HashMap;
 use std::fs;
@@ -306,9 +305,13 @@ impl Metrics {
         self.changed();
     }
 
+    /// 1 while any generation of the child runs (a reload's old and new ones overlap).
+    pub fn set_child_up(&self, up: bool) {
+        set_gauge(&self.child_up, i64::from(up), || self.changed());
+    }
+
     /// `code` as DESIGN §6 counts it: the exit code, or 128+N for a death by signal N.
     pub fn child_exited(&self, code: i32) {
-        self.child_up.set(0);
         self.exits.with_label_values(&[code.to_string()]).inc();
         self.changed();
     }
@@ -874,6 +877,7 @@ mod tests {
         }
 
         m.child_exited(0);
+        m.set_child_up(false);
         m.set_ready(false);
         let json = m.render_json();
         assert_eq!(json["gsup_child_up"], json!(0));
@@ -1012,8 +1016,10 @@ mod tests {
         let first = m.render_text();
         assert_eq!(sample(&first, "gsup_child_up"), Some(0.0));
         type Update = fn(&Metrics);
-        let steps: [(Update, &str, f64); 14] = [
+        let steps: [(Update, &str, f64); 16] = [
             (|m| m.child_started(), "gsup_child_up", 1.0),
+            (|m| m.set_child_up(false), "gsup_child_up", 0.0),
+            (|m| m.set_child_up(true), "gsup_child_up", 1.0),
             (|m| m.set_ready(true), "gsup_ready", 1.0),
             (|m| m.restarted(), "gsup_child_restarts_total", 1.0),
             (|m| m.zombie_reaped(), "gsup_zombies_reaped_total", 1.0),

@@ -9,14 +9,13 @@
 //! - [`child_env`]: what the child's environment gets for a server.
 //!
 //! Nothing here spawns, signals or waits: this module only moves datagrams.
-#![allow(dead_code)] // wired by the supervisor loop
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram as StdUnixDatagram};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -160,25 +159,25 @@ impl Outsiders {
 }
 
 impl NotifyServer {
-    /// Creates `<dir>/gsup-notify-<gsup's pid>-<generation>` (mode 0711) if needed and binds
-    /// `notify.sock` (mode 0666) in it. Must run inside a tokio runtime.
+    /// Creates a private directory `<dir>/gsup-notify-XXXXXX` (an unpredictable name from
+    /// `mkdtemp`, mode 0711) and binds `notify.sock` (mode 0666) in it. Must run inside a
+    /// tokio runtime. `generation` only names the socket in errors.
     ///
-    /// A directory left by an earlier gsup with the same pid (pid 1 in a container) is
-    /// reused if it is a real directory owned by us; anything else there is refused, so
-    /// another user cannot plant the socket's directory in a shared `/tmp`.
+    /// The name cannot be guessed, so another user cannot pre-create or plant it in a
+    /// shared `/tmp` (DESIGN §9).
     pub fn bind(dir: &Path, generation: u64) -> io::Result<NotifyServer> {
-        let private = dir.join(format!("gsup-notify-{}-{generation}", std::process::id()));
-        let path = private.join("notify.sock");
-        if path.to_str().is_none() {
+        if dir.join("gsup-notify-XXXXXX/notify.sock").to_str().is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "notify socket path {} is not UTF-8: it must fit NOTIFY_SOCKET",
-                    path.display()
+                    "notify socket directory {} is not UTF-8: the path must fit NOTIFY_SOCKET",
+                    dir.display()
                 ),
             ));
         }
-        make_private_dir(&private)?;
+        let private = make_private_dir(dir)
+            .map_err(|error| io::Error::new(error.kind(), format!("generation {generation}: {error}")))?;
+        let path = private.join("notify.sock");
         // No server exists yet whose drop would clean up, so a failed bind does it here.
         let socket = bind_socket(&path).inspect_err(|_| {
             let _ = fs::remove_file(&path);
@@ -251,28 +250,44 @@ impl Drop for NotifyServer {
     }
 }
 
-/// Creates `dir` with mode 0711, or checks that an existing one is ours.
-fn make_private_dir(dir: &Path) -> io::Result<()> {
-    match fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-            // symlink_metadata: a symlink planted here must not redirect the socket.
-            let meta = fs::symlink_metadata(dir).map_err(|error| with_path(error, "stat", dir))?;
-            let euid = nix::unistd::geteuid().as_raw();
-            if !meta.file_type().is_dir() || meta.uid() != euid {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!(
-                        "{} exists and is not a directory owned by uid {euid}: refusing it for the notify socket",
-                        dir.display()
-                    ),
-                ));
-            }
-        }
-        Err(error) => return Err(with_path(error, "create directory", dir)),
+/// Creates a fresh directory with an unpredictable name in `parent` (mkdtemp(3): mode
+/// 0700, never an existing path) and opens it to 0711 so the child's tree can reach the
+/// socket inside.
+fn make_private_dir(parent: &Path) -> io::Result<PathBuf> {
+    let template = parent.join("gsup-notify-XXXXXX");
+    let dir = nix::unistd::mkdtemp(&template).map_err(|errno| with_path(errno.into(), "mkdtemp", &template))?;
+    if let Err(error) = fs::set_permissions(&dir, fs::Permissions::from_mode(DIR_MODE)) {
+        let _ = fs::remove_dir(&dir);
+        return Err(with_path(error, "chmod", &dir));
     }
-    // Set explicitly: `mode` above is masked by the umask, and a reused dir may differ.
-    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)).map_err(|error| with_path(error, "chmod", dir))
+    Ok(dir)
+}
+
+/// Checks before the first child starts that a notify socket's directory can be made in
+/// `parent` (DESIGN §4: a path that cannot be written is exit 2, not a child without
+/// `NOTIFY_SOCKET`).
+pub fn check_runtime_dir(parent: &Path) -> io::Result<()> {
+    let dir = make_private_dir(parent)?;
+    fs::remove_dir(&dir).map_err(|error| with_path(error, "remove", &dir))
+}
+
+/// Where the child's notify sockets go (DESIGN §9): `$RUNTIME_DIRECTORY` (systemd's
+/// `RuntimeDirectory=`, its first entry), else `$XDG_RUNTIME_DIR`, else `/run` as root,
+/// else `$TMPDIR` or `/tmp`.
+pub fn runtime_dir(env: &dyn Fn(&str) -> Option<String>, root: bool) -> PathBuf {
+    let named = |name: &str| env(name).filter(|v| !v.is_empty());
+    if let Some(dirs) = named("RUNTIME_DIRECTORY") {
+        // systemd joins several `RuntimeDirectory=` entries with ':'.
+        let first = dirs.split(':').next().unwrap_or(&dirs).to_string();
+        return PathBuf::from(first);
+    }
+    if let Some(dir) = named("XDG_RUNTIME_DIR") {
+        return PathBuf::from(dir);
+    }
+    if root && Path::new("/run").is_dir() {
+        return PathBuf::from("/run");
+    }
+    named("TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
 }
 
 /// Binds the socket at `path` (replacing a stale one) with `SO_PASSCRED` and mode 0666.
@@ -460,11 +475,6 @@ impl SystemdNotifier {
         let usec = Duration::from(now).as_micros();
         self.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"))
     }
-
-    /// `EXTEND_TIMEOUT_USEC=…`: asks for `by` more than the unit's start/stop timeout.
-    pub fn extend_timeout(&self, by: Duration) -> io::Result<()> {
-        self.send(&format!("EXTEND_TIMEOUT_USEC={}", by.as_micros()))
-    }
 }
 
 /// `@name` is abstract; otherwise an absolute path (libsystemd refuses anything else).
@@ -502,6 +512,8 @@ mod tests {
     use nix::fcntl::OFlag;
     use nix::sys::socket::{ControlMessage, UnixAddr};
     use tokio::time::timeout;
+
+    use std::os::unix::fs::MetadataExt;
 
     use super::*;
 
@@ -705,25 +717,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_leftover_dir_of_ours_is_reused_and_a_planted_symlink_refused() {
+    async fn the_directory_name_is_unpredictable_so_nothing_planted_blocks_it() {
         let dir = tempfile::tempdir().unwrap();
-        let leftover = NotifyServer::bind(dir.path(), 3).unwrap();
-        let path = leftover.path().to_owned();
-        // As a gsup killed before its drop would leave it: dir and socket still there.
-        std::mem::forget(leftover);
-        let server = NotifyServer::bind(dir.path(), 3).unwrap();
-        send_to(&server, b"READY=1");
-        assert_eq!(next(&server).await.fields, fields(&[("READY", "1")]));
-        assert_eq!(server.path(), path);
-
+        // What an attacker could plant under the old, predictable name.
         let elsewhere = tempfile::tempdir().unwrap();
         symlink(
             elsewhere.path(),
-            dir.path().join(format!("gsup-notify-{}-4", own_pid())),
+            dir.path().join(format!("gsup-notify-{}-1", own_pid())),
         )
         .unwrap();
-        let error = NotifyServer::bind(dir.path(), 4).unwrap_err();
-        assert!(error.to_string().contains("refusing"), "{error}");
+        fs::create_dir(dir.path().join(format!("gsup-notify-{}-2", own_pid()))).unwrap();
+        let first = NotifyServer::bind(dir.path(), 1).unwrap();
+        let second = NotifyServer::bind(dir.path(), 2).unwrap();
+        send_to(&first, b"READY=1");
+        assert_eq!(next(&first).await.fields, fields(&[("READY", "1")]));
+        for server in [&first, &second] {
+            let private = server.path().parent().unwrap();
+            let name = private.file_name().unwrap().to_str().unwrap();
+            assert!(
+                name.starts_with("gsup-notify-") && !name.contains(&own_pid().to_string()),
+                "{name}"
+            );
+            assert!(fs::symlink_metadata(private).unwrap().is_dir());
+            assert_eq!(
+                fs::symlink_metadata(private).unwrap().uid(),
+                nix::unistd::geteuid().as_raw()
+            );
+        }
         assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
 
         let error = NotifyServer::bind(&dir.path().join("missing"), 5).unwrap_err();
@@ -731,6 +751,30 @@ mod tests {
             error.to_string().contains("missing"),
             "the error names the path: {error}"
         );
+    }
+
+    #[test]
+    fn the_runtime_dir_follows_systemd_then_xdg_then_run_or_tmp() {
+        let pick = |pairs: &[(&str, &str)], root| runtime_dir(&env_of(pairs), root);
+        assert_eq!(
+            pick(
+                &[
+                    ("RUNTIME_DIRECTORY", "/run/app:/run/other"),
+                    ("XDG_RUNTIME_DIR", "/run/user/1")
+                ],
+                false
+            ),
+            PathBuf::from("/run/app")
+        );
+        assert_eq!(
+            pick(&[("XDG_RUNTIME_DIR", "/run/user/1"), ("TMPDIR", "/t")], true),
+            PathBuf::from("/run/user/1")
+        );
+        if Path::new("/run").is_dir() {
+            assert_eq!(pick(&[("TMPDIR", "/t")], true), PathBuf::from("/run"));
+        }
+        assert_eq!(pick(&[("TMPDIR", "/t")], false), PathBuf::from("/t"));
+        assert_eq!(pick(&[("RUNTIME_DIRECTORY", "")], false), PathBuf::from("/tmp"));
     }
 
     #[tokio::test]
@@ -780,14 +824,12 @@ mod tests {
         notifier.status("x").unwrap();
         notifier.status("two\nlines").unwrap();
         notifier.watchdog().unwrap();
-        notifier.extend_timeout(Duration::from_secs(3)).unwrap();
         notifier.reloading().unwrap();
         assert_eq!(recv_text(&systemd).await, "READY=1");
         assert_eq!(recv_text(&systemd).await, "STOPPING=1");
         assert_eq!(recv_text(&systemd).await, "STATUS=x");
         assert_eq!(recv_text(&systemd).await, "STATUS=two lines");
         assert_eq!(recv_text(&systemd).await, "WATCHDOG=1");
-        assert_eq!(recv_text(&systemd).await, "EXTEND_TIMEOUT_USEC=3000000");
         let reloading = recv_text(&systemd).await;
         let usec = reloading
             .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")

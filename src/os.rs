@@ -3,9 +3,10 @@
 //!
 //! - [`InheritedSignals`]: the signal mask and ignored signals gsup was started with, so the
 //!   child starts as if gsup were not there (DESIGN §4 Spawning).
-//! - [`pre_exec`]: what runs in the child between `fork` and `exec`. Only
-//!   async-signal-safe calls there: no allocation, no logging, no `set_var` (std holds
-//!   locks across `fork`; `set_var` there deadlocks, DEPS §6).
+//! - [`spawn`]: starts a process with `clone(CLONE_VM | CLONE_VFORK)` on a stack of its
+//!   own; [`child_exec`] is the child side, raw syscalls only on memory prepared before
+//!   `clone` ([`Prepared`]). The safety argument is in docs/DESIGN.md "The spawn path" and
+//!   at each step below.
 //! - [`SignalReceiver`]: every signal gsup forwards, blocked and read from a `signalfd`
 //!   with its sender (as tini does with `sigtimedwait`).
 //! - [`stop_self`]: stop gsup the way the default action of a stop signal would, although
@@ -165,10 +166,43 @@ impl std::os::fd::AsRawFd for SignalReceiver {
     }
 }
 
-/// Everything `pre_exec` needs, prepared before `fork` so the child allocates nothing.
+/// Raises gsup's own soft `RLIMIT_NOFILE` to its hard limit (its connections, sockets and
+/// `/proc` handles must never starve a restart, DESIGN §4 Resources) and returns the limit
+/// gsup was started with, which every child gets back. A failure leaves the limit as it
+/// was (and says so).
+pub fn raise_nofile_limit() -> (libc::rlimit, io::Result<()>) {
+    let mut started = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into the local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut started) } != 0 {
+        let error = io::Error::last_os_error();
+        let unlimited = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        return (unlimited, Err(error));
+    }
+    let raised = libc::rlimit {
+        rlim_cur: started.rlim_max,
+        rlim_max: started.rlim_max,
+    };
+    // SAFETY: setrlimit reads only the local struct.
+    let result = match unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    };
+    (started, result)
+}
+
+/// What every child gets from gsup (signals, limits, terminal, sockets), the same for
+/// every start; part of [`Prepared`].
 #[derive(Clone, Copy)]
 pub struct ChildSetup {
     pub inherited: InheritedSignals,
+    /// The `RLIMIT_NOFILE` gsup was started with (gsup raised its own soft limit).
+    pub nofile: libc::rlimit,
     /// gsup's pid, taken before `fork`: after PDEATHSIG is armed, a different parent
     /// means gsup already died and the signal was missed.
     pub parent_pid: libc::pid_t,
@@ -177,54 +211,14 @@ pub struct ChildSetup {
     /// Listening sockets to hand over as fds 3.. (the first `listen_count`).
     pub listen_fds: [RawFd; MAX_LISTEN_FDS],
     pub listen_count: usize,
+    /// The write end of the exec shim's error pipe (close-on-exec in gsup), handed to the
+    /// shim as fd [`shim_error_fd`]`(listen_count)`, right after the listening sockets.
+    pub shim_error: Option<RawFd>,
 }
 
-/// Runs in the child between `fork` and `exec` (after std's `setpgid`, so the child leads
-/// its own group). Order matters: PDEATHSIG first, so a gsup that dies from here on takes
-/// the child with it.
-///
-/// # Safety
-/// Call only from a `CommandExt::pre_exec` closure: it must run in the freshly forked
-/// child, where only async-signal-safe functions may be called.
-pub unsafe fn pre_exec(setup: &ChildSetup) -> io::Result<()> {
-    // SAFETY: every call below is async-signal-safe (prctl, getppid, sigprocmask,
-    // tcsetpgrp, getpgrp, signal, _exit) and touches only memory prepared before fork.
-    unsafe {
-        // PR_SET_PDEATHSIG belongs to the thread that forked: gsup forks only from its
-        // main thread, which lives as long as gsup (DEPS §6).
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::getppid() != setup.parent_pid {
-            libc::_exit(1);
-        }
-        if let Some(tty) = setup.foreground_tty {
-            // tcsetpgrp from a background group raises SIGTTOU; blocked counts as ignored
-            // there. ENOTTY/ENXIO (no controlling terminal after all) are fine.
-            let mut ttou = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
-            libc::sigemptyset(&mut ttou);
-            libc::sigaddset(&mut ttou, libc::SIGTTOU);
-            libc::sigprocmask(libc::SIG_BLOCK, &ttou, ptr::null_mut());
-            libc::tcsetpgrp(tty, libc::getpgrp());
-        }
-        // exec resets caught signals to SIG_DFL by itself; signals that were ignored when
-        // gsup started must be ignored again (gsup's handlers replaced SIG_IGN).
-        for signal in 1..=libc::SIGRTMAX() {
-            if signal != libc::SIGKILL
-                && signal != libc::SIGSTOP
-                && libc::sigismember(&setup.inherited.ignored, signal) == 1
-            {
-                libc::signal(signal, libc::SIG_IGN);
-            }
-        }
-        if libc::sigprocmask(libc::SIG_SETMASK, &setup.inherited.mask, ptr::null_mut()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if setup.listen_count > 0 {
-            map_listen_fds(&setup.listen_fds[..setup.listen_count.min(MAX_LISTEN_FDS)])?;
-        }
-    }
-    Ok(())
+/// The fd number the exec shim finds its error pipe at: right after the sockets.
+pub fn shim_error_fd(listen_count: usize) -> RawFd {
+    3 + listen_count as RawFd
 }
 
 /// Stops gsup itself with `signal` (TSTP, TTIN, TTOU or STOP), as the default action
@@ -244,6 +238,30 @@ pub fn stop_self(signal: c_int) {
     }
 }
 
+/// A real memory fault in gsup (a write to a page mapped without access), for the test
+/// that a fault still crashes gsup although the fault signals are blocked for the
+/// signalfd: the kernel forces a synchronous fault through (DESIGN §4 Signals). Debug
+/// builds only (`GSUP_TEST_FAULT`); release builds have no such trigger.
+#[cfg(debug_assertions)]
+pub fn fault_for_tests() -> ! {
+    // SAFETY: mmap of a fresh anonymous page touches no existing memory. The write is
+    // meant to fault; the kernel kills gsup with SIGSEGV before it could return.
+    unsafe {
+        let page = libc::mmap(
+            ptr::null_mut(),
+            4096,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if page != libc::MAP_FAILED {
+            ptr::write_volatile(page.cast::<u8>(), 1);
+        }
+    }
+    std::process::abort()
+}
+
 /// Makes `pgid` the foreground process group of `tty`, blocking SIGTTOU around the call
 /// (gsup may itself be in a background group then).
 pub fn set_foreground(tty: RawFd, pgid: libc::pid_t) -> io::Result<()> {
@@ -258,16 +276,6 @@ pub fn set_foreground(tty: RawFd, pgid: libc::pid_t) -> io::Result<()> {
         let error = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
         if result == 0 { Ok(()) } else { Err(error) }
-    }
-}
-
-/// Arranges for [`pre_exec`] to run in the child of `command`.
-pub fn install_pre_exec(command: &mut std::process::Command, setup: ChildSetup) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure only calls `pre_exec`, which is async-signal-safe and uses only
-    // the `Copy` data moved into it before fork.
-    unsafe {
-        command.pre_exec(move || pre_exec(&setup));
     }
 }
 
@@ -399,35 +407,6 @@ impl std::os::fd::AsRawFd for Ticker {
 /// How many listening sockets a child can be handed (fds 3..3+N).
 pub const MAX_LISTEN_FDS: usize = 32;
 
-/// Moves `fds` to 3, 4, … in the child (clearing close-on-exec), as the systemd socket
-/// protocol wants. Called from `pre_exec`: async-signal-safe calls only. First every fd
-/// is duplicated above the target range, so a source that is itself a target (an fd 3
-/// gsup inherited from systemd) is not overwritten before it is moved.
-///
-/// # Safety
-/// Only in the freshly forked child, from `pre_exec`.
-unsafe fn map_listen_fds(fds: &[RawFd]) -> io::Result<()> {
-    let base = 3 + fds.len() as RawFd;
-    let mut moved = [0 as RawFd; MAX_LISTEN_FDS];
-    for (slot, &fd) in moved.iter_mut().zip(fds) {
-        // SAFETY: fcntl/dup2 take plain integers; the fds are open in the child.
-        let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, base.max(64)) };
-        if high < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        *slot = high;
-    }
-    for (index, &high) in moved.iter().take(fds.len()).enumerate() {
-        let target = 3 + index as RawFd;
-        // SAFETY: as above; dup2's result has close-on-exec cleared.
-        if unsafe { libc::dup2(high, target) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        unsafe { libc::close(high) };
-    }
-    Ok(())
-}
-
 /// Takes ownership of fds systemd handed to gsup (socket activation: fds 3.. with
 /// `LISTEN_FDS` and `LISTEN_PID` = gsup's pid), marking them close-on-exec in gsup.
 pub fn adopt_inherited_fd(fd: RawFd) -> io::Result<std::os::fd::OwnedFd> {
@@ -439,4 +418,409 @@ pub fn adopt_inherited_fd(fd: RawFd) -> io::Result<std::os::fd::OwnedFd> {
     // SAFETY: the socket protocol hands these fds to this process alone; nothing else in
     // gsup owns them (they are adopted once, at start-up).
     Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// The exec shim's side of its error pipe: `fd` inherited from gsup, marked close-on-exec
+/// so a successful `exec` closes it (gsup then reads EOF). Returns the fd to report to.
+pub fn shim_error_pipe(fd: RawFd) -> Option<std::os::fd::OwnedFd> {
+    // SAFETY: fcntl only reads and sets the flags of the integer fd.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return None;
+    }
+    // SAFETY: gsup handed this fd to the shim alone (DESIGN §8); nothing else in the shim
+    // owns it.
+    Some(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+// ---------------------------------------------------------------------------------------
+// Spawning without copying gsup: clone(CLONE_VM | CLONE_VFORK) on a stack of its own.
+// ---------------------------------------------------------------------------------------
+
+/// The child's stack. The child side calls nothing but raw syscalls in a handful of
+/// frames; 64 KiB is ample (musl's posix_spawn uses about 5 KiB).
+const CHILD_STACK: usize = 64 * 1024;
+
+/// What the child side of [`spawn`] reads, all of it built before `clone`: the child
+/// shares gsup's memory and must not allocate, lock, or touch anything else.
+pub struct Prepared {
+    /// Paths to try with `execve`, in order: the program itself when it names a path,
+    /// else each `PATH` directory joined with it.
+    candidates: Vec<CString>,
+    /// Kept alive for `argv_ptrs` and `envp_ptrs`, which point into them.
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    workdir: Option<CString>,
+    uid: Option<libc::uid_t>,
+    gid: Option<libc::gid_t>,
+    /// fds to put at 0, 1, 2 (`None`: keep gsup's).
+    stdio: [Option<RawFd>; 3],
+    /// Signals 1..=64 as bits (bit `n - 1` for signal `n`), from `InheritedSignals`.
+    ignored_bits: u64,
+    mask_bits: u64,
+    setup: ChildSetup,
+}
+
+// SAFETY: the raw pointers point into the heap buffers of `_argv` and `_envp`, which the
+// struct owns and never changes after `new`; moving the struct to another thread moves
+// those owners along, and the buffers do not move.
+unsafe impl Send for Prepared {}
+
+use std::ffi::CString;
+
+impl Prepared {
+    /// `candidates` are the paths to try; `argv` and `envp` become NULL-terminated arrays.
+    pub fn new(
+        candidates: Vec<CString>,
+        argv: Vec<CString>,
+        envp: Vec<CString>,
+        workdir: Option<CString>,
+        ids: (Option<libc::uid_t>, Option<libc::gid_t>),
+        stdio: [Option<RawFd>; 3],
+        setup: ChildSetup,
+    ) -> Self {
+        let terminated = |strings: &[CString]| -> Vec<*const libc::c_char> {
+            strings
+                .iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(ptr::null()))
+                .collect()
+        };
+        let bits = |set: &libc::sigset_t| -> u64 {
+            (1..=64).fold(0u64, |bits, signal| {
+                // SAFETY: sigismember reads the set; signals above SIGRTMAX give -1.
+                if unsafe { libc::sigismember(set, signal) } == 1 {
+                    bits | (1 << (signal - 1))
+                } else {
+                    bits
+                }
+            })
+        };
+        Prepared {
+            argv_ptrs: terminated(&argv),
+            envp_ptrs: terminated(&envp),
+            _argv: argv,
+            _envp: envp,
+            candidates,
+            workdir,
+            uid: ids.0,
+            gid: ids.1,
+            stdio,
+            ignored_bits: bits(&setup.inherited.ignored),
+            mask_bits: bits(&setup.inherited.mask),
+            setup,
+        }
+    }
+}
+
+/// Why [`spawn`] failed: the errno, and the pid of a child that ran but could not exec
+/// (it has exited; the caller's reaper must collect it).
+#[derive(Debug, Clone, Copy)]
+pub struct SpawnFailure {
+    pub pid: Option<libc::pid_t>,
+    pub errno: c_int,
+}
+
+/// What parent and child share: the child writes the errno of its failure here before it
+/// exits; with CLONE_VFORK the parent reads it only after the child has exec'd or exited.
+struct Shared<'a> {
+    prepared: &'a Prepared,
+    errno: std::sync::atomic::AtomicI32,
+}
+
+/// Starts `prepared` in a new process (DESIGN §4 Spawning; docs/DESIGN.md "The spawn
+/// path"). `clone(CLONE_VM | CLONE_VFORK)`: the child runs on its own stack in gsup's
+/// memory (no page tables copied, no copy-on-write faults), and the calling thread waits
+/// until the child has called `execve` or exited, so the exec result is known on return.
+/// Every signal is blocked in the calling thread around it, so no handler of gsup can run
+/// in the child on the shared memory.
+///
+/// PDEATHSIG belongs to the calling thread: call this only from a thread that lives as
+/// long as gsup (the main thread, or the spawner thread).
+pub fn spawn(prepared: &Prepared) -> Result<libc::pid_t, SpawnFailure> {
+    let mut stack = vec![0u8; CHILD_STACK];
+    let shared = Shared {
+        prepared,
+        errno: std::sync::atomic::AtomicI32::new(0),
+    };
+    // SAFETY: sigfillset/pthread_sigmask write only the local sets.
+    let mut all = unsafe { MaybeUninit::<libc::sigset_t>::zeroed().assume_init() };
+    let mut old = all;
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    // The stack grows down on every Linux target gsup builds for; keep its top 16-aligned.
+    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+    // SAFETY: `child_main` runs on `stack`, which outlives the child's use of it: with
+    // CLONE_VFORK this thread is suspended until the child execs (its memory is then
+    // replaced) or exits. `shared` lives on this frame for the same span. The child only
+    // makes raw syscalls and writes `shared.errno` (see `child_main`).
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &shared as *const Shared as *mut libc::c_void,
+        )
+    };
+    let clone_error = io::Error::last_os_error();
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
+    drop(stack);
+    if pid < 0 {
+        return Err(SpawnFailure {
+            pid: None,
+            errno: clone_error.raw_os_error().unwrap_or(libc::EAGAIN),
+        });
+    }
+    match shared.errno.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => Ok(pid),
+        errno => Err(SpawnFailure { pid: Some(pid), errno }),
+    }
+}
+
+/// Collects a child that [`spawn`] reported as failed (it has exited or is about to).
+/// Call only from the thread that reaps, for a pid the reaper has not collected.
+pub fn reap_failed(pid: libc::pid_t) {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid writes only into `status`.
+        let result = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if result >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
+/// The kernel's `struct sigaction` for `rt_sigaction`, as far as SIG_DFL/SIG_IGN need
+/// it: the handler comes first on every architecture and everything after it is zero
+/// (no flags, no restorer, empty mask), whichever order the rest has.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    rest: [u64; 3],
+}
+
+/// A raw syscall's result: `Err(errno)` for the kernel's -errno. `libc::syscall` itself
+/// takes no lock; the errno it also stores goes to the suspended parent thread's slot.
+fn check(result: libc::c_long) -> Result<libc::c_long, c_int> {
+    if result == -1 {
+        // SAFETY: reads this thread's errno slot, set by the syscall just made.
+        Err(unsafe { *libc::__errno_location() })
+    } else {
+        Ok(result)
+    }
+}
+
+/// The child side of [`spawn`]: returns only to report a failure (the errno), after
+/// which `child_main` exits.
+///
+/// # Safety
+/// Only in the child of `clone(CLONE_VM | CLONE_VFORK)`, with every signal blocked: raw
+/// syscalls only, on memory prepared before `clone`; no allocation, no locks, no libc
+/// function with global state (glibc's setuid family would signal gsup's other threads).
+unsafe fn child_exec(p: &Prepared) -> c_int {
+    use libc::{SYS_prctl, syscall};
+    let setup = &p.setup;
+    // SAFETY (whole block): each call is a raw syscall on integers or on pointers into
+    // `p`, which the suspended parent keeps alive and unchanged.
+    unsafe {
+        // Privileges first: a uid change clears PDEATHSIG (prctl(2)).
+        // As std does: a root gsup drops its supplementary groups for the new ids.
+        let changes_ids = p.uid.is_some() || p.gid.is_some();
+        if changes_ids && syscall(libc::SYS_getuid) == 0 {
+            if let Err(errno) = check(syscall(libc::SYS_setgroups, 0usize, ptr::null::<libc::gid_t>())) {
+                return errno;
+            }
+        }
+        if let Some(gid) = p.gid {
+            if let Err(errno) = check(syscall(libc::SYS_setresgid, gid, gid, gid)) {
+                return errno;
+            }
+        }
+        if let Some(uid) = p.uid {
+            if let Err(errno) = check(syscall(libc::SYS_setresuid, uid, uid, uid)) {
+                return errno;
+            }
+        }
+        if let Err(errno) = check(syscall(
+            SYS_prctl,
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )) {
+            return errno;
+        }
+        // gsup died before PDEATHSIG was armed: nobody supervises this child.
+        if syscall(libc::SYS_getppid) as libc::pid_t != setup.parent_pid {
+            syscall(libc::SYS_exit_group, 1);
+        }
+        if let Err(errno) = check(syscall(libc::SYS_setpgid, 0, 0)) {
+            return errno;
+        }
+        if let Some(tty) = setup.foreground_tty {
+            // SIGTTOU is blocked here (everything is), which tcsetpgrp treats as ignored.
+            // ENOTTY/ENXIO (no controlling terminal after all) are fine.
+            let pgid = syscall(libc::SYS_getpid) as libc::pid_t;
+            let _ = syscall(libc::SYS_ioctl, tty, libc::TIOCSPGRP, &pgid as *const libc::pid_t);
+        }
+        if let Err(errno) = check(syscall(
+            libc::SYS_prlimit64,
+            0,
+            libc::RLIMIT_NOFILE,
+            &setup.nofile as *const libc::rlimit,
+            ptr::null_mut::<libc::rlimit>(),
+        )) {
+            return errno;
+        }
+        // Dispositions before the mask: a handler of gsup's must never run here. Ignored
+        // at gsup's start stays ignored (`nohup`), the rest is the default.
+        for signal in 1..=64 {
+            if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+                continue;
+            }
+            let ignored = p.ignored_bits & (1 << (signal - 1)) != 0;
+            let action = KernelSigaction {
+                handler: if ignored { libc::SIG_IGN } else { libc::SIG_DFL },
+                rest: [0; 3],
+            };
+            // EINVAL for numbers the kernel reserves is fine.
+            let _ = syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                &action as *const KernelSigaction,
+                ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+        // fds: every source goes above the targets first (a source may be a target).
+        let high = |fd: RawFd| check(syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, 64)).map(|fd| fd as RawFd);
+        let mut stdio = [-1 as RawFd; 3];
+        for (slot, source) in stdio.iter_mut().zip(p.stdio) {
+            if let Some(fd) = source {
+                match high(fd) {
+                    Ok(fd) => *slot = fd,
+                    Err(errno) => return errno,
+                }
+            }
+        }
+        let shim_error = match setup.shim_error {
+            Some(fd) => match high(fd) {
+                Ok(fd) => fd,
+                Err(errno) => return errno,
+            },
+            None => -1,
+        };
+        if let Err(errno) = map_listen_fds(&setup.listen_fds[..setup.listen_count.min(MAX_LISTEN_FDS)]) {
+            return errno;
+        }
+        // dup3's copies have close-on-exec cleared.
+        for (target, &source) in stdio.iter().enumerate() {
+            if source >= 0 {
+                if let Err(errno) = check(syscall(libc::SYS_dup3, source, target as RawFd, 0)) {
+                    return errno;
+                }
+                syscall(libc::SYS_close, source);
+            }
+        }
+        if shim_error >= 0 {
+            if let Err(errno) = check(syscall(
+                libc::SYS_dup3,
+                shim_error,
+                shim_error_fd(setup.listen_count),
+                0,
+            )) {
+                return errno;
+            }
+            syscall(libc::SYS_close, shim_error);
+        }
+        if let Some(dir) = &p.workdir {
+            if let Err(errno) = check(syscall(libc::SYS_chdir, dir.as_ptr())) {
+                return errno;
+            }
+        }
+        // The mask gsup was started with, last: from here a signal acts as it would on
+        // the program (its default or ignored).
+        let mask = p.mask_bits;
+        if let Err(errno) = check(syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &mask as *const u64,
+            ptr::null_mut::<u64>(),
+            8usize,
+        )) {
+            return errno;
+        }
+        // execvp's rules: go on past ENOENT, ENOTDIR and EACCES (remembered), stop at
+        // anything else.
+        let mut failure = libc::ENOENT;
+        let mut denied = false;
+        for path in &p.candidates {
+            let errno = match check(syscall(
+                libc::SYS_execve,
+                path.as_ptr(),
+                p.argv_ptrs.as_ptr(),
+                p.envp_ptrs.as_ptr(),
+            )) {
+                Err(errno) => errno,
+                Ok(_) => libc::ENOEXEC,
+            };
+            match errno {
+                libc::EACCES => denied = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                other => {
+                    failure = other;
+                    break;
+                }
+            }
+            failure = errno;
+        }
+        if denied && matches!(failure, libc::ENOENT | libc::ENOTDIR) {
+            libc::EACCES
+        } else {
+            failure
+        }
+    }
+}
+
+/// Moves `fds` to 3, 4, … in the child (close-on-exec cleared), as the systemd socket
+/// protocol wants. First every fd is duplicated above the target range, so a source that
+/// is itself a target (an fd 3 gsup inherited from systemd) is not overwritten before it
+/// is moved.
+///
+/// # Safety
+/// Only in the child of [`spawn`]: raw syscalls only.
+unsafe fn map_listen_fds(fds: &[RawFd]) -> Result<(), c_int> {
+    let base = 3 + fds.len() as RawFd;
+    let mut moved = [0 as RawFd; MAX_LISTEN_FDS];
+    for (slot, &fd) in moved.iter_mut().zip(fds) {
+        // SAFETY: raw fcntl on an integer fd.
+        *slot = check(unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, base.max(64)) })? as RawFd;
+    }
+    for (index, &high) in moved.iter().take(fds.len()).enumerate() {
+        // SAFETY: raw dup3/close on integer fds; dup3's copy has close-on-exec cleared.
+        unsafe {
+            check(libc::syscall(libc::SYS_dup3, high, 3 + index as RawFd, 0))?;
+            libc::syscall(libc::SYS_close, high);
+        }
+    }
+    Ok(())
+}
+
+/// The function `clone` runs in the child.
+extern "C" fn child_main(arg: *mut libc::c_void) -> c_int {
+    // SAFETY: `arg` is the `Shared` on the suspended parent's frame (see `spawn`); the
+    // child reads it and writes only its atomic `errno`.
+    let shared = unsafe { &*(arg as *const Shared) };
+    // SAFETY: this is the child of clone(CLONE_VM | CLONE_VFORK), every signal blocked.
+    let errno = unsafe { child_exec(shared.prepared) };
+    shared.errno.store(errno.max(1), std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: ends the child (its own thread group) without running any exit handler
+    // of gsup's (they would run on gsup's memory).
+    unsafe { libc::syscall(libc::SYS_exit_group, 127) };
+    127
 }

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use crate::cli::{ConfigFlags, ProbeArgs, ProbeKind};
 use crate::config;
-use crate::http::client::{self, Target};
+use crate::http::client;
+use crate::redact;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn run(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
+pub fn run(args: &ProbeArgs, env: &config::Env, cwd: &Path) -> i32 {
     let timeout = match args.timeout.as_deref().map(config::flag_duration).transpose() {
         Ok(timeout) => timeout.unwrap_or(DEFAULT_TIMEOUT),
         Err(message) => {
@@ -30,12 +31,16 @@ pub fn run(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -
             }
         },
     };
-    let Some((host, port, path)) = client::split_url(&url) else {
-        eprintln!("gsup probe: --url {url}: expected http://HOST:PORT/PATH");
+    let Some(parts) = client::split_url(&url) else {
+        eprintln!(
+            "gsup probe: --url {}: expected http://HOST:PORT/PATH",
+            redact::urls(&url)
+        );
         return 2;
     };
+    let url = redact::urls(&url);
     let what = args.kind.map_or("up", kind_name);
-    match client::request(&Target::Tcp { host: &host, port }, "GET", &path, timeout) {
+    match client::request(&parts.target(), "GET", &parts.path, timeout) {
         Ok(answer) if (200..300).contains(&answer.status) => {
             println!("{what}: {} from {url}", answer.status);
             0
@@ -61,7 +66,7 @@ fn kind_name(kind: ProbeKind) -> &'static str {
 
 /// The alias of the endpoint on the configured `[http] listen`, found the way `run`
 /// finds its config; a wildcard listen address is probed on loopback.
-fn default_url(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<String, String> {
+fn default_url(args: &ProbeArgs, env: &config::Env, cwd: &Path) -> Result<String, String> {
     let flags = ConfigFlags {
         config: args.config.clone(),
         ..ConfigFlags::default()

@@ -46,8 +46,10 @@ const NAMES: &[(&str, c_int)] = &[
 /// Aliases accepted on input only.
 const ALIASES: &[(&str, c_int)] = &[("IOT", libc::SIGABRT), ("POLL", libc::SIGIO), ("CLD", libc::SIGCHLD)];
 
-/// Synchronous fault signals: they keep their default action in gsup, so a fault in gsup
-/// crashes it (and PDEATHSIG takes the child down), as in tini. Never forwarded.
+/// Synchronous fault signals. gsup blocks them and reads them from its signalfd: one sent
+/// by another process (`kill -SEGV`) waits there and is forwarded, as dumb-init does; a
+/// real fault in gsup is forced through by the kernel and crashes it (PDEATHSIG then
+/// takes the child down), as in tini (DESIGN §4 Signals).
 pub const FAULT_SIGNALS: &[c_int] = &[
     libc::SIGILL,
     libc::SIGTRAP,
@@ -76,7 +78,9 @@ pub fn parse(text: &str) -> Result<c_int, UnknownSignal> {
     let unknown = || UnknownSignal(text.to_string());
     let trimmed = text.trim();
     if let Ok(number) = trimmed.parse::<c_int>() {
-        return if (1..=rt_max()).contains(&number) {
+        // 32..SIGRTMIN are the C library's own (glibc's thread cancellation and setxid):
+        // no name, nothing a program is sent.
+        return if (1..=31).contains(&number) || (rt_min()..=rt_max()).contains(&number) {
             Ok(number)
         } else {
             Err(unknown())
@@ -98,11 +102,21 @@ fn parse_realtime(bare: &str) -> Option<c_int> {
     } else {
         return None;
     };
-    let number = match rest {
-        "" => base,
-        _ if rest.starts_with('+') => base + rest[1..].parse::<c_int>().ok()?,
-        _ if rest.starts_with('-') => base - rest[1..].parse::<c_int>().ok()?,
-        _ => return None,
+    // Digits only after the sign (no "RTMIN++3"), and no overflow on a huge offset.
+    let offset = |digits: &str| -> Option<c_int> {
+        digits
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    let number = if rest.is_empty() {
+        base
+    } else if let Some(digits) = rest.strip_prefix('+') {
+        base.checked_add(offset(digits)?)?
+    } else if let Some(digits) = rest.strip_prefix('-') {
+        base.checked_sub(offset(digits)?)?
+    } else {
+        return None;
     };
     (rt_min()..=rt_max()).contains(&number).then_some(number)
 }
@@ -133,8 +147,9 @@ impl fmt::Display for Sig {
     }
 }
 
-/// Every signal gsup installs a handler for and forwards: 1-31 and the real-time ones,
-/// less KILL and STOP (uncatchable), CHLD (gsup's own) and the fault signals.
+/// Every signal gsup forwards whoever sent it: 1-31 and the real-time ones, less KILL and
+/// STOP (uncatchable), CHLD (gsup's own) and the fault signals (forwarded only when a
+/// process sent them).
 pub fn forwardable() -> Vec<c_int> {
     (1..=rt_max())
         .filter(|&signal| {
@@ -167,6 +182,59 @@ mod tests {
     fn refuses_unknown_signals() {
         for bad in ["", "0", "-1", "65", "TERMINATE", "RTMIN+99", "RTMIN+", "SIG"] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    /// A huge offset overflowed `c_int` (a panic in a debug build); a sign twice passed.
+    #[test]
+    fn realtime_offsets_never_overflow() {
+        for bad in [
+            "RTMAX--2147483648",
+            "RTMIN+2147483647",
+            "SIGRTMIN-2147483648",
+            "RTMIN++3",
+            "RTMAX- 1",
+            "RTMINé",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    /// Found by the property test below: `32` parsed, but its name `SIG32` did not.
+    #[test]
+    fn the_c_librarys_reserved_signals_are_refused() {
+        for number in 32..rt_min() {
+            assert!(parse(&number.to_string()).is_err(), "{number} is the C library's");
+        }
+        assert_eq!(parse(&rt_min().to_string()), Ok(rt_min()));
+        assert_eq!(parse("31"), Ok(31));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Outside input (config, flags, `--rewrite`): never a panic; a refusal names the
+        /// text; what is accepted is a signal gsup can name and parse back.
+        #[test]
+        fn any_text_parses_or_is_refused_by_name(
+            text in proptest::prop_oneof![
+                proptest::prelude::any::<String>(),
+                "(?i)(SIG)?(RTMIN|RTMAX)[+-]{0,2}[0-9 ]{0,12}",
+                "(?i)(SIG)?[A-Z]{1,7}",
+                "[-+]?[0-9]{1,12}",
+            ]
+        ) {
+            match parse(&text) {
+                Ok(signal) => {
+                    proptest::prop_assert!((1..=rt_max()).contains(&signal));
+                    proptest::prop_assert_eq!(parse(&name(signal)), Ok(signal));
+                }
+                Err(err) => {
+                    let message = err.to_string();
+                    let quoted = format!("`{text}`");
+                    proptest::prop_assert!(message.contains(&quoted), "{}", message);
+                }
+            }
         }
     }
 

@@ -365,6 +365,13 @@ fn a_notify_flood_from_outside_the_tree_is_cheap_and_ignored() {
         gsup.stderr()
     );
     let ticks = cpu_ticks(gsup.pid()) - before;
+    // gsup logged the line before /ready turned 200; the test's reader thread may not
+    // have collected it yet.
+    assert!(
+        wait_until(PATIENCE, || gsup.stderr().contains("child sent READY=1")),
+        "no READY=1 logged: {}",
+        gsup.stderr()
+    );
     let stderr = gsup.stderr();
     assert!(!stderr.contains("outsider"), "an outsider's STATUS was taken");
     let ready_lines = stderr.lines().filter(|l| l.contains("child sent READY=1")).count();

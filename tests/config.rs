@@ -99,7 +99,8 @@ fn run_refuses_bad_values_with_exit_2() {
         (&["--token-file", "/nonexistent/token"], &[], "/nonexistent/token"),
     ];
     for (flags, env, needle) in cases {
-        let mut args = vec!["run"];
+        // Never the default 127.0.0.1:9090, should a case get as far as binding it.
+        let mut args = vec!["run", "--http", "off"];
         args.extend_from_slice(flags);
         args.extend_from_slice(&["--", CHILD, "echo", "child-ran"]);
         let (code, stdout, stderr) = gsup(&args, env);
@@ -119,7 +120,7 @@ fn run_refuses_bad_values_with_exit_2() {
 fn run_refuses_a_broken_file_naming_it() {
     let config = config_file("[shutdown\ntimeout = \"1s\"\n");
     let path = config.path().to_str().expect("utf-8 path");
-    let (code, _, stderr) = gsup(&["run", "--config", path, "--", "true"], &[]);
+    let (code, _, stderr) = gsup(&["run", "--http", "off", "--config", path, "--", "true"], &[]);
     assert_eq!(code, 2);
     assert!(stderr.contains(path), "{stderr}");
 }
@@ -175,4 +176,46 @@ fn process_command_from_the_file_and_exit_code_map() {
     );
     assert_eq!(code, 3, "the flag wins per key");
     assert!(stdout.contains("from-cli") && !stdout.contains("from-file"), "{stdout}");
+}
+
+/// DESIGN §2: `run` logs one start-up line naming the config file it loaded (or "no
+/// config file: defaults") and the HTTP address.
+#[test]
+fn run_logs_one_start_up_line_with_the_config_file_and_the_http_address() {
+    let config = config_file("[shutdown]\ntimeout = \"5s\"\n");
+    let path = config.path().to_str().expect("utf-8 path");
+    let mut gsup = gsup_run(
+        &[
+            "--config",
+            path,
+            "--http",
+            "127.0.0.1:0",
+            "--",
+            CHILD,
+            "echo",
+            "up",
+            "forever",
+        ],
+        &[],
+    );
+    gsup.expect_line("up");
+    // The bound address (port 0 here) follows in `http listening`.
+    gsup.http_addr();
+    let stderr = gsup.stderr();
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("gsup starting")).collect();
+    assert_eq!(lines.len(), 1, "one start-up line: {stderr}");
+    assert!(lines[0].contains(path), "names the config file: {}", lines[0]);
+    assert!(lines[0].contains("127.0.0.1:0"), "names the HTTP address: {}", lines[0]);
+    gsup.signal(libc::SIGKILL);
+
+    let mut gsup = gsup_run(&["--", CHILD, "echo", "up", "forever"], &[]);
+    gsup.expect_line("up");
+    assert!(
+        wait_until(PATIENCE, || gsup.stderr().lines().any(|l| l.contains("gsup starting")
+            && l.contains("no config file: defaults")
+            && l.contains("off"))),
+        "{}",
+        gsup.stderr()
+    );
+    gsup.signal(libc::SIGKILL);
 }

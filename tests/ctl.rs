@@ -78,12 +78,9 @@ fn probe_on_a_closed_port_or_a_bad_url() {
 /// Without `--url`, probe reads the same config as `run` to find the address.
 #[test]
 fn probe_finds_the_address_in_the_config() {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        probe.local_addr().expect("addr").port()
-    };
+    let (_reserved, addr) = reserved_addr();
     let config = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp");
-    std::fs::write(config.path(), format!("[http]\nlisten = \"127.0.0.1:{port}\"\n")).expect("write");
+    std::fs::write(config.path(), format!("[http]\nlisten = \"{addr}\"\n")).expect("write");
     let path = config.path().to_str().expect("utf-8");
     let mut gsup = start(
         cmd(
@@ -96,7 +93,7 @@ fn probe_finds_the_address_in_the_config() {
     gsup.http_addr();
     let (code, stdout, stderr) = gsup_cmd(&["probe", "ready", "--config", path], &[]);
     assert_eq!(code, 0, "{stdout} {stderr}");
-    assert!(stdout.contains(&format!("127.0.0.1:{port}/ready")), "{stdout}");
+    assert!(stdout.contains(&format!("{addr}/ready")), "{stdout}");
     let (code, _, _) = gsup_cmd(&["probe", "alive"], &[("GSUP_CONFIG", path)]);
     assert_eq!(code, 0, "GSUP_CONFIG finds it too");
 }

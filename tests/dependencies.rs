@@ -14,8 +14,10 @@ fn running(check: &str) -> bool {
 fn real_redis_and_postgresql_pass() {
     let redis = running("redis-cli -p 6390 ping");
     let postgres = running("pg_isready -q -h 127.0.0.1 -p 5432");
-    if !(redis && postgres) {
-        eprintln!("SKIPPED: Redis on 127.0.0.1:6390 and PostgreSQL on 127.0.0.1:5432 are needed (.ci/run starts them)");
+    if !prerequisite(
+        redis && postgres,
+        "Redis on 127.0.0.1:6390 and PostgreSQL on 127.0.0.1:5432 (.ci/run starts both)",
+    ) {
         return;
     }
     let config = "[[dependencies]]\nname = \"redis\"\ntcp = \"127.0.0.1:6390\"\ninterval = \"200ms\"\n\

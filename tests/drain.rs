@@ -51,6 +51,7 @@ struct Scenario {
     gsup: Running,
     server: String,
     api: String,
+    _reserved: std::os::fd::OwnedFd,
 }
 
 impl Scenario {
@@ -70,8 +71,7 @@ impl Scenario {
 /// gsup around drain_server that dies at once on TERM; `draining` turns
 /// connection_draining on.
 fn dying_server(draining: bool) -> Scenario {
-    let port = free_port();
-    let server = format!("127.0.0.1:{port}");
+    let (reserved, server) = reserved_addr();
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("supervisor.toml");
     std::fs::write(
@@ -92,7 +92,12 @@ fn dying_server(draining: bool) -> Scenario {
     );
     gsup.expect_line("drain_server: listening");
     let api = gsup.http_addr();
-    Scenario { gsup, server, api }
+    Scenario {
+        gsup,
+        server,
+        api,
+        _reserved: reserved,
+    }
 }
 
 /// An idle keep-alive connection (one request answered) and one that never sent a byte.
@@ -184,7 +189,7 @@ fn without_draining_a_server_that_dies_on_term_loses_the_request() {
 /// lose none of the requests they started before, because the TERM waits `drain_delay`.
 #[test]
 fn under_load_drain_delay_loses_no_request_started_before_readiness_turned_503() {
-    let app = format!("127.0.0.1:{}", free_port());
+    let (_reserved, app) = reserved_addr();
     let config = format!("[[listen]]\naddress = \"{app}\"\n\n[shutdown]\ndrain_delay = \"1s\"\n");
     let server = drain_server();
     let (mut gsup, api, _config) = gsup_with_api(&config, &[server.as_str()], &[("DIE_ON_TERM", "1")]);

@@ -53,9 +53,7 @@ fn systemd_stop_timeout_is_the_budget_and_the_unit_verifies() {
         unit.contains("\nTimeoutStartSec=15\n"),
         "startup_timeout + 5 s bounds the reload: {unit}"
     );
-    let have = have("systemd-analyze");
-    if !have {
-        eprintln!("SKIPPED: systemd-analyze not installed");
+    if !tool("systemd-analyze", "systemd") {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
@@ -122,22 +120,9 @@ fn docker_names_the_budget_and_works_without_a_command() {
 /// The probe command the Kubernetes snippet writes works against a running gsup.
 #[test]
 fn the_generated_exec_probe_works() {
-    let port = free_port();
-    let mut gsup = gsup_run(
-        &[
-            "--http",
-            &format!("127.0.0.1:{port}"),
-            "--",
-            CHILD,
-            "echo",
-            "up",
-            "forever",
-        ],
-        &[],
-    );
+    let mut gsup = gsup_run(&["--http", "127.0.0.1:0", "--", CHILD, "echo", "up", "forever"], &[]);
     gsup.expect_line("up");
-    gsup.http_addr();
-    let url = format!("http://127.0.0.1:{port}/ready");
+    let url = format!("http://{}/ready", gsup.http_addr());
     let mut probe = start(cmd(GSUP, &["probe", "--url", &url]), &[]);
     assert_eq!(probe.wait_code(PATIENCE), 0, "{}", probe.stderr());
 }
@@ -150,6 +135,12 @@ const DEPLOY_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/supervi
 fn deploy_file(path: &str) -> String {
     let path = format!("{}/deploy/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+/// The committed unit, `systemd/gsup@.service` (top level, beside `deploy/`).
+fn systemd_unit() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/gsup@.service");
+    std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{path}: {error}"))
 }
 
 /// `gsup generate KIND --config deploy/supervisor.toml`.
@@ -227,13 +218,13 @@ fn the_deploy_config_passes_check_without_warnings() {
 
 #[test]
 fn the_systemd_unit_agrees_with_generate() {
-    let unit = deploy_file("systemd/gsup@.service");
+    let unit = systemd_unit();
     let want = generated("systemd");
     for key in ["Type", "NotifyAccess", "KillMode", "TimeoutStopSec"] {
         assert_eq!(
             setting(&unit, key, "="),
             setting(&want, key, "="),
-            "{key}= of deploy/systemd/gsup@.service and of `gsup generate systemd`:\n{want}"
+            "{key}= of systemd/gsup@.service and of `gsup generate systemd`:\n{want}"
         );
     }
 
@@ -267,13 +258,11 @@ fn the_systemd_unit_agrees_with_generate() {
 
 #[test]
 fn the_systemd_unit_verifies() {
-    let have = have("systemd-analyze");
-    if !have {
-        eprintln!("SKIPPED: systemd-analyze not installed");
+    if !tool("systemd-analyze", "systemd") {
         return;
     }
     // verify wants every Exec* binary to exist: point them at the gsup under test.
-    let unit = deploy_file("systemd/gsup@.service");
+    let unit = systemd_unit();
     assert!(unit.contains("/usr/local/bin/gsup "), "{unit}");
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(

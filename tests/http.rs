@@ -32,15 +32,7 @@ const PREFIX: &str = "/api/v1/shutdown";
 #[test]
 fn every_get_endpoint_answers_json_with_a_timestamp() {
     let (mut gsup, addr) = api(&[], &[]);
-    for path in [
-        "/status",
-        "/health",
-        "/ready",
-        "/alive",
-        "/process",
-        "/config",
-        "/overview",
-    ] {
+    for path in ["/status", "/health", "/ready", "/alive", "/process", "/overview"] {
         let (status, head, body) = http(&addr, "GET", &format!("{PREFIX}{path}"), &[]);
         assert_eq!(status, 200, "{path}: {body}");
         assert!(
@@ -250,7 +242,7 @@ fn secrets_are_never_served() {
         assert!(!everything.contains(secret), "{secret} was served");
     }
     let config_body = json(&http(&addr, "GET", &format!("{PREFIX}/config"), &[]).2);
-    let env = &config_body["config"]["process"]["env"];
+    let env = &config_body["process"]["env"];
     assert_eq!(env["DB_PASSWORD"]["value"], "***", "{config_body}");
     assert_eq!(env["MODE"]["value"], "prod", "{config_body}");
     assert!(
@@ -259,7 +251,7 @@ fn secrets_are_never_served() {
             .is_some_and(|u| u.contains("app:***@")),
         "{config_body}"
     );
-    assert_eq!(config_body["config"]["shutdown"]["timeout"]["source"], "default");
+    assert_eq!(config_body["shutdown"]["timeout"]["source"], "default");
 }
 
 /// 200 clients that send half a request head and stall: `/alive` still answers at once,
@@ -270,7 +262,7 @@ fn slow_clients_stall_neither_alive_nor_sigterm() {
     let mut stalled = Vec::new();
     for _ in 0..200 {
         let mut stream = TcpStream::connect(&addr).expect("connect");
-        let _ = stream.write_all(b"GET /alive HTTP/1.1\r\nHost: slow");
+        let _ = stream.write_all(b"GET /alive HTTP/1.1\r\nHost: 127.0.0.1");
         stalled.push(stream);
     }
     let asked = Instant::now();
@@ -292,35 +284,37 @@ fn slow_clients_stall_neither_alive_nor_sigterm() {
     drop(stalled);
 }
 
+/// Past the limits: 431 (never a hang; the exact limits are in tests/hardening.rs).
 #[test]
 fn malformed_requests_get_4xx_or_a_closed_connection_and_gsup_lives() {
     let (gsup, addr) = api(&[], &[]);
     let garbage = raw_http(&addr, b"\x00\x01\x02 garbage \xff\xfe\r\n\r\n");
-    assert!(
-        garbage.0 == 0 || (400..500).contains(&garbage.0),
-        "garbage: {garbage:?}"
-    );
+    assert!((400..500).contains(&garbage.0), "garbage: {garbage:?}");
     let huge = format!(
-        "GET /alive HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "GET /alive HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\n\r\n",
         "a".repeat(64 * 1024)
     );
     let (status, _, _) = raw_http(&addr, huge.as_bytes());
-    assert!(status == 0 || status == 431, "64 KiB header: {status}");
+    assert_eq!(status, 431, "64 KiB header");
     let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
     let (status, _, _) = raw_http(
         &addr,
-        format!("GET /alive HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
+        format!("GET /alive HTTP/1.1\r\nHost: 127.0.0.1\r\n{many}\r\n").as_bytes(),
     );
-    assert!(status == 0 || status == 431, "150 header fields: {status}");
+    assert_eq!(status, 431, "150 header fields");
     let body = "x".repeat(70 * 1024);
     let request = format!(
-        "POST {PREFIX}/shutdown HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {PREFIX}/shutdown HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
+    // Answered before the body is read, so the close may reset the answer away: a 0 is
+    // a close, not a hang, as long as it came before the read timeout.
+    let sent = Instant::now();
     let (status, _, _) = raw_http(&addr, request.as_bytes());
     assert!(
-        status == 403 || status == 413 || status == 0,
-        "big body without a token configured: {status}"
+        status == 403 || (status == 0 && sent.elapsed() < PATIENCE / 2),
+        "big body without a token configured: {status} after {:?}",
+        sent.elapsed()
     );
     // HTTP/1.0 without Host is answered, then closed.
     let (status, _, _) = raw_http(&addr, b"GET /alive HTTP/1.0\r\n\r\n");
@@ -334,7 +328,7 @@ fn an_oversized_body_is_413() {
     let (_gsup, addr) = api(&[], &[("GSUP_CONTROL_TOKEN", TOKEN)]);
     let body = "x".repeat(65 * 1024);
     let request = format!(
-        "POST {PREFIX}/shutdown HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {PREFIX}/shutdown HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let (status, _, body) = raw_http(&addr, request.as_bytes());
@@ -382,9 +376,7 @@ fn metrics_are_prometheus_text_and_json() {
     assert_eq!(metrics["gsup_child_up"], 1);
     assert!(metrics["graceful_shutdown_duration_seconds"]["buckets"]["+Inf"].is_number());
 
-    let promtool = have("promtool");
-    if !promtool {
-        eprintln!("SKIPPED: promtool not installed (.ci/run installs it)");
+    if !tool("promtool", "prometheus") {
         return;
     }
     let file = tempfile::NamedTempFile::new().expect("temp");

@@ -225,28 +225,42 @@ fn child_environment_is_inherited_minus_gsups_own() {
 }
 
 /// gsup started with SIGUSR1 blocked: the child starts with it blocked too (as if gsup
-/// were not there), and a USR1 sent to gsup is still forwarded (it waits, pending, in the
-/// child until the child unblocks it).
+/// were not there), and a USR1 sent to gsup is still forwarded: it waits, pending, in the
+/// child until the child unblocks it, and the child lives on.
 #[test]
 fn child_inherits_the_signal_mask() {
     let script = format!(
         "import os, signal; signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}}); \
-         os.execv('{GSUP}', ['gsup', 'run', '--http', 'off', '--', '{CHILD}', 'dispositions', 'echo', 'ready', 'forever'])"
+         os.execv('{GSUP}', ['gsup', 'run', '--http', 'off', '--', '{CHILD}', 'pid', 'dispositions', 'echo', 'ready', 'forever'])"
     );
     let mut gsup = start(cmd("python3", &["-c", &script]), &[("GSUP_LOG", "debug")]);
+    let child = field(&gsup.expect_line("pid "), "pid");
     let blocked = gsup.expect_line("blocked ");
     assert!(blocked.contains("SIGUSR1"), "{blocked}");
     gsup.expect_line("ready");
+    assert!(!pending(child, libc::SIGUSR1), "nothing pending before the signal");
     gsup.signal(libc::SIGUSR1);
     assert!(
-        wait_until(PATIENCE, || gsup.stderr().contains("\"signal\":\"SIGUSR1\"")
-            && gsup.stderr().contains("signal forwarded")),
-        "gsup forwards a signal its parent had blocked\n{}",
+        wait_until(PATIENCE, || pending(child, libc::SIGUSR1)),
+        "the USR1 sent to gsup waits, pending, in the child\n{}",
         gsup.stderr()
     );
     assert!(
-        alive(gsup.pid()),
-        "the blocked USR1 does not kill the child: it stays pending"
+        gsup.stderr().contains("\"signal\":\"SIGUSR1\"") && gsup.stderr().contains("signal forwarded"),
+        "{}",
+        gsup.stderr()
     );
+    assert!(alive(child), "the blocked USR1 does not kill the child");
     gsup.signal(libc::SIGKILL);
+}
+
+/// Whether `signal` is pending for the whole process `pid` (`ShdPnd` of /proc/PID/status:
+/// where a signal sent with kill(2) waits while every thread blocks it).
+fn pending(pid: i32, signal: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("ShdPnd:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
 }

@@ -22,7 +22,7 @@ fn get(addr: &str) -> String {
 
 #[test]
 fn the_child_gets_the_socket_on_fd_3_with_its_own_pid() {
-    let addr = format!("127.0.0.1:{}", free_port());
+    let (_reserved, addr) = reserved_addr();
     let script = format!("echo fds=$LISTEN_FDS names=$LISTEN_FDNAMES; exec {CHILD} pid listen 127.0.0.1:0 forever");
     let mut gsup = gsup_run(&["--listen", &format!("web={addr}"), "--", "sh", "-c", &script], &[]);
     assert_eq!(gsup.expect_line("fds="), "fds=1 names=web");
@@ -41,11 +41,20 @@ fn the_child_gets_the_socket_on_fd_3_with_its_own_pid() {
     gsup.wait_code(PATIENCE);
 }
 
-/// The socket stays open in gsup while no child runs: a client that connects during the
-/// restart backoff is queued by the kernel and answered by the next generation.
+/// The socket stays open in gsup while no child runs: a client that connects and sends
+/// its request during the restart backoff is queued by the kernel and answered by the
+/// next generation (the first one never accepts).
 #[test]
 fn connections_queue_across_a_restart() {
-    let addr = format!("127.0.0.1:{}", free_port());
+    let (_reserved, addr) = reserved_addr();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = dir.path().join("first-ran");
+    let marker = marker.to_str().expect("utf-8");
+    // The first generation says `up` and exits 3 without accepting; the next one serves.
+    let script = format!(
+        "if [ -e {marker} ]; then exec {CHILD} pid listen 127.0.0.1:0 forever; \
+         else : > {marker}; exec {CHILD} pid echo up exit 3; fi"
+    );
     let file = config_file("[restart]\npolicy = \"always\"\nbackoff_initial = \"1s\"\n");
     let path = file.path().to_str().expect("utf-8");
     let mut gsup = gsup_run(
@@ -55,12 +64,9 @@ fn connections_queue_across_a_restart() {
             "--listen",
             &format!("web={addr}"),
             "--",
-            CHILD,
-            "pid",
-            "echo",
-            "up",
-            "exit",
-            "3",
+            "sh",
+            "-c",
+            &script,
         ],
         &[],
     );
@@ -71,18 +77,30 @@ fn connections_queue_across_a_restart() {
         "{}",
         gsup.stderr()
     );
+    assert!(!alive(first), "no child runs during the backoff");
     // No child now; the connect still succeeds (gsup's socket, the kernel's backlog).
     let mut early = TcpStream::connect(&addr).expect("queued by the kernel while no child runs");
-    drop(gsup.expect_where("the next child", PATIENCE, |l| {
+    early.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    early
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("the request waits in the socket's buffer");
+    let next = gsup.expect_where("the next child", PATIENCE, |l| {
         l.starts_with("pid ") && field(l, "pid") != first
-    }));
-    let _ = early.write_all(b"x");
-    gsup.signal(libc::SIGKILL);
+    });
+    let mut answer = String::new();
+    let _ = early.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains(&format!("ok {}", field(&next, "pid"))),
+        "the request sent while no child ran is answered by the next generation: {answer:?}\n{}",
+        gsup.stderr()
+    );
+    gsup.signal(libc::SIGTERM);
+    gsup.wait_code(PATIENCE);
 }
 
 #[test]
 fn a_missing_program_behind_the_shim_is_still_127() {
-    let addr = format!("127.0.0.1:{}", free_port());
+    let (_reserved, addr) = reserved_addr();
     let mut gsup = gsup_run(&["--listen", &format!("web={addr}"), "--", "/nonexistent/program"], &[]);
     assert_eq!(gsup.wait_code(PATIENCE), 127, "{}", gsup.stderr());
 }

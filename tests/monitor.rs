@@ -75,8 +75,10 @@ fn a_memory_breach_with_restart_gets_a_new_child() {
 
 #[test]
 fn a_cpu_burner_trips_the_threshold_only_after_sustain() {
+    // 20 % of a core: a burner gets far more on an idle machine, and still more than that
+    // on a loaded 2-core one (it got 25 % at load 14, under a 50 % threshold that then failed).
     let (mut gsup, addr, _file) = gsup_with_api(
-        "[monitor]\ninterval = \"200ms\"\ncpu_threshold_percent = 50\nsustain = \"1500ms\"\naction = \"warn\"\n",
+        "[monitor]\ninterval = \"200ms\"\ncpu_threshold_percent = 20\nsustain = \"1500ms\"\naction = \"warn\"\n",
         &[CHILD, "echo", "ready", "burn", "0", "forever"],
         &[],
     );
@@ -94,7 +96,7 @@ fn a_cpu_burner_trips_the_threshold_only_after_sustain() {
     let took = burning.elapsed();
     assert!(took >= Duration::from_millis(1500), "breached before sustain: {took:?}");
     assert!(
-        last["checks"]["cpu"]["cpu_percent"].as_f64().is_some_and(|c| c > 50.0),
+        last["checks"]["cpu"]["cpu_percent"].as_f64().is_some_and(|c| c > 20.0),
         "{last}"
     );
     assert_eq!(last["checks"]["memory"]["status"], "ok");

@@ -5,10 +5,17 @@ mod common;
 
 use common::*;
 
-/// Whether this machine lets us make a pid namespace (root, unshare present).
+/// Whether this machine lets us make a pid namespace (root, unshare present); see
+/// `prerequisite`.
 fn can_unshare() -> bool {
-    let mut probe = start(cmd("unshare", &["--pid", "--fork", "--mount-proc", "true"]), &[]);
-    shell_code(probe.wait_exit(PATIENCE)) == 0
+    let works = have("unshare") && {
+        let mut probe = start(cmd("unshare", &["--pid", "--fork", "--mount-proc", "true"]), &[]);
+        shell_code(probe.wait_exit(PATIENCE)) == 0
+    };
+    prerequisite(
+        works,
+        "a pid namespace (`unshare --pid --fork --mount-proc`: root and util-linux)",
+    )
 }
 
 fn in_new_pid_namespace(args: &[&str]) -> Running {
@@ -47,7 +54,6 @@ exit 5
 #[test]
 fn pid1_reaps_200_orphans_and_exits_with_the_child_code() {
     if !can_unshare() {
-        eprintln!("SKIPPED: cannot create a pid namespace here (needs root and unshare)");
         return;
     }
     let script = COUNT_ZOMBIES.replace("\"$CHILD\"", CHILD);
@@ -72,7 +78,6 @@ fn pid1_reaps_200_orphans_and_exits_with_the_child_code() {
 #[test]
 fn negative_control_a_non_reaping_pid1_leaves_zombies() {
     if !can_unshare() {
-        eprintln!("SKIPPED: cannot create a pid namespace here (needs root and unshare)");
         return;
     }
     let mut ns = start(
@@ -105,7 +110,6 @@ fn negative_control_a_non_reaping_pid1_leaves_zombies() {
 #[test]
 fn pid1_forwards_sigterm_and_exits_with_the_childs_code() {
     if !can_unshare() {
-        eprintln!("SKIPPED: cannot create a pid namespace here (needs root and unshare)");
         return;
     }
     let mut ns = in_new_pid_namespace(&[CHILD, "exit-on", "TERM", "0", "pid", "echo", "ready", "forever"]);

@@ -16,9 +16,9 @@ fn ready(addr: &str) -> (u16, serde_json::Value) {
 /// passes, then 200.
 #[test]
 fn ready_waits_for_the_http_probe() {
-    let port = free_port();
-    let script = format!("sleep 1; exec {CHILD} listen 127.0.0.1:{port} forever");
-    let url = format!("http://127.0.0.1:{port}/");
+    let (_reserved, app) = reserved_addr();
+    let script = format!("sleep 1; exec {CHILD} listen {app} forever");
+    let url = format!("http://{app}/");
     let mut gsup = gsup_run(
         &["--http", "127.0.0.1:0", "--ready-http", &url, "--", "sh", "-c", &script],
         &[],
@@ -45,19 +45,10 @@ fn ready_waits_for_the_http_probe() {
 
 #[test]
 fn tcp_and_exec_probes() {
-    let port = free_port();
-    let script = format!("sleep 0.5; exec {CHILD} listen 127.0.0.1:{port} forever");
+    let (_reserved, app) = reserved_addr();
+    let script = format!("sleep 0.5; exec {CHILD} listen {app} forever");
     let tcp = gsup_run(
-        &[
-            "--http",
-            "127.0.0.1:0",
-            "--ready-tcp",
-            &format!("127.0.0.1:{port}"),
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
+        &["--http", "127.0.0.1:0", "--ready-tcp", &app, "--", "sh", "-c", &script],
         &[],
     );
     let addr = tcp.http_addr();
@@ -81,9 +72,7 @@ fn tcp_and_exec_probes() {
 /// `probe = { notify = true }`: the real `systemd-notify --ready` makes the child ready.
 #[test]
 fn systemd_notify_ready_makes_the_child_ready() {
-    let have = have("systemd-notify");
-    if !have {
-        eprintln!("SKIPPED: systemd-notify not installed");
+    if !tool("systemd-notify", "systemd") {
         return;
     }
     let (mut gsup, addr, _file) = gsup_with_api(
@@ -175,9 +164,7 @@ fn gsup_pings_the_systemd_watchdog_while_the_monitor_ticks_faster() {
 /// `watchdog_signal` (ABRT); with `on-failure` it is restarted with a new pid.
 #[test]
 fn a_silent_watchdog_restarts_the_child() {
-    let have = have("systemd-notify");
-    if !have {
-        eprintln!("SKIPPED: systemd-notify not installed");
+    if !tool("systemd-notify", "systemd") {
         return;
     }
     let file =
@@ -249,7 +236,8 @@ fn a_closed_dependency_port_turns_ready_off_and_health_names_it() {
 fn a_child_not_ready_within_startup_timeout_is_a_failed_start() {
     let file = config_file("[restart]\nstartup_timeout = \"800ms\"\n");
     let path = file.path().to_str().expect("utf-8");
-    let port = free_port();
+    // Nothing ever listens there.
+    let (_closed_socket, port) = refused_port();
     let mut gsup = gsup_run(
         &[
             "--config",
@@ -272,4 +260,111 @@ fn a_child_not_ready_within_startup_timeout_is_a_failed_start() {
         "{}",
         gsup.stderr()
     );
+}
+
+/// A child (Python, as an app would) that prints `socket <NOTIFY_SOCKET>`, and then sends
+/// each datagram in `steps` once the file `<go>.<index>` exists, printing `sent <index>`.
+fn notifying_child(go: &str, steps: &[&str]) -> String {
+    let steps: Vec<String> = steps.iter().map(|s| format!("b{s:?}")).collect();
+    format!(
+        "import os, socket, time\n\
+         path = os.environ['NOTIFY_SOCKET']\n\
+         print('socket', path, flush=True)\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         for index, payload in enumerate([{}]):\n\
+         \x20   while not os.path.exists('{go}.%d' % index):\n\
+         \x20       time.sleep(0.02)\n\
+         \x20   s.sendto(payload, path)\n\
+         \x20   print('sent', index, flush=True)\n\
+         time.sleep(600)\n",
+        steps.join(", ")
+    )
+}
+
+/// A datagram to `path` from the test process: outside gsup's child tree.
+fn send_from_outside(path: &str, payload: &str) {
+    let socket = std::os::unix::net::UnixDatagram::unbound().expect("socket");
+    socket
+        .send_to(payload.as_bytes(), path)
+        .expect("send to the child's NOTIFY_SOCKET");
+}
+
+/// Negative control for the notify probe: `READY=1` sent to the child's `NOTIFY_SOCKET`
+/// by a process outside the child's tree is ignored. The child's own `STATUS=` sent after
+/// it shows gsup has read the outsider's datagram (one socket, in order); only the child's
+/// own `READY=1` then makes it ready.
+#[test]
+fn ready_from_outside_the_childs_tree_is_ignored() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let go = dir.path().join("go").to_str().expect("utf-8").to_string();
+    let script = notifying_child(&go, &["STATUS=after-the-outsider", "READY=1"]);
+    let (mut gsup, addr, _file) = gsup_with_api(
+        "[readiness]\nprobe = { notify = true }\n",
+        &["python3", "-c", &script],
+        &[],
+    );
+    let line = gsup.expect_line("socket ");
+    let socket = line.trim_start_matches("socket ").to_string();
+    send_from_outside(&socket, "READY=1\nSTATUS=from-a-stranger");
+    std::fs::write(format!("{go}.0"), "").expect("go");
+    gsup.expect_line("sent 0");
+    assert!(
+        wait_until(PATIENCE, || gsup.stderr().contains("after-the-outsider")),
+        "{}",
+        gsup.stderr()
+    );
+    let (status, body) = ready(&addr);
+    assert_eq!(status, 503, "the outsider's READY=1 made the child ready: {body}");
+    assert!(!gsup.stderr().contains("child sent READY=1"), "{}", gsup.stderr());
+    assert!(
+        !gsup
+            .stderr()
+            .lines()
+            .any(|l| l.contains("child status") && l.contains("from-a-stranger")),
+        "the outsider's STATUS= was taken: {}",
+        gsup.stderr()
+    );
+    // The positive control: the same datagram from the child counts.
+    std::fs::write(format!("{go}.1"), "").expect("go");
+    assert!(wait_until(PATIENCE, || ready(&addr).0 == 200), "{}", gsup.stderr());
+    gsup.signal(libc::SIGTERM);
+    gsup.wait_code(PATIENCE);
+}
+
+/// Negative control for the child watchdog: `WATCHDOG=1` from outside the child's tree,
+/// sent every 100 ms, does not keep a silent child alive: it is caught as usual.
+#[test]
+fn watchdog_pings_from_outside_the_childs_tree_do_not_feed_the_watchdog() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let go = dir.path().join("go").to_str().expect("utf-8").to_string();
+    let script = notifying_child(&go, &["READY=1"]);
+    let file = config_file("[notify]\nwatchdog = \"1s\"\n");
+    let path = file.path().to_str().expect("utf-8");
+    let mut gsup = gsup_run(&["--config", path, "--", "python3", "-c", &script], &[]);
+    let line = gsup.expect_line("socket ");
+    let socket = line.trim_start_matches("socket ").to_string();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pinger = {
+        let (socket, stop) = (socket.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut sent = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                // The socket goes with the child: stop quietly then.
+                let outsider = std::os::unix::net::UnixDatagram::unbound().expect("socket");
+                if outsider.send_to(b"WATCHDOG=1", &socket).is_ok() {
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            sent
+        })
+    };
+    std::fs::write(format!("{go}.0"), "").expect("go");
+    gsup.expect_line("sent 0");
+    let caught = wait_until(PATIENCE, || gsup.stderr().contains("child missed its watchdog"));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let pings = pinger.join().expect("pinger");
+    assert!(caught, "outsider pings kept a silent child alive\n{}", gsup.stderr());
+    assert!(pings >= 5, "the outsider pinged meanwhile: {pings}");
+    gsup.signal(libc::SIGKILL);
 }

@@ -15,16 +15,30 @@ struct Reloadable {
     app: String,
     api: String,
     socket: String,
-    _dir: tempfile::TempDir,
+    _dir: Scratch,
     _config: tempfile::NamedTempFile,
 }
 
-/// A temporary directory, a control socket path in it, and a free loopback address for
-/// the app's `[[listen]]` socket.
-fn scratch() -> (tempfile::TempDir, String, String) {
+/// A temporary directory, and the loopback address reserved for the app's `[[listen]]`
+/// socket (held until dropped).
+struct Scratch {
+    dir: tempfile::TempDir,
+    _reserved: std::os::fd::OwnedFd,
+}
+
+/// A `Scratch`, a control socket path in its directory, and the app's address.
+fn scratch() -> (Scratch, String, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("gsup.sock").to_str().expect("utf-8").to_string();
-    (dir, socket, format!("127.0.0.1:{}", free_port()))
+    let (reserved, app) = reserved_addr();
+    (
+        Scratch {
+            dir,
+            _reserved: reserved,
+        },
+        socket,
+        app,
+    )
 }
 
 fn reloadable(startup_timeout: &str, program: &[&str], env: &[(&str, &str)]) -> Reloadable {
@@ -35,7 +49,7 @@ fn reloadable(startup_timeout: &str, program: &[&str], env: &[(&str, &str)]) -> 
          [restart]\nstartup_timeout = \"{startup_timeout}\"\n\n\
          [control]\nsocket = \"{socket}\"\n\n\
          [http]\ntoken_file = \"{}\"\n",
-        token_file(&dir)
+        token_file(&dir.dir)
     );
     let (mut gsup, api, config) = gsup_with_api(&config, program, env);
     gsup.expect_line("drain_server: listening");
@@ -54,13 +68,9 @@ fn reloadable(startup_timeout: &str, program: &[&str], env: &[(&str, &str)]) -> 
     }
 }
 
-/// gsup with only flags: `--listen web=<free loopback port>`, a control socket, `extra`,
+/// gsup with only flags: `--listen web=<reserved loopback port>`, a control socket, `extra`,
 /// then `program`. Returns (gsup, app address, control socket, its directory).
-fn with_listen_flag(
-    extra: &[&str],
-    program: &[&str],
-    env: &[(&str, &str)],
-) -> (Running, String, String, tempfile::TempDir) {
+fn with_listen_flag(extra: &[&str], program: &[&str], env: &[(&str, &str)]) -> (Running, String, String, Scratch) {
     let (dir, socket, app) = scratch();
     let listen = format!("web={app}");
     let mut args = vec!["--listen", listen.as_str(), "--control-socket", socket.as_str()];
@@ -252,9 +262,7 @@ fn post_reload_answers_202_a_concurrent_one_409_and_hup_reloads() {
 /// `RELOADING=1` and then `READY=1` around the reload (DESIGN §8, §9).
 #[test]
 fn with_a_socket_from_systemd_a_reload_works_and_systemd_is_told() {
-    let have = have("systemd-socket-activate");
-    if !have {
-        eprintln!("SKIPPED: systemd-socket-activate not installed");
+    if !tool("systemd-socket-activate", "systemd") {
         return;
     }
     let systemd = FakeSystemd::new();
@@ -270,6 +278,8 @@ fn with_a_socket_from_systemd_a_reload_works_and_systemd_is_told() {
         notify_env.as_str(),
         GSUP,
         "run",
+        "--http",
+        "off",
         "--config",
         config.path().to_str().expect("utf-8"),
         "--control-socket",
@@ -401,7 +411,7 @@ fn a_retired_generation_group_gets_sigkill_after_timeout_and_the_new_one_is_unto
 #[test]
 fn an_exec_probe_is_run_for_the_new_generation_at_once_with_its_pid() {
     let (dir, socket, app) = scratch();
-    let log = dir.path().join("probes");
+    let log = dir.dir.path().join("probes");
     let config = format!(
         "[[listen]]\naddress = \"{app}\"\n\n\
          [readiness]\nprobe = {{ exec = [\"sh\", \"-c\", \"echo $GSUP_CHILD_PID >> {}\"] }}\ninterval = \"10s\"\n\n\
@@ -440,4 +450,36 @@ fn an_exec_probe_is_run_for_the_new_generation_at_once_with_its_pid() {
     gsup.expect_line(&format!("(pid {})", new.expect("new_pid")));
     gsup.signal(libc::SIGTERM);
     assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
+}
+
+/// Negative control for the load generator the reload and drain tests trust: against a
+/// server that closes one connection without answering (as a killed generation would),
+/// `Load` counts exactly that one request as failed, and every other one as answered.
+#[test]
+fn negative_control_the_load_counts_a_lost_request() {
+    use std::io::{BufRead, BufReader, Write};
+    const LOST: usize = 10;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let app = listener.local_addr().expect("addr").to_string();
+    // Serves until the test process ends (the thread stays blocked in accept).
+    std::thread::spawn(move || {
+        for (index, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            if index != LOST {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nok 4242\n");
+            }
+        }
+    });
+    let clients = Load::start(&app, "/", 2);
+    clients.wait_for(3 * LOST as u64);
+    clients.stop_starting();
+    let (total, failures, pids) = clients.finish();
+    assert_eq!(failures.len(), 1, "of {total}: {failures:?}");
+    assert!(failures[0].starts_with("answer"), "{failures:?}");
+    assert_eq!(pids, vec![4242]);
 }

@@ -406,3 +406,39 @@ fn the_failure_counter_moves_while_the_shutdown_runs() {
     );
     assert_eq!(gsup.wait_code(PATIENCE), 0);
 }
+
+/// Negative control for `/alive` (200 in every other test): once the child has exited
+/// during a shutdown and no restart is pending, `/alive` answers 503 while a post-stop
+/// hook still runs, and it was 200 before.
+#[test]
+fn alive_answers_503_once_the_child_is_gone() {
+    let setup = Setup::new();
+    let go = setup.path("go");
+    let hook = format!("[\"sh\", \"-c\", \"touch {go}.hook; while [ ! -e {go} ]; do sleep 0.05; done\"]");
+    let (mut gsup, addr, _file) = gsup_with_api(
+        &format!("[[hooks]]\nphase = \"cleanup\"\nname = \"hold\"\nexec = {hook}\ntimeout = \"60s\"\n"),
+        &[CHILD, "pid", "exit-on", "TERM", "0", "echo", "up", "forever"],
+        &[],
+    );
+    let child = field(&gsup.expect_line("pid "), "pid");
+    gsup.expect_line("up");
+    let (status, _, body) = http(&addr, "GET", "/alive", &[]);
+    assert_eq!(status, 200, "{body}");
+    gsup.signal(libc::SIGTERM);
+    gsup.expect_line("got SIGTERM");
+    assert!(
+        wait_until(PATIENCE, || std::path::Path::new(&format!("{go}.hook")).exists()),
+        "the cleanup hook runs\n{}",
+        gsup.stderr()
+    );
+    assert!(!alive(child), "the child is gone while the hook runs");
+    let (status, _, body) = http(&addr, "GET", "/alive", &[]);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).expect("json")["status"],
+        "dead",
+        "{body}"
+    );
+    std::fs::write(&go, "").expect("release the hook");
+    assert_eq!(gsup.wait_code(PATIENCE), 0, "{}", gsup.stderr());
+}

@@ -38,6 +38,13 @@ fn every_forwardable_signal_reaches_the_child() {
         gsup.signal(signal);
         let name = signal_name(signal);
         gsup.expect_line(&format!("got {name}"));
+        if matches!(signal, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
+            // Without a terminal gsup then stops itself (DESIGN §4): continue it once it
+            // has (a CONT before the stop would be lost on a gsup not yet stopped).
+            assert!(wait_until(PATIENCE, || stopped(gsup.pid())), "gsup stopped itself");
+            gsup.signal(libc::SIGCONT);
+            gsup.expect_line("got SIGCONT");
+        }
     }
     assert!(alive(gsup.pid()), "gsup must survive every forwarded signal");
     gsup.signal(libc::SIGKILL);

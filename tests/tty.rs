@@ -7,9 +7,7 @@ use common::*;
 
 fn scenario(name: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tty/job_control.py");
-    let mut probe = start(cmd("sh", &["-c", "command -v python3 && command -v bash"]), &[]);
-    if probe.wait_code(PATIENCE) != 0 {
-        eprintln!("SKIPPED: python3 and bash are needed to drive a pty");
+    if !(tool("python3", "python3") && tool("bash", "bash")) {
         return;
     }
     let mut driver = start(cmd("python3", &[script, GSUP, CHILD, name]), &[]);
@@ -30,4 +28,18 @@ fn job_control_from_the_users_shell() {
 #[test]
 fn job_control_inside_a_supervised_shell() {
     scenario("inner");
+}
+
+/// Ctrl+C while gsup's own group holds the terminal (a restart backoff, then a post-stop
+/// hook): the first starts the shutdown, the second forces it (DESIGN §4 Signals).
+#[test]
+fn ctrl_c_while_gsup_holds_the_terminal_shuts_down_then_forces() {
+    scenario("gsup-holds-terminal");
+}
+
+/// DESIGN §2: on a terminal, whose default log level is warn, the start-up line shows a
+/// config file found implicitly (./supervisor.toml), and stays quiet for one named.
+#[test]
+fn an_implicit_config_file_is_shown_on_the_terminal() {
+    scenario("implicit");
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::values::{self, Zero, format_duration};
-use super::{Config, load, render_check};
+use super::{Config, Env, load, render_check};
 use crate::cli::CheckArgs;
 
 /// The longest a shutdown can take, and the names of its parts.
@@ -21,25 +21,19 @@ pub fn worst_case_shutdown(config: &Config) -> (Duration, Vec<(&'static str, Dur
     }
     parts.push(("timeout", shutdown.timeout));
     parts.push(("force_timeout", shutdown.force_timeout));
-    let total = parts.iter().map(|(_, d)| *d).sum();
+    let total = parts.iter().fold(Duration::ZERO, |sum, (_, d)| sum.saturating_add(*d));
     (total, parts)
 }
 
 /// Runs `gsup check`; returns the exit code: 0 valid (and fits), 1 does not fit the grace
 /// period, 2 config or usage error.
-pub fn check_command(args: &CheckArgs, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> i32 {
+pub fn check_command(args: &CheckArgs, env: &Env, cwd: &Path) -> i32 {
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
     check_to(args, env, cwd, &mut stdout, &mut stderr)
 }
 
-fn check_to(
-    args: &CheckArgs,
-    env: &dyn Fn(&str) -> Option<String>,
-    cwd: &Path,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> i32 {
+fn check_to(args: &CheckArgs, env: &Env, cwd: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     // Output errors (a closed pipe) cannot change the verdict; the exit code still tells.
     let grace = match &args.grace_period {
         None => None,

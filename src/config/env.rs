@@ -2,15 +2,27 @@
 //! design's variables keep their integer milliseconds; a bad value is an error naming
 //! the variable, never ignored.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use super::file::DEPENDENCY_OFF;
 use super::model::Config;
 use super::values::{self, Zero};
 use super::{Builder, Source};
 
 /// Applies a variable's value; `Ok(false)` when the value is not meant for gsup (a
-/// `DEBUG` for other libraries), so no source is recorded.
-type Apply = fn(&mut Config, &str, &Path) -> Result<bool, String>;
+/// `DEBUG` for other libraries), so no source is recorded. The value is as the
+/// environment holds it: a path takes its bytes, every other value goes through `text`.
+type Apply = fn(&mut Config, &OsStr, &Path) -> Result<bool, String>;
+
+/// A value that must be text: one that is not UTF-8 is an error, never the default
+/// (DESIGN §3).
+fn text(value: &OsStr) -> Result<&str, String> {
+    value
+        .to_str()
+        .ok_or_else(|| "is not valid UTF-8; gsup's variables take text such as 30000 or true".into())
+}
 
 pub struct EnvVar {
     pub name: &'static str,
@@ -33,28 +45,28 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: "SHUTDOWN_TIMEOUT_MS",
         key: "shutdown.timeout",
-        apply: |c, v, _| set!(c.shutdown.timeout, values::duration_ms(v, Zero::Refused)?),
+        apply: |c, v, _| set!(c.shutdown.timeout, values::duration_ms(text(v)?, Zero::Refused)?),
     },
     EnvVar {
         name: "FORCE_SHUTDOWN_TIMEOUT_MS",
         key: "shutdown.force_timeout",
-        apply: |c, v, _| set!(c.shutdown.force_timeout, values::duration_ms(v, Zero::Refused)?),
+        apply: |c, v, _| set!(c.shutdown.force_timeout, values::duration_ms(text(v)?, Zero::Refused)?),
     },
     EnvVar {
         name: "ENABLE_CONNECTION_DRAINING",
         key: "shutdown.connection_draining",
-        apply: |c, v, _| set!(c.shutdown.connection_draining, values::boolean(v)?),
+        apply: |c, v, _| set!(c.shutdown.connection_draining, values::boolean(text(v)?)?),
     },
     EnvVar {
         name: "MAX_CONNECTION_DRAIN_TIME",
         key: "shutdown.max_drain_time",
-        apply: |c, v, _| set!(c.shutdown.max_drain_time, values::duration_ms(v, Zero::Allowed)?),
+        apply: |c, v, _| set!(c.shutdown.max_drain_time, values::duration_ms(text(v)?, Zero::Allowed)?),
     },
     EnvVar {
         name: "HEALTH_CHECK_INTERVAL",
         key: "dependencies[*].interval",
         apply: |c, v, _| {
-            let interval = values::duration_ms(v, Zero::Refused)?;
+            let interval = values::duration_ms(text(v)?, Zero::OffBy(DEPENDENCY_OFF))?;
             for dependency in &mut c.dependencies {
                 dependency.interval = interval;
             }
@@ -64,67 +76,70 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: "READINESS_CHECK_ENABLED",
         key: "http.readiness",
-        apply: |c, v, _| set!(c.http.readiness, values::boolean(v)?),
+        apply: |c, v, _| set!(c.http.readiness, values::boolean(text(v)?)?),
     },
     EnvVar {
         name: "LIVENESS_CHECK_ENABLED",
         key: "http.liveness",
-        apply: |c, v, _| set!(c.http.liveness, values::boolean(v)?),
+        apply: |c, v, _| set!(c.http.liveness, values::boolean(text(v)?)?),
     },
     EnvVar {
         name: "PROCESS_MONITORING_ENABLED",
         key: "monitor.enabled",
-        apply: |c, v, _| set!(c.monitor.enabled, values::boolean(v)?),
+        apply: |c, v, _| set!(c.monitor.enabled, values::boolean(text(v)?)?),
     },
     EnvVar {
         name: "MEMORY_THRESHOLD_MB",
         key: "monitor.memory_threshold_mb",
-        apply: |c, v, _| set!(c.monitor.memory_threshold_mb, values::positive_u64(v)?),
+        apply: |c, v, _| set!(c.monitor.memory_threshold_mb, values::positive_u64(text(v)?)?),
     },
     EnvVar {
         name: "CPU_THRESHOLD_PERCENT",
         key: "monitor.cpu_threshold_percent",
-        apply: |c, v, _| set!(c.monitor.cpu_threshold_percent, values::positive_f64(v)?),
+        apply: |c, v, _| set!(c.monitor.cpu_threshold_percent, values::positive_f64(text(v)?)?),
     },
     EnvVar {
         name: "DB_SHUTDOWN_TIMEOUT_MS",
         key: "phases.database.timeout",
-        apply: |c, v, _| set!(c.phases.database.timeout, values::duration_ms(v, Zero::Refused)?),
+        apply: |c, v, _| set!(c.phases.database.timeout, values::duration_ms(text(v)?, Zero::Refused)?),
     },
     EnvVar {
         name: "DB_FORCE_CLOSE",
         key: "phases.database.force_close",
-        apply: |c, v, _| set!(c.phases.database.force_close, values::boolean(v)?),
+        apply: |c, v, _| set!(c.phases.database.force_close, values::boolean(text(v)?)?),
     },
     EnvVar {
         name: "REDIS_SHUTDOWN_TIMEOUT_MS",
         key: "phases.redis.timeout",
-        apply: |c, v, _| set!(c.phases.redis.timeout, values::duration_ms(v, Zero::Refused)?),
+        apply: |c, v, _| {
+            let off = Zero::OffBy("set REDIS_GRACEFUL_CLOSE=false");
+            set!(c.phases.redis.timeout, values::duration_ms(text(v)?, off)?)
+        },
     },
     EnvVar {
         name: "REDIS_GRACEFUL_CLOSE",
         key: "phases.redis.enabled",
-        apply: |c, v, _| set!(c.phases.redis.enabled, values::boolean(v)?),
+        apply: |c, v, _| set!(c.phases.redis.enabled, values::boolean(text(v)?)?),
     },
     EnvVar {
         name: "EXTERNAL_SERVICES_TIMEOUT_MS",
         key: "phases.external.timeout",
-        apply: |c, v, _| set!(c.phases.external.timeout, values::duration_ms(v, Zero::Refused)?),
+        apply: |c, v, _| set!(c.phases.external.timeout, values::duration_ms(text(v)?, Zero::Refused)?),
     },
     EnvVar {
         name: "PAYMENT_GATEWAY_CLOSE",
         key: "phases.external.payment",
-        apply: |c, v, _| set!(c.phases.external_services.payment, values::boolean(v)?),
+        apply: |c, v, _| set!(c.phases.external_services.payment, values::boolean(text(v)?)?),
     },
     EnvVar {
         name: "AI_SERVICE_CLOSE",
         key: "phases.external.ai",
-        apply: |c, v, _| set!(c.phases.external_services.ai, values::boolean(v)?),
+        apply: |c, v, _| set!(c.phases.external_services.ai, values::boolean(text(v)?)?),
     },
     EnvVar {
         name: "FILE_STORAGE_CLOSE",
         key: "phases.external.file_storage",
-        apply: |c, v, _| set!(c.phases.external_services.file_storage, values::boolean(v)?),
+        apply: |c, v, _| set!(c.phases.external_services.file_storage, values::boolean(text(v)?)?),
     },
     EnvVar {
         name: "DEBUG",
@@ -132,7 +147,9 @@ pub const ENV_VARS: &[EnvVar] = &[
         apply: |c, v, _| {
             // DEBUG is the `debug` npm package's list of namespaces, shared with other
             // libraries: only the original design's namespace means anything to gsup.
-            let ours = v.split([',', ' ']).any(|ns| ns == "graceful-shutdown:*" || ns == "*");
+            let ours = text(v)?
+                .split([',', ' '])
+                .any(|ns| ns == "graceful-shutdown:*" || ns == "*");
             if ours {
                 c.log.level = Some("debug".into());
             }
@@ -142,13 +159,13 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: "GSUP_LOG",
         key: "log.level",
-        apply: |c, v, _| set!(c.log.level, Some(values::log_level(v)?)),
+        apply: |c, v, _| set!(c.log.level, Some(values::log_level(text(v)?)?)),
     },
     EnvVar {
         name: "GSUP_CONTROL_TOKEN",
         key: "http.token",
         apply: |c, v, _| {
-            let token = v.trim();
+            let token = text(v)?.trim();
             if token.is_empty() {
                 return Err("is set but empty; unset it or give a token".into());
             }
@@ -159,6 +176,7 @@ pub const ENV_VARS: &[EnvVar] = &[
         name: "GSUP_CONTROL_SOCKET",
         key: "control.socket",
         apply: |c, v, cwd| {
+            // A path: bytes, UTF-8 or not (DESIGN §3).
             if v.is_empty() {
                 return Err("is set but empty; unset it or give a socket path".into());
             }
@@ -167,7 +185,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     },
 ];
 
-pub(super) fn apply(b: &mut Builder, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) {
+pub(super) fn apply(b: &mut Builder, env: &super::Env, cwd: &Path) {
     for var in ENV_VARS {
         let Some(value) = env(var.name) else {
             continue;
@@ -187,14 +205,20 @@ pub(super) fn apply(b: &mut Builder, env: &dyn Fn(&str) -> Option<String>, cwd: 
                 }
             }
             Err(message) => {
-                // Never echo a secret back into an error message.
-                let shown = if var.name == "GSUP_CONTROL_TOKEN" {
-                    "***"
-                } else {
-                    value.as_str()
-                };
-                b.error(format!("{}={shown}", var.name), message);
+                b.error(format!("{}={}", var.name, shown(var.name, &value)), message);
             }
         }
+    }
+}
+
+/// A value as an error message shows it: bytes that are not UTF-8 escaped (`12\xff`), and
+/// never a secret.
+fn shown(name: &str, value: &OsString) -> String {
+    if name == "GSUP_CONTROL_TOKEN" {
+        return "***".into();
+    }
+    match value.to_str() {
+        Some(text) => text.to_string(),
+        None => value.as_bytes().escape_ascii().to_string(),
     }
 }

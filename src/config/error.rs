@@ -18,9 +18,50 @@ pub enum ConfigError {
         hint: String,
     },
     /// A bad value. `at` names the origin: "supervisor.toml, line 4: `shutdown.timeout`",
-    /// "SHUTDOWN_TIMEOUT_MS=abc", "--timeout 0s".
+    /// "SHUTDOWN_TIMEOUT_MS=abc", "--timeout 0s"; `line` is set for the file's.
     #[error("{at}: {message}")]
-    Invalid { at: String, message: String },
+    Invalid {
+        at: String,
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The line of the config file the error is on, for listing them in file order.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::UnknownKey { line, .. } => Some(*line),
+            ConfigError::Invalid { line, .. } => *line,
+            ConfigError::Read { .. } | ConfigError::Parse { .. } => None,
+        }
+    }
+}
+
+/// Where a bad value came from: the text that names it, and its line when it is in the
+/// config file.
+#[derive(Debug, Clone)]
+pub struct At {
+    pub text: String,
+    pub line: Option<usize>,
+}
+
+impl From<String> for At {
+    fn from(text: String) -> Self {
+        At { text, line: None }
+    }
+}
+
+impl From<&str> for At {
+    fn from(text: &str) -> Self {
+        At::from(text.to_string())
+    }
+}
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// Every error found, in the order found; Display prints one per line.

@@ -15,6 +15,7 @@ use std::time::Duration;
 use libc::c_int;
 use toml::Value;
 
+use super::error::At;
 use super::model::*;
 use super::values::{self, Zero};
 use super::{Builder, ConfigError, Source};
@@ -22,6 +23,13 @@ use super::{Builder, ConfigError, Source};
 pub const DEFAULT_BACKLOG: u32 = 1024;
 pub const DEFAULT_MODE: u32 = 0o660;
 pub const DEFAULT_DEPENDENCY_INTERVAL: Duration = Duration::from_secs(30);
+
+// What turns a feature off, for the keys whose zero is refused (DESIGN §3).
+const REDIS_OFF: &str = "set `phases.redis.enabled = false`";
+const RESTART_OFF: &str = "set `restart.policy = \"never\"` or `max_restarts = 0`";
+const READINESS_OFF: &str = "leave out `readiness.probe`";
+pub(super) const DEPENDENCY_OFF: &str = "remove its `[[dependencies]]` entry";
+const MONITOR_OFF: &str = "set `monitor.enabled = false`";
 
 /// The file being applied.
 struct FileCtx {
@@ -56,12 +64,39 @@ impl FileCtx {
         }
     }
 
-    fn at(&self, path: &str) -> String {
-        format!("{}, line {}: `{path}`", self.name(), self.line(path))
+    fn at(&self, path: &str) -> At {
+        let line = self.line(path);
+        At {
+            text: format!("{}, line {line}: `{path}`", self.name()),
+            line: Some(line),
+        }
     }
 }
 
-pub(super) fn apply(b: &mut Builder, text: &str, display: &Path, dir: &Path) {
+/// Applies the file's `bytes`; its errors are listed in the order of its lines, whatever
+/// the order of the sections that found them.
+pub(super) fn apply(b: &mut Builder, bytes: &[u8], display: &Path, dir: &Path) {
+    let name = display.display().to_string();
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => {
+            let valid = &bytes[..err.valid_up_to()];
+            b.errors.push(ConfigError::Parse {
+                path: name,
+                message: format!(
+                    "line {}: not UTF-8 text (a TOML file is UTF-8)",
+                    line_of(valid, valid.len())
+                ),
+            });
+            return;
+        }
+    };
+    let first_error = b.errors.len();
+    apply_text(b, text, display, dir);
+    b.errors[first_error..].sort_by_key(ConfigError::line);
+}
+
+fn apply_text(b: &mut Builder, text: &str, display: &Path, dir: &Path) {
     let name = display.display().to_string();
     let root: toml::Table = match text.parse() {
         Ok(root) => root,
@@ -101,10 +136,11 @@ fn describe_parse_error(text: &str, err: &toml::de::Error) -> String {
     let message = err.message().trim().to_string();
     match err.span() {
         Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {column}: {message}")
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            // Characters, not bytes: a span may point into the middle of one.
+            let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+            format!("line {}, column {column}: {message}", line_of(before, before.len()))
         }
         None => message,
     }
@@ -114,7 +150,7 @@ fn line_index(text: &str) -> BTreeMap<String, usize> {
     fn walk(text: &str, table: &toml::de::DeTable<'_>, prefix: &str, out: &mut BTreeMap<String, usize>) {
         for (key, value) in table.iter() {
             let path = join(prefix, key.get_ref());
-            out.insert(path.clone(), line_of(text, key.span().start));
+            out.insert(path.clone(), line_of(text.as_bytes(), key.span().start));
             walk_value(text, value.get_ref(), &path, out);
         }
     }
@@ -124,7 +160,7 @@ fn line_index(text: &str) -> BTreeMap<String, usize> {
             toml::de::DeValue::Array(items) => {
                 for (index, item) in items.iter().enumerate() {
                     let item_path = format!("{path}[{index}]");
-                    out.insert(item_path.clone(), line_of(text, item.span().start));
+                    out.insert(item_path.clone(), line_of(text.as_bytes(), item.span().start));
                     walk_value(text, item.get_ref(), &item_path, out);
                 }
             }
@@ -139,8 +175,8 @@ fn line_index(text: &str) -> BTreeMap<String, usize> {
     out
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+fn line_of(text: &[u8], offset: usize) -> usize {
+    text[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -174,7 +210,7 @@ impl<'a> Section<'a> {
         join(&self.path, key)
     }
 
-    fn at(&self, key: &str) -> String {
+    fn at(&self, key: &str) -> At {
         self.file.at(&self.full(key))
     }
 
@@ -522,7 +558,7 @@ fn phases(b: &mut Builder, doc: &mut Section) {
         p.finish(b);
     }
     if let Some(mut p) = s.table(b, "redis") {
-        if let Some(v) = p.take(b, "timeout", duration(Zero::Refused)) {
+        if let Some(v) = p.take(b, "timeout", duration(Zero::OffBy(REDIS_OFF))) {
             b.config.phases.redis.timeout = v;
         }
         if let Some(v) = p.take(b, "enabled", boolean) {
@@ -660,16 +696,16 @@ fn restart(b: &mut Builder, doc: &mut Section) {
     if let Some(v) = s.take(b, "policy", with(values::restart_policy)) {
         b.config.restart.policy = v;
     }
-    if let Some(v) = s.take(b, "backoff_initial", duration(Zero::Refused)) {
+    if let Some(v) = s.take(b, "backoff_initial", duration(Zero::OffBy(RESTART_OFF))) {
         b.config.restart.backoff_initial = v;
     }
-    if let Some(v) = s.take(b, "backoff_max", duration(Zero::Refused)) {
+    if let Some(v) = s.take(b, "backoff_max", duration(Zero::OffBy(RESTART_OFF))) {
         b.config.restart.backoff_max = v;
     }
     if let Some(v) = s.take(b, "max_restarts", count_u32(Zero::Allowed)) {
         b.config.restart.max_restarts = v;
     }
-    if let Some(v) = s.take(b, "window", duration(Zero::Refused)) {
+    if let Some(v) = s.take(b, "window", duration(Zero::OffBy(RESTART_OFF))) {
         b.config.restart.window = v;
     }
     if let Some(v) = s.take(b, "startup_timeout", duration(Zero::Refused)) {
@@ -701,7 +737,34 @@ fn http(b: &mut Builder, doc: &mut Section) {
     if let Some(v) = s.take(b, "prestop", boolean) {
         b.config.http.prestop = v;
     }
+    if let Some(v) = s.take(b, "allowed_hosts", host_names) {
+        b.config.http.allowed_hosts = v;
+    }
     s.finish(b);
+}
+
+/// `[http] allowed_hosts`: an array of host names such as "gsup.internal", compared
+/// without case and without port.
+fn host_names(value: &Value) -> Result<Vec<String>, String> {
+    let expected = "expected an array of host names such as [\"gsup.internal\"]";
+    let Value::Array(items) = value else {
+        return Err(format!("{expected}, {}", found(value)));
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::String(name)
+                if !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) =>
+            {
+                Ok(name.to_ascii_lowercase())
+            }
+            Value::String(name) => Err(format!("{expected}: `{name}` is not a host name (no port, no scheme)")),
+            other => Err(format!("{expected}, {} in it", found(other))),
+        })
+        .collect()
 }
 
 fn http_prefix(text: &str) -> Result<String, String> {
@@ -754,10 +817,10 @@ fn readiness(b: &mut Builder, doc: &mut Section) {
         }
         p.finish(b);
     }
-    if let Some(v) = s.take(b, "interval", duration(Zero::Refused)) {
+    if let Some(v) = s.take(b, "interval", duration(Zero::OffBy(READINESS_OFF))) {
         b.config.readiness.interval = v;
     }
-    if let Some(v) = s.take(b, "timeout", duration(Zero::Refused)) {
+    if let Some(v) = s.take(b, "timeout", duration(Zero::OffBy(READINESS_OFF))) {
         b.config.readiness.timeout = v;
     }
     s.finish(b);
@@ -778,7 +841,7 @@ fn dependencies(b: &mut Builder, doc: &mut Section) {
             .filter(|k| s.table.contains_key(**k))
             .count();
         let critical = s.take(b, "critical", boolean);
-        let interval = s.take(b, "interval", duration(Zero::Refused));
+        let interval = s.take(b, "interval", duration(Zero::OffBy(DEPENDENCY_OFF)));
         match given {
             0 => b.error(
                 s.file.at(&s.path),
@@ -809,7 +872,7 @@ fn monitor(b: &mut Builder, doc: &mut Section) {
     if let Some(v) = s.take(b, "enabled", boolean) {
         b.config.monitor.enabled = v;
     }
-    if let Some(v) = s.take(b, "interval", duration(Zero::Refused)) {
+    if let Some(v) = s.take(b, "interval", duration(Zero::OffBy(MONITOR_OFF))) {
         b.config.monitor.interval = v;
     }
     if let Some(v) = s.take(b, "memory_threshold_mb", count(Zero::Refused)) {
@@ -818,7 +881,7 @@ fn monitor(b: &mut Builder, doc: &mut Section) {
     if let Some(v) = s.take(b, "cpu_threshold_percent", positive_number) {
         b.config.monitor.cpu_threshold_percent = v;
     }
-    if let Some(v) = s.take(b, "sustain", duration(Zero::Refused)) {
+    if let Some(v) = s.take(b, "sustain", duration(Zero::OffBy(MONITOR_OFF))) {
         b.config.monitor.sustain = v;
     }
     if let Some(v) = s.take(b, "action", with(values::monitor_action)) {

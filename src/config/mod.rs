@@ -16,6 +16,7 @@ mod render;
 mod values;
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 pub use check::{check_command, worst_case_shutdown};
 #[allow(unused_imports)]
 pub use env::ENV_VARS;
+use error::At;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 #[allow(unused_imports)]
@@ -60,7 +62,7 @@ impl fmt::Display for Source {
 pub struct Loaded {
     pub config: Config,
     /// Dotted key (`shutdown.timeout`, `signals.rewrite.TERM`, `hooks[0].timeout`) →
-    /// the layer that set it; a key missing here is a default (`Loaded::source`).
+    /// the layer that set it; a key missing here is a default.
     pub sources: BTreeMap<String, Source>,
     /// Suspicious but valid settings; `check` prints them, `run` logs them.
     pub warnings: Vec<String>,
@@ -69,7 +71,8 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    #[allow(dead_code)] // for `/config` (next release) and the tests
+    /// The layer that set `key` (the tests' view of `sources`).
+    #[cfg(test)]
     pub fn source(&self, key: &str) -> &Source {
         self.sources.get(key).unwrap_or(&Source::Default)
     }
@@ -88,9 +91,11 @@ impl Builder {
         self.sources.insert(key.into(), source);
     }
 
-    fn error(&mut self, at: impl Into<String>, message: impl Into<String>) {
+    fn error(&mut self, at: impl Into<At>, message: impl Into<String>) {
+        let at = at.into();
         self.errors.push(ConfigError::Invalid {
-            at: at.into(),
+            at: at.text,
+            line: at.line,
             message: message.into(),
         });
     }
@@ -103,10 +108,15 @@ impl Builder {
     }
 }
 
+/// A lookup of the environment: `std::env::var_os` in gsup, a table in tests. Values are
+/// bytes: paths take them as they are, and a value that must be text but is not UTF-8 is
+/// an error naming the variable (DESIGN §3).
+pub type Env = dyn Fn(&str) -> Option<OsString>;
+
 /// Builds the effective config from the defaults, the config file, the environment (as
 /// seen through `env`) and the flags. `cwd` resolves relative paths on the command line
 /// and in the environment, and is where `./supervisor.toml` is looked for.
-pub fn load(flags: &ConfigFlags, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<Loaded, ConfigErrors> {
+pub fn load(flags: &ConfigFlags, env: &Env, cwd: &Path) -> Result<Loaded, ConfigErrors> {
     let mut builder = Builder {
         config: Config::default(),
         sources: BTreeMap::new(),
@@ -116,8 +126,8 @@ pub fn load(flags: &ConfigFlags, env: &dyn Fn(&str) -> Option<String>, cwd: &Pat
 
     let file = find_file(flags, env, cwd);
     if let Some(found) = &file {
-        match std::fs::read_to_string(&found.path) {
-            Ok(text) => file::apply(&mut builder, &text, &found.display, &found.dir()),
+        match std::fs::read(&found.path) {
+            Ok(bytes) => file::apply(&mut builder, &bytes, &found.display, &found.dir()),
             Err(source) => builder.errors.push(ConfigError::Read {
                 path: found.display.display().to_string(),
                 source,
@@ -159,7 +169,7 @@ impl FoundFile {
 }
 
 /// `--config F`, else `$GSUP_CONFIG`, else `./supervisor.toml` if present (DESIGN §2).
-fn find_file(flags: &ConfigFlags, env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Option<FoundFile> {
+fn find_file(flags: &ConfigFlags, env: &Env, cwd: &Path) -> Option<FoundFile> {
     let named = flags
         .config
         .clone()
@@ -341,6 +351,11 @@ fn cross_check(b: &mut Builder) {
             "`readiness.probe` is http/tcp while `[[listen]]` sockets are shared between generations: during a reload either child may answer it; prefer { notify = true }, exec, or a per-child address (DESIGN §8)".into(),
         );
     }
+    // A planted symlink or a directory at `[shutdown] log` is never written (DESIGN §9).
+    if let Some(problem) = config.shutdown.log.as_deref().and_then(crate::shutdown_log::problem) {
+        b.warnings.push(problem);
+    }
+    let config = &b.config;
     if !config.listen.is_empty() && config.readiness.probe.is_none() {
         b.warnings.push(
             "`[[listen]]` sockets without a `readiness.probe`: a reload takes the new child as ready once it runs and stops the old one at once; set `readiness.probe = { notify = true }` (the child sends READY=1) or exec (DESIGN §8)".into(),
@@ -418,6 +433,8 @@ fn warn_if_readable(b: &mut Builder, path: &Path) {
     }
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
 

@@ -160,6 +160,10 @@ pub struct HttpConfig {
     pub readiness: bool,
     pub liveness: bool,
     pub prestop: bool,
+    /// Host names (port ignored, lower case) a request's `Host` may carry besides IP
+    /// literals and `localhost` (DNS rebinding, DESIGN §5). Empty: loopback listens
+    /// check `Host` against the built-in set only, other listens not at all.
+    pub allowed_hosts: Vec<String>,
     /// The bearer token, resolved at load: GSUP_CONTROL_TOKEN, else the trimmed content
     /// of `token_file`. `None`: mutating endpoints answer 403.
     pub token: Option<String>,
@@ -262,7 +266,6 @@ pub struct LogConfig {
 
 impl ExternalToggles {
     /// Whether hooks tagged `service` run.
-    #[allow(dead_code)] // read by the hook runner (ordered-shutdown release)
     pub fn enabled(&self, service: ExternalService) -> bool {
         match service {
             ExternalService::Payment => self.payment,
@@ -389,6 +392,7 @@ impl Default for Config {
                 readiness: true,
                 liveness: true,
                 prestop: false,
+                allowed_hosts: Vec::new(),
                 token: None,
             },
             control: ControlConfig::default(),

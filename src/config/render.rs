@@ -11,7 +11,7 @@ use super::model::*;
 use super::values::{format_duration, signal_key};
 use super::{Loaded, Source};
 
-const REDACTED: &str = "***";
+use crate::redact::{self, REDACTED};
 
 enum Val {
     Str(String),
@@ -75,15 +75,17 @@ impl Table {
 }
 
 fn s(text: impl Into<String>) -> Val {
-    Val::Str(redact_url(&text.into()))
+    let text = text.into();
+    Val::Str(redact::text(&text).into_owned())
 }
 
 fn opt_s(text: Option<impl Into<String>>) -> Val {
     text.map_or(Val::Unset, s)
 }
 
+/// A command's arguments: the secrets they carry are hidden (`-pX`, `--token X`).
 fn list(items: &[String]) -> Val {
-    Val::List(items.iter().map(|i| s(i.as_str())).collect())
+    Val::List(redact::argv(items).into_iter().map(Val::Str).collect())
 }
 
 fn path(p: &Option<std::path::PathBuf>) -> Val {
@@ -106,12 +108,7 @@ fn document(config: &Config) -> Vec<Table> {
     tables.push(t);
     let mut t = Table::new("process.env");
     for (key, value) in &p.env {
-        let value = if is_secret_key(key) {
-            Val::Str(REDACTED.into())
-        } else {
-            s(value.as_str())
-        };
-        t.put(key, value);
+        t.put(key, Val::Str(redact::env_value(key, value)));
     }
     tables.push(t);
 
@@ -203,6 +200,7 @@ fn document(config: &Config) -> Vec<Table> {
         .put("readiness", Val::Bool(h.readiness))
         .put("liveness", Val::Bool(h.liveness))
         .put("prestop", Val::Bool(h.prestop))
+        .put("allowed_hosts", list(&h.allowed_hosts))
         .put("token", opt_s(h.token.as_ref().map(|_| REDACTED)));
     if let Some(token) = t.entries.last_mut() {
         token.in_file = false;
@@ -344,7 +342,6 @@ pub fn render_check(loaded: &Loaded) -> String {
 
 /// The effective config for `/config`: each leaf `{"value": V, "source": S}`, durations
 /// in float seconds, secrets redacted.
-#[allow(dead_code)] // served as `/config` (next release)
 pub fn render_json(loaded: &Loaded) -> Json {
     let mut root = Map::new();
     for table in document(&loaded.config) {
@@ -378,7 +375,6 @@ pub fn render_json(loaded: &Loaded) -> Json {
     Json::Object(root)
 }
 
-#[allow(dead_code)] // part of render_json
 fn object_at<'a>(node: &'a mut Map<String, Json>, key: &str) -> &'a mut Map<String, Json> {
     let slot = node.entry(key.to_string()).or_insert_with(|| Json::Object(Map::new()));
     if !slot.is_object() {
@@ -421,7 +417,6 @@ fn toml_value(value: &Val) -> Option<String> {
     })
 }
 
-#[allow(dead_code)] // part of render_json
 fn json_value(value: &Val) -> Json {
     match value {
         Val::Str(text) => json!(text),
@@ -435,86 +430,9 @@ fn json_value(value: &Val) -> Json {
     }
 }
 
-/// DESIGN §5: keys containing any of these, in any case, hold secrets.
-fn is_secret_key(key: &str) -> bool {
-    const MARKERS: &[&str] = &[
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "TOKEN",
-        "KEY",
-        "CREDENTIAL",
-        "AUTH",
-        "PRIVATE",
-    ];
-    let upper = key.to_ascii_uppercase();
-    MARKERS.iter().any(|marker| upper.contains(marker))
-}
-
-/// `postgres://u:secret@h/db` → `postgres://u:***@h/db`, for every URL in `text`.
-fn redact_url(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(scheme_end) = rest.find("://") {
-        let authority_start = scheme_end + 3;
-        out.push_str(&rest[..authority_start]);
-        rest = &rest[authority_start..];
-        let authority_len = rest
-            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
-            .unwrap_or(rest.len());
-        let authority = &rest[..authority_len];
-        match authority.rfind('@').and_then(|at| {
-            let colon = authority[..at].find(':')?;
-            Some((colon, at))
-        }) {
-            Some((colon, at)) => {
-                out.push_str(&authority[..=colon]);
-                out.push_str(REDACTED);
-                out.push_str(&authority[at..]);
-            }
-            None => out.push_str(authority),
-        }
-        rest = &rest[authority_len..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_passwords_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact_url("redis://:pw@cache"), "redis://:***@cache");
-        assert_eq!(redact_url("http://u@h/x"), "http://u@h/x");
-        assert_eq!(redact_url("plain value"), "plain value");
-        assert_eq!(
-            redact_url("a=http://x:1@h b=ftp://y:2@k/p"),
-            "a=http://x:***@h b=ftp://y:***@k/p"
-        );
-    }
-
-    #[test]
-    fn secret_keys() {
-        for key in [
-            "DB_PASSWORD",
-            "api_key",
-            "GITHUB_TOKEN",
-            "AwsSecretAccessKey",
-            "passwd",
-            "AUTH_HEADER",
-            "private_pem",
-            "GCP_CREDENTIALS",
-        ] {
-            assert!(is_secret_key(key), "{key}");
-        }
-        assert!(!is_secret_key("NODE_ENV"));
-    }
 
     #[test]
     fn keys_are_quoted_when_needed() {

@@ -1,12 +1,23 @@
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
 use crate::cli::ConfigFlags;
 
-fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> + use<> {
+    let pairs: Vec<(&str, &[u8])> = pairs.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+    env_of_bytes(&pairs)
+}
+
+/// An environment whose values are any bytes, UTF-8 or not.
+fn env_of_bytes(pairs: &[(&str, &[u8])]) -> impl Fn(&str) -> Option<OsString> + use<> {
+    let map: HashMap<String, OsString> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), OsStr::from_bytes(v).to_os_string()))
+        .collect();
     move |name| map.get(name).cloned()
 }
 
@@ -979,5 +990,244 @@ fn render_json_shape_and_redaction() {
     assert_eq!(
         json["signals"]["shutdown_on"]["value"],
         serde_json::json!(["TERM", "INT", "USR2"])
+    );
+}
+
+// ---- Values nobody expected (issue 12 item 3, issue 15 item 5) ----
+
+/// u64::MAX seconds: humantime takes it, and `now + it` overflows an `Instant`.
+const HUGE: &str = "18446744073709551615s";
+
+/// Every duration key of the file, zero allowed or not.
+fn duration_keys() -> Vec<(&'static str, &'static str)> {
+    let mut keys = ZERO_REFUSED.to_vec();
+    keys.extend([
+        ("shutdown", "drain_delay"),
+        ("shutdown", "max_drain_time"),
+        ("notify", "watchdog"),
+    ]);
+    keys
+}
+
+#[test]
+fn durations_past_365_days_are_refused_in_the_file() {
+    for (table, key) in duration_keys() {
+        for value in [HUGE, "366d", "365d 1ms", "2y"] {
+            let case = Case::with_file(&format!("[{table}]\n{key} = \"{value}\"\n"));
+            let errors = case.errors(&[], &no_flags());
+            assert_eq!(errors.len(), 1, "{table}.{key} = {value}: {errors:?}");
+            assert!(
+                errors[0].starts_with(&format!("supervisor.toml, line 2: `{table}.{key}`: ")),
+                "{}",
+                errors[0]
+            );
+            assert!(errors[0].contains("longer than 365 days"), "{}", errors[0]);
+        }
+    }
+    for text in [
+        format!("[[hooks]]\nphase = \"cleanup\"\nexec = [\"x\"]\ntimeout = \"{HUGE}\"\n"),
+        format!("[[dependencies]]\ntcp = \"db:1\"\ninterval = \"{HUGE}\"\n"),
+    ] {
+        let errors = Case::with_file(&text).errors(&[], &no_flags());
+        assert_eq!(errors.len(), 1, "{text}: {errors:?}");
+        assert!(errors[0].contains("longer than 365 days"), "{}", errors[0]);
+    }
+    let loaded = Case::with_file("[shutdown]\ntimeout = \"365d\"\n").ok(&[], &no_flags());
+    assert_eq!(loaded.config.shutdown.timeout, secs(365 * 24 * 60 * 60));
+}
+
+#[test]
+fn durations_past_365_days_are_refused_in_flags_and_env() {
+    let case = Case::new();
+    for flags in [
+        ConfigFlags {
+            timeout: Some(HUGE.into()),
+            ..no_flags()
+        },
+        ConfigFlags {
+            force_timeout: Some(HUGE.into()),
+            ..no_flags()
+        },
+        ConfigFlags {
+            drain_delay: Some("400d".into()),
+            ..no_flags()
+        },
+    ] {
+        let errors = case.errors(&[], &flags);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("--"), "{}", errors[0]);
+        assert!(errors[0].contains("longer than 365 days"), "{}", errors[0]);
+    }
+    let one_day_past = (366u64 * 24 * 60 * 60 * 1000).to_string();
+    for var in ENV_VARS
+        .iter()
+        .filter(|v| v.name.ends_with("_MS") || v.name.ends_with("_TIME") || v.name.ends_with("_INTERVAL"))
+    {
+        for value in ["18446744073709551615", one_day_past.as_str()] {
+            let errors = case.errors(&[(var.name, value)], &no_flags());
+            assert_eq!(errors.len(), 1, "{}: {errors:?}", var.name);
+            assert!(
+                errors[0].starts_with(&format!("{}={value}: ", var.name)),
+                "{}",
+                errors[0]
+            );
+            assert!(errors[0].contains("longer than 365 days"), "{}", errors[0]);
+        }
+    }
+    assert!(flag_duration(HUGE).unwrap_err().contains("longer than 365 days"));
+}
+
+#[test]
+fn zero_is_worded_per_key() {
+    let case = Case::new();
+    let errors = case.errors(
+        &[],
+        &ConfigFlags {
+            timeout: Some("0s".into()),
+            ..no_flags()
+        },
+    );
+    assert_eq!(errors, ["--timeout 0s: must be longer than zero"]);
+    // Where a key's feature has a switch, the error names it.
+    for (text, switch) in [
+        ("[monitor]\ninterval = \"0s\"\n", "`monitor.enabled = false`"),
+        ("[phases.redis]\ntimeout = \"0s\"\n", "`phases.redis.enabled = false`"),
+        ("[readiness]\ninterval = \"0s\"\n", "leave out `readiness.probe`"),
+        ("[restart]\nbackoff_initial = \"0s\"\n", "`restart.policy = \"never\"`"),
+    ] {
+        let errors = Case::with_file(text).errors(&[], &no_flags());
+        assert!(errors[0].contains(switch), "{text}: {}", errors[0]);
+    }
+    for (text, key) in [
+        ("[shutdown]\nforce_timeout = \"0s\"\n", "force_timeout"),
+        ("[phases.database]\ntimeout = \"0s\"\n", "database"),
+    ] {
+        let errors = Case::with_file(text).errors(&[], &no_flags());
+        assert!(!errors[0].contains("switch"), "{key}: {}", errors[0]);
+    }
+}
+
+#[test]
+fn duration_errors_say_what_was_expected_in_words() {
+    for (text, needle) in [
+        ("30 seconds x", "a number is missing before `x`"),
+        ("ten seconds", "a number is missing before `ten`"),
+        ("5 parsecs", "`parsecs` is not a unit"),
+        ("1h 30", "`30` has no unit"),
+        ("3$", "`$`"),
+        ("", "empty"),
+        ("99999999999999999999999s", "longer than 365 days"),
+    ] {
+        let message = values::duration(text, Zero::Refused).unwrap_err();
+        assert!(message.contains(needle), "{text:?}: {message}");
+        assert!(!message.contains(" at "), "{text:?}: no byte offset: {message}");
+    }
+}
+
+#[test]
+fn file_errors_come_in_line_order() {
+    let case = Case::with_file(
+        "[restart]\npolicy = \"sometimes\"\n\n[zzz]\n\n[shutdown]\ntimeout = 30\ntimeot = \"1s\"\n\n[process]\nuser = \"\"\n",
+    );
+    let errors = case.errors(&[("SHUTDOWN_TIMEOUT_MS", "abc")], &no_flags());
+    let lines: Vec<&str> = errors
+        .iter()
+        .map(|e| {
+            e.split(", line ")
+                .nth(1)
+                .map_or("-", |rest| rest.split(':').next().unwrap_or("-"))
+        })
+        .collect();
+    // The file's errors by line, then the environment's.
+    assert_eq!(lines, ["2", "4", "7", "8", "11", "-"], "{errors:#?}");
+    assert!(errors[5].starts_with("SHUTDOWN_TIMEOUT_MS=abc"), "{}", errors[5]);
+}
+
+#[test]
+fn http_listen_takes_localhost() {
+    let case = Case::new();
+    let loaded = case.ok(
+        &[],
+        &ConfigFlags {
+            http: Some("localhost:9091".into()),
+            ..no_flags()
+        },
+    );
+    assert_eq!(loaded.config.http.listen, Some("127.0.0.1:9091".parse().unwrap()));
+    let loaded = Case::with_file("[http]\nlisten = \"localhost:0\"\n").ok(&[], &no_flags());
+    assert_eq!(loaded.config.http.listen, Some("127.0.0.1:0".parse().unwrap()));
+    for bad in [
+        "localhost",
+        "localhost:",
+        "localhost:99999",
+        "localhost:x",
+        "example.com:80",
+    ] {
+        let errors = case.errors(
+            &[],
+            &ConfigFlags {
+                http: Some(bad.into()),
+                ..no_flags()
+            },
+        );
+        assert!(errors[0].contains("localhost:9090"), "{bad}: {}", errors[0]);
+    }
+}
+
+#[test]
+fn a_non_utf8_env_value_is_an_error_naming_the_variable() {
+    let case = Case::new();
+    for var in ENV_VARS.iter().filter(|v| v.name != "GSUP_CONTROL_SOCKET") {
+        let env = env_of_bytes(&[(var.name, b"12\xff")]);
+        let errors: Vec<String> = match load(&no_flags(), &env, case.cwd()) {
+            Ok(_) => panic!("{}: a non-UTF-8 value was accepted", var.name),
+            Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+        };
+        assert_eq!(errors.len(), 1, "{}: {errors:?}", var.name);
+        let shown = if var.name == "GSUP_CONTROL_TOKEN" {
+            "***"
+        } else {
+            "12\\xff"
+        };
+        assert_eq!(
+            errors[0],
+            format!(
+                "{}={shown}: is not valid UTF-8; gsup's variables take text such as 30000 or true",
+                var.name
+            )
+        );
+    }
+}
+
+#[test]
+fn paths_from_the_environment_are_bytes() {
+    let case = Case::new();
+    let name = OsStr::from_bytes(b"gsup-\xff.toml");
+    std::fs::write(case.cwd().join(name), "[shutdown]\ntimeout = \"7s\"\n").unwrap();
+    let env = env_of_bytes(&[
+        ("GSUP_CONFIG", b"gsup-\xff.toml"),
+        ("GSUP_CONTROL_SOCKET", b"run/\xfe.sock"),
+    ]);
+    let loaded = load(&no_flags(), &env, case.cwd()).unwrap();
+    assert_eq!(loaded.config.shutdown.timeout, secs(7));
+    assert_eq!(loaded.file, Some(case.cwd().join(name)));
+    assert_eq!(
+        loaded.config.control.socket,
+        Some(case.cwd().join(OsStr::from_bytes(b"run/\xfe.sock")))
+    );
+}
+
+#[test]
+fn a_file_that_is_not_utf8_names_its_line() {
+    let case = Case::new();
+    std::fs::write(
+        case.cwd().join("supervisor.toml"),
+        b"[shutdown]\ntimeout = \"1\xffs\"\n",
+    )
+    .unwrap();
+    let errors = case.errors(&[], &no_flags());
+    assert_eq!(
+        errors,
+        ["supervisor.toml is not valid TOML: line 2: not UTF-8 text (a TOML file is UTF-8)"]
     );
 }

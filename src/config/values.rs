@@ -15,8 +15,15 @@ use crate::signals;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Zero {
     Allowed,
+    /// Refused; the key's feature cannot be turned off.
     Refused,
+    /// Refused; the key's feature is turned off by what this names instead.
+    OffBy(&'static str),
 }
+
+/// The longest duration gsup takes, for any key, flag or variable (DESIGN §3): no sum of
+/// bounds can overflow, and nobody waits a year for a child on purpose.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// A human duration such as "30s" or "250ms" (TOML and flags).
 pub fn duration(text: &str, zero: Zero) -> Result<Duration, String> {
@@ -24,25 +31,68 @@ pub fn duration(text: &str, zero: Zero) -> Result<Duration, String> {
     if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("`{trimmed}` has no unit; write {trimmed}s (or {trimmed}ms)"));
     }
-    let value = humantime::parse_duration(trimmed)
-        .map_err(|err| format!("`{text}` is not a duration such as \"30s\" or \"250ms\" ({err})"))?;
+    let value = humantime::parse_duration(trimmed).map_err(|err| describe_duration_error(trimmed, &err))?;
+    if value > MAX_DURATION {
+        return Err(format!("`{trimmed}` {}", too_long()));
+    }
     check_zero(value, zero)
+}
+
+/// humantime's error in words: its own text gives byte offsets ("expected number at 11").
+fn describe_duration_error(text: &str, err: &humantime::DurationError) -> String {
+    use humantime::DurationError as E;
+    let example = "a duration such as \"30s\", \"250ms\" or \"1h 30m\"";
+    // The word that starts at a byte offset humantime points at.
+    let word_at = |offset: usize| -> &str {
+        let rest = text.get(offset..).unwrap_or("");
+        rest.split(|c: char| c.is_whitespace() || c.is_ascii_digit())
+            .find(|w| !w.is_empty())
+            .unwrap_or(rest)
+    };
+    match err {
+        E::Empty => format!("is empty; write {example}"),
+        // humantime says the same for a fraction finer than it can represent.
+        E::NumberOverflow if text.contains('.') => {
+            format!("`{text}` is finer than one nanosecond or longer than 365 days, the longest duration gsup takes")
+        }
+        E::NumberOverflow => format!("`{text}` {}", too_long()),
+        E::NumberExpected(offset) => format!("a number is missing before `{}`; write {example}", word_at(*offset)),
+        E::InvalidCharacter(offset) => {
+            let found = text.get(*offset..).and_then(|rest| rest.chars().next()).unwrap_or('?');
+            format!("`{found}` cannot be part of a duration; write {example}")
+        }
+        E::UnknownUnit { unit, value, .. } if unit.is_empty() => {
+            format!("`{value}` has no unit; write {value}s (or {value}ms)")
+        }
+        E::UnknownUnit { unit, .. } => {
+            format!("`{unit}` is not a unit; use ms, s, m, h or d (e.g. \"30s\", \"1h 30m\")")
+        }
+    }
+}
+
+fn too_long() -> String {
+    "is longer than 365 days, the longest duration gsup takes".into()
 }
 
 /// Integer milliseconds, as the original design's environment variables.
 pub fn duration_ms(text: &str, zero: Zero) -> Result<Duration, String> {
-    let value: u64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a whole number of milliseconds (e.g. 30000)"))?;
-    check_zero(Duration::from_millis(value), zero)
+    let trimmed = text.trim();
+    let all_digits = !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit());
+    match trimmed.parse::<u64>() {
+        Ok(value) if value <= MAX_DURATION.as_millis() as u64 => check_zero(Duration::from_millis(value), zero),
+        Ok(_) => Err(format!("{} ({} ms)", too_long(), MAX_DURATION.as_millis())),
+        Err(_) if all_digits => Err(format!("{} ({} ms)", too_long(), MAX_DURATION.as_millis())),
+        Err(_) => Err(format!("`{text}` is not a whole number of milliseconds (e.g. 30000)")),
+    }
 }
 
 fn check_zero(value: Duration, zero: Zero) -> Result<Duration, String> {
-    if value.is_zero() && zero == Zero::Refused {
-        return Err("must be longer than zero (to turn the feature off use its enabled/off switch)".into());
+    match zero {
+        _ if !value.is_zero() => Ok(value),
+        Zero::Allowed => Ok(value),
+        Zero::Refused => Err("must be longer than zero".into()),
+        Zero::OffBy(switch) => Err(format!("must be longer than zero (to turn the feature off, {switch})")),
     }
-    Ok(value)
 }
 
 /// `true|false|1|0`, as DESIGN §3 says for the environment.
@@ -155,14 +205,24 @@ pub fn log_level(text: &str) -> Result<String, String> {
     Ok(trimmed.to_string())
 }
 
-/// `[http] listen`: a socket address or "off" (→ `None`).
+/// `[http] listen`: a socket address, `localhost:PORT` (→ 127.0.0.1, DESIGN §2) or "off"
+/// (→ `None`).
 pub fn http_listen(text: &str) -> Result<Option<SocketAddr>, String> {
     if text == "off" {
         return Ok(None);
     }
-    text.parse::<SocketAddr>()
+    let localhost = text
+        .strip_prefix("localhost:")
+        .and_then(|port| port.parse::<u16>().ok())
+        .map(|port| SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)));
+    localhost
+        .or_else(|| text.parse::<SocketAddr>().ok())
         .map(Some)
-        .map_err(|_| format!("`{text}` is not \"off\" or an address such as \"127.0.0.1:9090\" or \"[::1]:9090\""))
+        .ok_or_else(|| {
+            format!(
+                "`{text}` is not \"off\" or an address such as \"127.0.0.1:9090\", \"[::1]:9090\" or \"localhost:9090\""
+            )
+        })
 }
 
 /// A `[[listen]]` address: `HOST:PORT` (an IP), `[::1]:PORT` or `unix:/path`. A relative
@@ -243,7 +303,23 @@ mod tests {
         assert_eq!(duration("250ms", Zero::Refused), Ok(Duration::from_millis(250)));
         assert_eq!(duration("1h 30m", Zero::Refused), Ok(Duration::from_secs(5400)));
         assert!(duration("30", Zero::Refused).unwrap_err().contains("write 30s"));
-        assert!(duration("0s", Zero::Refused).unwrap_err().contains("longer than zero"));
+        assert_eq!(duration("0s", Zero::Refused), Err("must be longer than zero".into()));
+        assert!(
+            duration("0s", Zero::OffBy("x"))
+                .unwrap_err()
+                .contains("to turn the feature off, x")
+        );
+        assert_eq!(duration("365d", Zero::Refused), Ok(MAX_DURATION));
+        assert!(
+            duration("366d", Zero::Allowed)
+                .unwrap_err()
+                .contains("longer than 365 days")
+        );
+        assert!(
+            duration_ms("99999999999999999999999", Zero::Allowed)
+                .unwrap_err()
+                .contains("365 days")
+        );
         assert_eq!(duration("0s", Zero::Allowed), Ok(Duration::ZERO));
         assert!(duration("5 parsecs", Zero::Refused).is_err());
         assert_eq!(duration_ms("1500", Zero::Refused), Ok(Duration::from_millis(1500)));

@@ -10,14 +10,16 @@
 
 use std::borrow::Cow;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
-use hyper::header::{CONNECTION, CONTENT_LENGTH, HOST};
+use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -43,7 +45,13 @@ impl Answer {
 
 /// Where to send a request.
 pub enum Target<'a> {
-    Tcp { host: &'a str, port: u16 },
+    /// `userinfo` (`user:password` from a URL) goes as `Authorization: Basic`, as curl
+    /// sends it; it is never part of the name looked up.
+    Tcp {
+        host: &'a str,
+        port: u16,
+        userinfo: Option<&'a str>,
+    },
     Unix(&'a Path),
 }
 
@@ -71,24 +79,50 @@ pub fn request(target: &Target<'_>, method: &str, path: &str, timeout: Duration)
 
 async fn exchange(target: &Target<'_>, method: &str, path: &str) -> io::Result<Answer> {
     match target {
-        Target::Tcp { host, port } => {
-            let addr = resolve(host, *port)?;
+        Target::Tcp { host, port, userinfo } => {
+            let addr = resolve(host, *port).await?;
             let stream = tokio::net::TcpStream::connect(addr).await?;
-            send(stream, &authority(host, *port), method, path).await
+            let basic = userinfo.map(|userinfo| format!("Basic {}", STANDARD.encode(userinfo)));
+            send(stream, &authority(host, *port), basic.as_deref(), method, path).await
         }
         Target::Unix(path_of_socket) => {
             let stream = tokio::net::UnixStream::connect(path_of_socket).await?;
-            send(stream, "localhost", method, path).await
+            send(stream, "localhost", None, method, path).await
         }
     }
 }
 
-/// `http://host:port/path` → (host, port, path); port 80 when absent.
-pub fn split_url(url: &str) -> Option<(String, u16, String)> {
+/// An `http://` URL taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+    /// `user:password` before `@`, sent as Basic auth (never looked up as a name).
+    pub userinfo: Option<String>,
+}
+
+impl Url {
+    pub fn target(&self) -> Target<'_> {
+        Target::Tcp {
+            host: &self.host,
+            port: self.port,
+            userinfo: self.userinfo.as_deref(),
+        }
+    }
+}
+
+/// `http://[user:password@]host[:port]/path`; port 80 when absent.
+pub fn split_url(url: &str) -> Option<Url> {
     let rest = url.strip_prefix("http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].to_string()),
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
         None => (rest, "/".to_string()),
+    };
+    let (userinfo, authority) = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => (Some(userinfo.to_string()), host),
+        None => (None, authority),
     };
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6.split_once(']')?;
@@ -103,20 +137,27 @@ pub fn split_url(url: &str) -> Option<(String, u16, String)> {
             None => (authority.to_string(), 80),
         }
     };
-    (!host.is_empty()).then_some((host, port, path))
+    (!host.is_empty()).then_some(Url {
+        host,
+        port,
+        path,
+        userinfo,
+    })
 }
 
-/// `request` to an `http://HOST[:PORT]/PATH` URL (from the config); errors name the URL.
+/// `request` to an `http://HOST[:PORT]/PATH` URL (from the config); errors name the URL
+/// (its userinfo redacted).
 pub fn request_url(method: &str, url: &str, timeout: Duration) -> Result<Answer, String> {
-    let (host, port, path) = split_url(url).ok_or_else(|| format!("{url}: expected http://HOST[:PORT]/PATH"))?;
-    request(&Target::Tcp { host: &host, port }, method, &path, timeout).map_err(|error| format!("{url}: {error}"))
+    let shown = || crate::redact::urls(url).into_owned();
+    let parts = split_url(url).ok_or_else(|| format!("{}: expected http://HOST[:PORT]/PATH", shown()))?;
+    request(&parts.target(), method, &parts.path, timeout).map_err(|error| format!("{}: {error}", shown()))
 }
 
-/// Blocking, as before: a name here is a config value, nearly always an address or
-/// `localhost`.
-fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
-    (host, port)
-        .to_socket_addrs()?
+/// Inside the request's deadline: a name is looked up on the runtime's blocking pool, so a
+/// slow resolver cannot outlast the timeout (an address literal is not looked up at all).
+async fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
+    tokio::net::lookup_host((host, port))
+        .await?
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("cannot resolve {host}")))
 }
@@ -130,7 +171,7 @@ fn authority(host: &str, port: u16) -> String {
     }
 }
 
-async fn send<S>(stream: S, host: &str, method: &str, path: &str) -> io::Result<Answer>
+async fn send<S>(stream: S, host: &str, basic: Option<&str>, method: &str, path: &str) -> io::Result<Answer>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -141,10 +182,11 @@ where
         .map_err(io::Error::other)?;
     // The connection runs beside the exchange; it ends with the runtime (`request`).
     tokio::spawn(connection);
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(HOST, host)
+    let mut request = Request::builder().method(method).uri(path).header(HOST, host);
+    if let Some(basic) = basic {
+        request = request.header(AUTHORIZATION, basic);
+    }
+    let request = request
         .header(CONNECTION, "close")
         .header(CONTENT_LENGTH, "0")
         .body(Empty::new())
@@ -199,6 +241,7 @@ mod tests {
             &Target::Tcp {
                 host: "127.0.0.1",
                 port,
+                userinfo: None,
             },
             "GET",
             "/",
@@ -248,6 +291,7 @@ mod tests {
         let target = Target::Tcp {
             host: "127.0.0.1",
             port,
+            userinfo: None,
         };
         let error = request(&target, "GET", "/", Duration::from_secs(60)).unwrap_err();
         assert_ne!(error.kind(), io::ErrorKind::TimedOut, "{error}");
@@ -263,20 +307,70 @@ mod tests {
         assert_eq!(answer.body.len(), MAX_BODY);
     }
 
+    fn url(host: &str, port: u16, path: &str, userinfo: Option<&str>) -> Option<Url> {
+        Some(Url {
+            host: host.into(),
+            port,
+            path: path.into(),
+            userinfo: userinfo.map(Into::into),
+        })
+    }
+
     #[test]
     fn splits_urls() {
         assert_eq!(
             split_url("http://127.0.0.1:9090/ready"),
-            Some(("127.0.0.1".into(), 9090, "/ready".into()))
+            url("127.0.0.1", 9090, "/ready", None)
         );
-        assert_eq!(
-            split_url("http://[::1]:8080/alive"),
-            Some(("::1".into(), 8080, "/alive".into()))
-        );
-        assert_eq!(split_url("http://example:81"), Some(("example".into(), 81, "/".into())));
+        assert_eq!(split_url("http://[::1]:8080/alive"), url("::1", 8080, "/alive", None));
+        assert_eq!(split_url("http://example:81"), url("example", 81, "/", None));
+        assert_eq!(split_url("http://h?x=1"), url("h", 80, "/?x=1", None));
         assert_eq!(split_url("https://x/"), None);
         assert_eq!(split_url("http://:80/"), None);
         assert_eq!(split_url("http://h:notaport/"), None);
+    }
+
+    /// Found in review: the userinfo was looked up as part of the host name, so such a URL
+    /// never answered, and a resolver error would have shown the password.
+    #[test]
+    fn userinfo_is_never_part_of_the_host() {
+        assert_eq!(
+            split_url("http://user:p@ss@127.0.0.1:81/h"),
+            url("127.0.0.1", 81, "/h", Some("user:p@ss"))
+        );
+        assert_eq!(split_url("http://u@[::1]/"), url("::1", 80, "/", Some("u")));
+    }
+
+    #[test]
+    fn userinfo_is_sent_as_basic_auth() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\n\r\n");
+            String::from_utf8_lossy(&head).to_lowercase()
+        });
+        let answer = request_url(
+            "GET",
+            &format!("http://app:s3cret@127.0.0.1:{port}/x"),
+            Duration::from_secs(10),
+        );
+        assert_eq!(answer.map(|a| a.status), Ok(204));
+        let head = server.join().unwrap();
+        // base64("app:s3cret")
+        assert!(head.contains("authorization: basic yxbwonmzy3jlda=="), "{head}");
+        assert!(head.contains(&format!("host: 127.0.0.1:{port}")), "{head}");
+    }
+
+    #[test]
+    fn errors_of_a_url_with_userinfo_never_show_the_password() {
+        let error = request_url("GET", "http://u:hunter2@127.0.0.1:1/", Duration::from_secs(5)).unwrap_err();
+        assert!(!error.contains("hunter2"), "{error}");
     }
 
     proptest::proptest! {
@@ -284,7 +378,7 @@ mod tests {
         /// Any text: no panic; a split URL gives a host and a path that starts with `/`.
         #[test]
         fn any_url_splits_or_is_refused(url in "(http://)?\\PC{0,40}") {
-            if let Some((host, _, path)) = split_url(&url) {
+            if let Some(Url { host, path, .. }) = split_url(&url) {
                 proptest::prop_assert!(!host.is_empty() && path.starts_with('/'));
             }
         }

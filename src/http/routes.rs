@@ -1,6 +1,7 @@
-//! The routes of DESIGN §5. Every request is checked in this order: an unknown or
-//! disabled route → 404; then auth (401/403) for the mutating ones; then preconditions
-//! (409). Every answer but `/metrics` is a JSON object.
+//! The routes of DESIGN §5. Every request is checked in this order: the `Host` check
+//! (421, DNS rebinding); an unknown or disabled route → 404; then auth (401/403) for the
+//! mutating ones; then preconditions (409). Every answer but `/metrics` is a JSON object,
+//! and every value in one passes through `crate::redact`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::{Api, Caller, Control, MAX_BODY_BYTES};
+use super::{Api, Caller, Control, MAX_BODY_BYTES, OwedAnswer, overview};
 use crate::supervisor::snapshot::{Snapshot, prestop_remaining, reload_json};
 use crate::timefmt::{rfc3339_millis, seconds};
 
@@ -28,6 +29,9 @@ enum Route {
     Metrics,
     Config,
     Overview,
+    /// GET `/`: the overview page for everyone (DESIGN §5a).
+    Page,
+    History,
     Shutdown,
     Kill,
     Prestop,
@@ -40,14 +44,19 @@ impl Route {
     }
 }
 
-/// The route for `method path`, or `None` (404) when unknown or disabled.
+/// The route for `method path`, or `None` (404) when unknown or disabled. HEAD finds the
+/// GET route (the caller answers it without a body, or 405 for `/prestop`).
 fn route(api: &Api, method: &Method, path: &str, caller: Caller) -> Option<Route> {
     let http = &api.loaded.config.http;
+    let method = if method == Method::HEAD { &Method::GET } else { method };
     let alias = match (method, path) {
         (&Method::GET, "/ready") => Some(Route::Ready),
         (&Method::GET, "/alive") => Some(Route::Alive),
         (&Method::GET, "/health") => Some(Route::Health),
         (&Method::GET, "/metrics") => Some(Route::Metrics),
+        (&Method::GET, "/") => Some(Route::Page),
+        (&Method::GET, "/overview") => Some(Route::Overview),
+        (&Method::GET, "/process/history") => Some(Route::History),
         _ => None,
     };
     let found = alias.or_else(|| {
@@ -61,6 +70,7 @@ fn route(api: &Api, method: &Method, path: &str, caller: Caller) -> Option<Route
             (&Method::GET, "/metrics") => Some(Route::Metrics),
             (&Method::GET, "/config") => Some(Route::Config),
             (&Method::GET, "/overview") => Some(Route::Overview),
+            (&Method::GET, "/process/history") => Some(Route::History),
             (&Method::POST, "/shutdown") => Some(Route::Shutdown),
             (&Method::DELETE, "/shutdown") => Some(Route::Kill),
             (&Method::GET, "/prestop") => Some(Route::Prestop),
@@ -82,35 +92,75 @@ pub async fn handle(
     request: Request<Incoming>,
     api: Arc<Api>,
     caller: Caller,
+    owed: Arc<OwedAnswer>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let head = request.method() == Method::HEAD;
+    let response = respond(request, api, caller, &owed).await;
+    Ok(if head { without_body(response) } else { response })
+}
+
+/// HEAD: the GET answer's status and headers, its length announced, no body.
+fn without_body(response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let (mut parts, body) = response.into_parts();
+    if let Some(length) = hyper::body::Body::size_hint(&body).exact() {
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    Response::from_parts(parts, Full::new(Bytes::new()))
+}
+
+async fn respond(
+    request: Request<Incoming>,
+    api: Arc<Api>,
+    caller: Caller,
+    owed: &OwedAnswer,
+) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
+    if caller == Caller::Network && !host_allowed(&api.loaded.config.http, parts.headers.get(header::HOST)) {
+        return error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected request",
+            "this Host is not served: use an IP address or localhost, or list the name in [http] allowed_hosts",
+        );
+    }
     let path = parts.uri.path().to_string();
     let Some(route) = route(&api, &parts.method, &path, caller) else {
-        return Ok(error(
+        return error(
             StatusCode::NOT_FOUND,
             "not found",
             &format!("no route for {} {path}", parts.method),
-        ));
+        );
     };
+    if parts.method == Method::HEAD && route.mutating() {
+        // A HEAD acts on nothing: `/prestop` is the only GET that does.
+        let mut response = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+            "HEAD does not act; use GET",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return response;
+    }
     if let Some(refused) = authorize(&api, route, caller, parts.headers.get(header::AUTHORIZATION)) {
-        return Ok(refused);
+        return refused;
     }
     // Bodies are not used by any route, but a client may send one: read it, bounded.
     match tokio::time::timeout(super::HEADER_READ_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
         Ok(Ok(_)) => {}
         Ok(Err(_)) => {
-            return Ok(error(
+            return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload too large",
                 &format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
-            ));
+            );
         }
         Err(_) => {
-            return Ok(error(
+            return error(
                 StatusCode::REQUEST_TIMEOUT,
                 "request timeout",
                 "the body did not arrive in time",
-            ));
+            );
         }
     }
     let reason_suffix = match caller {
@@ -121,7 +171,64 @@ pub async fn handle(
         .uri
         .query()
         .is_some_and(|q| q.split('&').any(|pair| matches!(pair, "wait" | "wait=true" | "wait=1")));
-    Ok(answer(&api, route, reason_suffix, parts.headers.get(header::ACCEPT), wait).await)
+    let ends_gsup = matches!(route, Route::Shutdown | Route::Kill);
+    if ends_gsup {
+        // gsup may be gone moments after this answer: it waits for it at exit.
+        owed.mark();
+    }
+    let mut response = answer(&api, route, reason_suffix, parts.headers.get(header::ACCEPT), wait).await;
+    if ends_gsup {
+        // Closed once written, so the debt is paid as soon as the caller has the answer.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// DNS rebinding (DESIGN §5): while `[http] listen` is loopback, or whenever
+/// `allowed_hosts` is set, `Host` must be missing, an IP literal (any port), `localhost`
+/// (any port) or a listed name (port ignored).
+fn host_allowed(http: &crate::config::HttpConfig, host: Option<&HeaderValue>) -> bool {
+    let checked = http.listen.is_some_and(|addr| addr.ip().is_loopback()) || !http.allowed_hosts.is_empty();
+    if !checked {
+        return true;
+    }
+    let Some(host) = host else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let Some(name) = host_name(host.trim()) else {
+        return false;
+    };
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || http
+            .allowed_hosts
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(name))
+}
+
+/// `Host` without its port: `h:80` → `h`, `[::1]:80` → `::1`; `None` when malformed.
+fn host_name(host: &str) -> Option<&str> {
+    if let Some(rest) = host.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        let port_ok = after.is_empty()
+            || after
+                .strip_prefix(':')
+                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+        return port_ok.then_some(inside);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.contains(':') => Some(name),
+        Some(_) => None,
+        None => Some(host),
+    }
 }
 
 /// `/api/v1/shutdown/shutdown` → `/shutdown`, for shutdown reasons.
@@ -151,12 +258,9 @@ fn authorize(api: &Api, route: Route, caller: Caller, given: Option<&HeaderValue
             "mutating endpoints are disabled: set GSUP_CONTROL_TOKEN or [http] token_file to enable them, or use `gsup ctl` on the control socket",
         ));
     };
-    let presented = given
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let presented = given.and_then(|v| bearer_token(v.as_bytes()));
     match presented {
-        Some(candidate) if constant_time_eq(candidate.as_bytes(), token.as_bytes()) => None,
+        Some(candidate) if constant_time_eq(candidate, token.as_bytes()) => None,
         _ => {
             let mut response = error(
                 StatusCode::UNAUTHORIZED,
@@ -169,6 +273,16 @@ fn authorize(api: &Api, route: Route, caller: Caller, given: Option<&HeaderValue
             Some(response)
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is matched without
+/// case (RFC 9110 §11.1); one or more spaces follow it; surrounding whitespace is dropped.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    let scheme_end = value.iter().position(|b| *b == b' ' || *b == b'\t')?;
+    let (scheme, rest) = value.split_at(scheme_end);
+    let token = rest.trim_ascii();
+    (scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Compares without an early exit, so the time taken says nothing about where the
@@ -235,11 +349,18 @@ async fn answer(
                 response
             }
         }
-        Route::Config => {
-            let body = json!({"config": crate::config::render_json(&api.loaded)});
+        // The config's own tables at the top level, as `gsup check` shows them.
+        Route::Config => json_response(StatusCode::OK, crate::config::render_json(&api.loaded)),
+        Route::Overview if !overview::wants_html(accept.and_then(|v| v.to_str().ok())) => {
+            let (_, health) = health(&snapshot);
+            let body = overview::overview_json(&snapshot, health["status"].as_str().unwrap_or(""), now);
             json_response(StatusCode::OK, with_timestamp(body, &snapshot, now))
         }
-        Route::Overview => json_response(StatusCode::OK, with_timestamp(overview(&snapshot, now), &snapshot, now)),
+        Route::Overview | Route::Page => page(api, &snapshot, now),
+        Route::History => json_response(
+            StatusCode::OK,
+            with_timestamp(overview::history_json(&snapshot), &snapshot, now),
+        ),
         Route::Shutdown => {
             let (reply, started) = oneshot::channel();
             let sent = api.control.send(Control::Shutdown {
@@ -386,21 +507,27 @@ fn process(snapshot: &Snapshot) -> Value {
     crate::supervisor::process_json(snapshot)
 }
 
-fn overview(snapshot: &Snapshot, now: Instant) -> Value {
+/// The overview page (DESIGN §5a), drawn from the JSON its script refreshes from.
+fn page(api: &Api, snapshot: &Snapshot, now: Instant) -> Response<Full<Bytes>> {
     let (_, health) = health(snapshot);
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_seconds": seconds(now.saturating_duration_since(snapshot.started_at)),
-        "state": snapshot.state.as_str(),
-        "ready": snapshot.ready,
-        "health": health["status"],
-        "process": {
-            "gsup_pid": std::process::id(),
-            "child_pid": snapshot.child.as_ref().map(|c| c.pid),
-            "generation": snapshot.child.as_ref().map(|c| c.generation),
-            "restarts": snapshot.restarts,
-        },
-    })
+    let data = overview::PageData {
+        status: snapshot.status_json(now),
+        overview: overview::overview_json(snapshot, health["status"].as_str().unwrap_or(""), now),
+        process: process(snapshot),
+        history: overview::history_json(snapshot),
+        health,
+    };
+    let mut response = Response::new(Full::new(Bytes::from(overview::page(api, &data))));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(policy) = HeaderValue::from_str(&overview::CONTENT_SECURITY_POLICY) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    response
 }
 
 fn with_timestamp(mut body: Value, snapshot: &Snapshot, now: Instant) -> Value {
@@ -427,7 +554,10 @@ fn error(status: StatusCode, error: &str, message: &str) -> Response<Full<Bytes>
     json_response(status, body)
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+/// Every JSON answer, its strings redacted (DESIGN §5: a dependency's URL with a
+/// password in a `/health` detail, a command line in `/status` or `/process`).
+fn json_response(status: StatusCode, mut body: Value) -> Response<Full<Bytes>> {
+    crate::redact::json(&mut body);
     let mut text = body.to_string();
     text.push('\n');
     let mut response = Response::new(Full::new(Bytes::from(text)));
@@ -448,6 +578,56 @@ mod tests {
         assert!(!constant_time_eq(b"s3cret", b"s3creT"));
         assert!(!constant_time_eq(b"s3cret", b"s3cre"));
         assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn bearer_in_any_case() {
+        assert_eq!(bearer_token(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"BEARER   abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"Basic abc"), None);
+        assert_eq!(bearer_token(b"Bearer"), None);
+        assert_eq!(bearer_token(b"Bearer "), None);
+        assert_eq!(bearer_token(b"Bearerabc"), None);
+    }
+
+    #[test]
+    fn host_names_without_ports() {
+        assert_eq!(host_name("example.com:8080"), Some("example.com"));
+        assert_eq!(host_name("localhost"), Some("localhost"));
+        assert_eq!(host_name("[::1]:9090"), Some("::1"));
+        assert_eq!(host_name("[::1]"), Some("::1"));
+        assert_eq!(host_name("::1"), None);
+        assert_eq!(host_name("[::1]x"), None);
+        assert_eq!(host_name("h:x"), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// No header value panics the parser; what it returns is never empty.
+        #[test]
+        fn bearer_parser_takes_any_bytes(value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            if let Some(token) = bearer_token(&value) {
+                proptest::prop_assert!(!token.is_empty());
+            }
+        }
+
+        /// Any case of the scheme, any run of spaces: the token comes back whole.
+        #[test]
+        fn bearer_scheme_case_and_spacing(
+            scheme in "[bB][eE][aA][rR][eE][rR]",
+            spaces in " {1,3}",
+            token in "[A-Za-z0-9._~+/-]{1,40}=*",
+        ) {
+            let value = format!("{scheme}{spaces}{token}");
+            proptest::prop_assert_eq!(bearer_token(value.as_bytes()), Some(token.as_bytes()));
+        }
+
+        #[test]
+        fn host_parser_takes_any_text(host in "\\PC{0,40}") {
+            let _ = host_name(&host);
+        }
     }
 
     #[test]

@@ -30,7 +30,6 @@
 //! and the response header. `tcp_info` comes as raw bytes (no `rich_nlas` feature, which
 //! would parse the whole 232-byte struct into ~60 fields per socket); [`TcpTimes::parse`]
 //! reads the four fields DESIGN §4 needs at the offsets of `linux/tcp.h`.
-#![allow(dead_code)] // wired by the drain phase and the monitor
 
 use std::collections::{HashMap, HashSet};
 use std::fs;

@@ -116,12 +116,13 @@ pub struct Totals {
 /// One monitor reading of the tree.
 #[derive(Debug, Clone)]
 pub struct TreeSample {
-    pub taken_at: Instant,
     /// Parents before their children (a depth-first walk from each root).
     pub processes: Vec<ProcessInfo>,
     pub totals: Totals,
     /// Σ utime + stime + cutime + cstime of the live tree now. Not monotonic: it drops
-    /// when gsup reaps an orphan or the child, whose time then leaves the tree.
+    /// when gsup reaps an orphan or the child, whose time then leaves the tree. Only the
+    /// tests read it, to check `cpu_seconds_total` against it.
+    #[cfg(test)]
     pub cpu_seconds_live: f64,
     /// `gsup_child_cpu_seconds_total` (DESIGN §6): CPU used by every process this sampler
     /// has seen, over every generation, monotonic. See [`Sampler::sample`] for what it
@@ -229,6 +230,7 @@ impl Sampler {
         let mut processes = Vec::new();
         // Signed: a vanished process's time subtracted where its parent's cutime gains it.
         let mut delta_ticks: i64 = 0;
+        #[cfg(test)]
         let mut live_ticks: u64 = 0;
 
         for root in roots {
@@ -274,7 +276,10 @@ impl Sampler {
                     Some(k) => all_ticks.saturating_sub(k.all_ticks) as i64,
                     None => all_ticks as i64,
                 };
-                live_ticks += all_ticks;
+                #[cfg(test)]
+                {
+                    live_ticks += all_ticks;
+                }
                 self.push_children(pid, stat.threads == 1, exclude);
                 processes.push(ProcessInfo {
                     pid,
@@ -355,9 +360,9 @@ impl Sampler {
             cpu_percent: processes.iter().map(|p| p.cpu_percent).sum(),
         };
         TreeSample {
-            taken_at: now,
             processes,
             totals,
+            #[cfg(test)]
             cpu_seconds_live: live_ticks as f64 / self.clk_tck,
             cpu_seconds_total: self.total_ticks as f64 / self.clk_tck,
         }

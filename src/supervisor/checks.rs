@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -15,6 +14,7 @@ use tracing::debug;
 use super::spawn::{self, ChildSpec};
 use super::state::{ExitStatus, Pid};
 use crate::config::{Config, DependencyCheck, Probe};
+use crate::deadline::SaturatingAdd;
 use crate::http::client;
 use crate::os::{self, ChildSetup};
 
@@ -63,7 +63,7 @@ impl Check {
         self.next_due = if std::mem::take(&mut self.rerun) {
             now
         } else {
-            now + self.interval
+            now.saturating_add(self.interval)
         };
     }
 }
@@ -166,7 +166,7 @@ impl Checks {
             .filter(|check| child_running || check.id != CheckId::Readiness)
             .map(|check| match &check.running {
                 Some(running) if !running.killed => running.deadline,
-                Some(_) => Instant::now() + Duration::from_secs(3600),
+                Some(_) => Instant::now().saturating_add(Duration::from_secs(3600)),
                 None => check.next_due,
             })
             .min()
@@ -214,7 +214,7 @@ impl Checks {
 
     fn start(&mut self, index: usize, now: Instant) -> Option<CheckResult> {
         let check = &mut self.checks[index];
-        let deadline = now + check.timeout;
+        let deadline = now.saturating_add(check.timeout);
         let generation = if check.id == CheckId::Readiness {
             self.probed.0
         } else {
@@ -229,7 +229,7 @@ impl Checks {
                 if check.id == CheckId::Readiness {
                     spec.env.insert("GSUP_CHILD_PID".into(), self.probed.1.to_string());
                 }
-                match spawn::spawn_quiet(&spec, self.setup, Stdio::null()) {
+                match spawn::spawn_quiet(&spec, self.setup) {
                     Ok(pid) => {
                         check.running = Some(Running {
                             started: now,
@@ -241,7 +241,7 @@ impl Checks {
                         None
                     }
                     Err(error) => {
-                        check.next_due = now + check.interval;
+                        check.next_due = now.saturating_add(check.interval);
                         Some(CheckResult {
                             id: check.id,
                             generation,

@@ -19,6 +19,7 @@ use super::phases::Outcome;
 use super::spawn::{self, ChildSpec};
 use super::state::{ExitStatus, Pid};
 use crate::config::{Config, HookAction, HookConfig, HookPhase};
+use crate::deadline::SaturatingAdd;
 use crate::http::client;
 use crate::os::{self, ChildSetup};
 use crate::signals::Sig;
@@ -126,6 +127,8 @@ impl HookRunner {
     /// Starts `phase`'s hooks; they must finish by `deadline`. The result comes from
     /// `on_exit`, `on_report` or `on_tick` (or at once, when nothing could start).
     pub fn start(&mut self, phase: HookPhase, deadline: Instant, now: Instant) -> Option<PhaseResult> {
+        // A phase cut short whose hook still runs is never left behind (DESIGN §4).
+        self.kill();
         self.runs += 1;
         let queue: VecDeque<usize> = runnable(&self.config, phase).into();
         info!(phase = phase.as_str(), hooks = queue.len(), "running hooks");
@@ -349,7 +352,7 @@ impl HookRunner {
             let hook = self.config.hooks[index].clone();
             let deadline = hook
                 .timeout
-                .map_or(run.deadline, |timeout| (now + timeout).min(run.deadline));
+                .map_or(run.deadline, |timeout| now.saturating_add(timeout).min(run.deadline));
             let id = run.id;
             match self.launch(id, index, &hook, deadline, now) {
                 Ok(current) => {

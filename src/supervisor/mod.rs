@@ -1,9 +1,12 @@
 //! The event loop: owns the child, the reaper, the timers; feeds every event to the one
 //! state machine (`state::State::step`) and performs the actions it returns.
 //!
-//! Everything runs on one thread — the main thread, which also forks (PDEATHSIG is tied
-//! to the forking thread) — in a current-thread tokio runtime. Reaping, signals and state
-//! changes share one task, so no locks and no second waiter exist.
+//! Everything runs on one thread — the main thread — in a current-thread tokio runtime.
+//! Reaping, signals and state changes share one task, so no locks and no second waiter
+//! exist. The main child is started by the spawner thread (`spawn::Spawner`), which lives
+//! as long as gsup (PDEATHSIG is tied to the thread that started the child); the loop
+//! learns the pid by a message and holds its queue until then (docs/DESIGN.md "The spawn
+//! path").
 
 pub mod checks;
 pub mod hooks;
@@ -27,6 +30,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Loaded};
+use crate::deadline::SaturatingAdd;
 use crate::http::{self, Api, BindError, Control};
 use crate::metrics::Metrics;
 use crate::monitor;
@@ -72,6 +76,8 @@ pub enum RunError {
     Metrics(crate::metrics::MetricsError),
     #[error("{0}")]
     Listen(#[from] crate::listen::ListenError),
+    #[error("[notify] the child's notify socket: {0}")]
+    Notify(io::Error),
 }
 
 impl RunError {
@@ -83,6 +89,7 @@ impl RunError {
             | RunError::Workdir { .. }
             | RunError::NoCommand
             | RunError::Bind(_)
+            | RunError::Notify(_)
             | RunError::Listen(_) => 2,
             RunError::Signals(_) | RunError::Runtime(_) | RunError::Serve(_) | RunError::Metrics(_) => 1,
         }
@@ -91,7 +98,13 @@ impl RunError {
 
 /// Supervises `argv` (already merged with `[process] command`) until gsup should exit;
 /// returns gsup's exit code. `inherited` must be captured before any signal handler exists.
-pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Result<i32, RunError> {
+/// `nofile` is the `RLIMIT_NOFILE` gsup was started with, which every child gets.
+pub fn run(
+    loaded: Loaded,
+    argv: Vec<String>,
+    inherited: InheritedSignals,
+    nofile: libc::rlimit,
+) -> Result<i32, RunError> {
     let spec = child_spec(&loaded.config, argv)?;
     // Both bound before the child starts: a port in use or a live control socket is a
     // start-up error (exit 2), not a surprise later.
@@ -103,6 +116,9 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
         .as_deref()
         .map(http::bind_control)
         .transpose()?;
+    if notify_wanted(&loaded.config) {
+        notify::check_runtime_dir(&notify_dir()).map_err(RunError::Notify)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -113,7 +129,7 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
     let code = runtime.block_on(async move {
         let metrics = Arc::new(Metrics::new().map_err(RunError::Metrics)?);
         let (mut supervisor, hook_reports, check_results) =
-            Supervisor::new(loaded.config.clone(), spec, inherited, metrics, sockets);
+            Supervisor::new(loaded.config.clone(), spec, (inherited, nofile), metrics, sockets);
         let (control, requests) = mpsc::unbounded_channel();
         let api = Arc::new(Api {
             snapshot: supervisor.published.subscribe(),
@@ -129,6 +145,8 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
         }
         drop(api);
         let code = supervisor.run(requests, hook_reports, check_results).await;
+        // A `ctl shutdown` that ended gsup at once still gets its answer (bounded).
+        http::answers_written(Duration::from_secs(1)).await;
         // Removes the socket file; the process's exit closes everything else.
         drop(control_socket);
         code
@@ -138,6 +156,18 @@ pub fn run(loaded: Loaded, argv: Vec<String>, inherited: InheritedSignals) -> Re
     // blocking thread still running (an http hook past its deadline). The kernel does both.
     std::mem::forget(runtime);
     code
+}
+
+/// Whether the child gets a notify socket of gsup's (`[notify]`, DESIGN §9).
+fn notify_wanted(config: &Config) -> bool {
+    config.notify.socket
+        || !config.notify.watchdog.is_zero()
+        || matches!(config.readiness.probe, Some(crate::config::Probe::Notify))
+}
+
+/// Where the child's notify sockets are made (DESIGN §9).
+fn notify_dir() -> PathBuf {
+    notify::runtime_dir(&|name| std::env::var(name).ok(), nix::unistd::geteuid().is_root())
 }
 
 fn child_spec(config: &Config, argv: Vec<String>) -> Result<ChildSpec, RunError> {
@@ -214,6 +244,9 @@ struct Supervisor {
     next_full_sample: Instant,
     /// The latest sample, for `/process`.
     sample: Option<Arc<Sample>>,
+    /// The samples' totals over time, for `/process/history` (copied on write: a
+    /// snapshot still being read keeps its own).
+    history: Arc<monitor::History>,
     /// Runs the hooks of one shutdown phase at a time.
     hooks: hooks::HookRunner,
     /// The readiness probe and the dependency checks.
@@ -222,6 +255,17 @@ struct Supervisor {
     sockets: crate::listen::Sockets,
     /// gsup's own binary, resolved at start-up, for the exec shim.
     own_exe: Option<PathBuf>,
+    /// The read ends of the exec shims' error pipes, by generation pid, until it exits.
+    shim_errors: HashMap<Pid, std::os::fd::OwnedFd>,
+    /// Starts the main child off the loop's thread; created at the first start.
+    spawner: Option<spawn::Spawner>,
+    /// Where the spawner answers; `run` takes the receiving end.
+    spawn_replies: mpsc::UnboundedSender<spawn::SpawnReply>,
+    spawn_replies_receiver: Option<mpsc::UnboundedReceiver<spawn::SpawnReply>>,
+    /// A start of the main child is under way (with its shim's error pipe): the queue
+    /// waits for its reply, and exits the reaper collects meanwhile wait in `unclaimed`.
+    spawning: Option<Option<std::os::fd::OwnedFd>>,
+    unclaimed: HashMap<Pid, state::ExitStatus>,
     /// gsup's own relation to systemd (`NOTIFY_SOCKET` in gsup's environment).
     systemd: Option<SystemdNotifier>,
     /// What gsup last told systemd: ready sent, the last STATUS, STOPPING sent.
@@ -235,6 +279,8 @@ struct Supervisor {
     reload_waiters: Vec<oneshot::Sender<state::ReloadRecord>>,
     /// When the child's next `WATCHDOG=1` is due (`[notify] watchdog`), once ready.
     child_watchdog: Option<Instant>,
+    /// The generation whose watchdog clock has started (once it was ready).
+    watchdog_generation: Option<u64>,
     /// Counts the tree's inbound connections (sock_diag); `None` if netlink is refused.
     connections: Option<monitor::connections::ConnectionCounter>,
 }
@@ -243,7 +289,7 @@ impl Supervisor {
     fn new(
         config: Config,
         spec: ChildSpec,
-        inherited: InheritedSignals,
+        (inherited, nofile): (InheritedSignals, libc::rlimit),
         metrics: Arc<Metrics>,
         sockets: crate::listen::Sockets,
     ) -> (
@@ -259,6 +305,8 @@ impl Supervisor {
             own_pgid,
             tty: tty.is_some(),
             sockets: !sockets.is_empty(),
+            // As PID 1 or under systemd's watchdog, a stopped gsup would be a dead one.
+            self_stop: tty.is_none() && own_pid != 1 && std::env::var_os("WATCHDOG_USEC").is_none(),
         };
         let monitor_interval = config.monitor.interval;
         let sampler = if config.monitor.enabled {
@@ -271,14 +319,17 @@ impl Supervisor {
         let (listen_fds, listen_count) = sockets.raw();
         let setup = ChildSetup {
             inherited,
+            nofile,
             parent_pid: own_pid,
             foreground_tty: tty,
             listen_fds,
             listen_count,
+            shim_error: None,
         };
         let (hooks, hook_reports) = hooks::HookRunner::new(config.clone(), spec.clone(), setup);
         let (checks, check_results) = checks::Checks::new(&config, spec.clone(), setup);
         let state = State::new(config, host);
+        let (spawn_replies, spawn_replies_receiver) = mpsc::unbounded_channel();
         let clock = Clock::now();
         let started_at = Instant::now();
         let (published, _) = watch::channel(Arc::new(Snapshot::of(&state, clock, started_at.into_std())));
@@ -304,16 +355,24 @@ impl Supervisor {
             next_sample: Instant::now(),
             next_full_sample: Instant::now(),
             sample: None,
+            history: Arc::new(monitor::History::new(monitor_interval)),
             hooks,
             checks,
             sockets,
             own_exe: std::env::current_exe().ok(),
+            shim_errors: HashMap::new(),
+            spawner: None,
+            spawn_replies,
+            spawn_replies_receiver: Some(spawn_replies_receiver),
+            spawning: None,
+            unclaimed: HashMap::new(),
             systemd: SystemdNotifier::from_env(&|name| std::env::var(name).ok(), own_pid),
             told: (false, String::new(), false),
             notify_server: None,
             reload_notify: None,
             reload_waiters: Vec::new(),
             child_watchdog: None,
+            watchdog_generation: None,
             connections: monitor::connections::ConnectionCounter::new()
                 .map_err(
                     |error| warn!(%error, "cannot count connections (sock_diag): drain and connection gauges are off"),
@@ -329,8 +388,14 @@ impl Supervisor {
         mut hook_reports: mpsc::UnboundedReceiver<hooks::HookReport>,
         mut check_results: mpsc::UnboundedReceiver<checks::CheckResult>,
     ) -> Result<i32, RunError> {
+        let Some(mut spawn_replies) = self.spawn_replies_receiver.take() else {
+            return Err(RunError::Runtime(io::Error::other("the supervisor runs once")));
+        };
         let mut watched = signals::forwardable();
         watched.push(libc::SIGCHLD);
+        // Blocked too, so a `kill -SEGV` from outside waits in the signalfd to be
+        // forwarded, while a real fault (forced by the kernel) still kills gsup (DESIGN §4).
+        watched.extend_from_slice(signals::FAULT_SIGNALS);
         let incoming = SignalReceiver::open(&watched)
             .and_then(SignalReceiver::into_async)
             .map_err(RunError::Signals)?;
@@ -384,7 +449,9 @@ impl Supervisor {
                 .systemd
                 .as_ref()
                 .and_then(SystemdNotifier::watchdog_interval)
-                .map(|half_period| *next_systemd_ping.get_or_insert_with(|| Instant::now() + half_period));
+                .map(|half_period| {
+                    *next_systemd_ping.get_or_insert_with(|| Instant::now().saturating_add(half_period))
+                });
             // The safety tick is needed only where the ticker does not wake the loop anyway.
             let tick = if self.state.awaiting_tree() {
                 Some(TREE_POLL)
@@ -394,6 +461,7 @@ impl Supervisor {
                 Some(IDLE_TICK)
             };
             let sample_by_sleep = ticker.is_none() && sampling;
+            let spawning = self.spawning.is_some();
             tokio::select! {
                 biased;
                 // Signals for gsup: SIGCHLD wakes the reaper, anything else is an event.
@@ -406,8 +474,11 @@ impl Supervisor {
                         Err(error) => error!(%error, "cannot wait for signals"),
                     }
                 }
-                // A request from the HTTP side or the control socket.
-                Some(request) = requests.recv() => self.on_control(request),
+                // The spawner thread started the child (or could not).
+                Some(reply) = spawn_replies.recv() => self.on_spawn_reply(reply),
+                // A request from the HTTP side or the control socket; not while a start is
+                // under way (its answer would not know the new child yet).
+                Some(request) = requests.recv(), if !spawning => self.on_control(request),
                 // An http hook answered (or failed), or a hook's output ended.
                 Some(report) = hook_reports.recv() => {
                     if let Some(result) = self.hooks.on_report(report, Instant::now().into_std()) {
@@ -488,6 +559,11 @@ impl Supervisor {
                 Ok(Some(received)) if received.signal == libc::SIGCHLD => reap = true,
                 Ok(Some(os::Received { signal, sender })) => {
                     debug!(signal = %Sig(signal), sender, "signal received");
+                    #[cfg(debug_assertions)]
+                    if signal == libc::SIGUSR1 && std::env::var_os("GSUP_TEST_FAULT").is_some() {
+                        // Test-only: a real fault in gsup must still crash it (tests/paths.rs).
+                        os::fault_for_tests();
+                    }
                     self.queue.push_back(Event::Signal { signal, sender });
                 }
                 Ok(None) => break,
@@ -568,7 +644,9 @@ impl Supervisor {
     }
 
     fn step_queue(&mut self) -> Option<i32> {
-        while let Some(event) = self.queue.pop_front() {
+        // While a start is under way its `Spawned` must come first: the rest waits.
+        while self.spawning.is_none() {
+            let Some(event) = self.queue.pop_front() else { break };
             self.count(&event);
             let restarts_before = self.state.restarts();
             let actions = self.state.step(event, Instant::now().into_std());
@@ -586,17 +664,7 @@ impl Supervisor {
 
     fn perform(&mut self, action: Action) -> Option<i32> {
         match action {
-            Action::Spawn => match spawn::spawn(&self.spec_for_next_generation(), self.setup) {
-                // Stepped before anything else, so the pid is known before its exit can be.
-                Ok(pid) => self.queue.push_front(Event::Spawned { pid }),
-                Err(error) => {
-                    error!(%error, "cannot start the child");
-                    eprintln!("gsup: {error}");
-                    self.queue.push_front(Event::SpawnFailed {
-                        code: error.exit_code(),
-                    });
-                }
-            },
+            Action::Spawn => self.start_child(),
             Action::Forward { target, signal } => self.forward(target, signal),
             Action::SignalTree { signal } => self.signal_tree(signal),
             Action::SignalGroup { pgid, signal } => {
@@ -623,9 +691,19 @@ impl Supervisor {
                 self.timers.remove(&timer);
             }
             Action::StopSelf(signal) => {
-                info!(signal = %Sig(signal), "child stopped: stopping gsup too (job control)");
-                os::stop_self(signal);
-                debug!("gsup continued");
+                let continued = self
+                    .queue
+                    .iter()
+                    .any(|event| matches!(event, Event::Signal { signal, .. } if *signal == libc::SIGCONT));
+                if continued {
+                    // A SIGCONT read in the same batch came after the stop: stopping now
+                    // would wait for another one that may never come.
+                    debug!(signal = %Sig(signal), "already continued: gsup does not stop");
+                } else {
+                    info!(signal = %Sig(signal), "stopping gsup too (job control)");
+                    os::stop_self(signal);
+                    debug!("gsup continued");
+                }
             }
             Action::Foreground(pgid) => self.foreground(pgid),
             Action::RunHooks { phase, deadline } => {
@@ -644,6 +722,8 @@ impl Supervisor {
             Action::ShutdownDone(shutdown) => {
                 self.count_shutdown(&shutdown, true);
                 self.report_shutdown(&shutdown, None);
+                // READY=1 again once the new child is ready.
+                self.told.0 = false;
             }
             Action::Breached {
                 resource,
@@ -655,6 +735,129 @@ impl Supervisor {
             }
         }
         None
+    }
+
+    /// Starts the next generation (`Action::Spawn`) on the spawner thread. Until its reply
+    /// the queue waits, so `Spawned` is still stepped before anything else (DEPS §4).
+    fn start_child(&mut self) {
+        let (spec, shim_pipe) = self.spec_for_next_generation();
+        let (read, keep) = match shim_pipe {
+            Some((read, write)) => (Some(read), vec![write]),
+            None => (None, Vec::new()),
+        };
+        let setup = ChildSetup {
+            shim_error: keep.first().map(AsRawFd::as_raw_fd),
+            ..self.setup
+        };
+        let submitted = self
+            .spawner(&spec)
+            .and_then(|spawner| spawner.submit(&spec, setup, keep));
+        match submitted {
+            Ok(()) => self.spawning = Some(read),
+            Err(error) => self.start_failed(error),
+        }
+    }
+
+    /// The spawner thread, started at the first start: after gsup's signals are blocked,
+    /// which the thread inherits.
+    fn spawner(&mut self, spec: &ChildSpec) -> Result<&spawn::Spawner, SpawnError> {
+        if self.spawner.is_none() {
+            let spawner = spawn::Spawner::start(self.spawn_replies.clone()).map_err(|source| SpawnError::Other {
+                program: spec.argv.first().cloned().unwrap_or_default(),
+                source,
+            })?;
+            self.spawner = Some(spawner);
+        }
+        self.spawner.as_ref().ok_or_else(|| SpawnError::Other {
+            program: spec.argv.first().cloned().unwrap_or_default(),
+            source: io::Error::other("no spawner thread"),
+        })
+    }
+
+    /// The spawner thread's answer: the new generation's pid (stepped first, with its exit
+    /// should the reaper have collected it already), or why it could not start.
+    fn on_spawn_reply(&mut self, reply: spawn::SpawnReply) {
+        let shim_pipe = self.spawning.take().flatten();
+        match reply.result {
+            Ok(pid) => {
+                if let Some(read) = shim_pipe {
+                    self.shim_errors.insert(pid, read);
+                }
+                if let Some(status) = self.unclaimed.remove(&pid) {
+                    let exit = self.generation_exit(pid, status);
+                    self.queue.push_front(exit);
+                }
+                self.queue.push_front(Event::Spawned { pid });
+            }
+            Err((pid, error)) => {
+                // The child that could not exec: collected here, unless the reaper was first.
+                if let Some(pid) = pid {
+                    if self.unclaimed.remove(&pid).is_none() {
+                        os::reap_failed(pid);
+                    }
+                }
+                self.start_failed(error);
+            }
+        }
+        // What else was collected meanwhile was no start of gsup's: orphans.
+        for (pid, status) in self.unclaimed.drain() {
+            self.metrics.zombie_reaped();
+            debug!(pid, code = status.code(), "orphan reaped");
+        }
+    }
+
+    /// A start that failed: reported once, and stepped before anything else.
+    fn start_failed(&mut self, error: SpawnError) {
+        self.report_start_failure(&error);
+        self.queue.push_front(if error.is_resources() {
+            Event::SpawnOutOfResources
+        } else {
+            Event::SpawnFailed {
+                code: error.exit_code(),
+            }
+        });
+    }
+
+    /// A generation's exit as an event: a failed exec when its exec shim says so.
+    fn generation_exit(&mut self, pid: Pid, status: state::ExitStatus) -> Event {
+        match self.shim_exec_failure(pid) {
+            Some(error) => {
+                self.report_start_failure(&error);
+                if error.is_resources() {
+                    Event::ChildExited {
+                        pid,
+                        status: state::ExitStatus::Code(1),
+                    }
+                } else {
+                    Event::ExecFailed {
+                        pid,
+                        code: error.exit_code(),
+                    }
+                }
+            }
+            None => Event::ChildExited { pid, status },
+        }
+    }
+
+    /// Says once why the child could not start: on stderr when it ends gsup (127/126),
+    /// in the log when gsup goes on (a reload fails, the restart policy decides).
+    fn report_start_failure(&self, error: &SpawnError) {
+        if error.is_resources() || self.state.reload().is_some() {
+            error!(%error, "cannot start the child");
+        } else {
+            eprintln!("gsup: {error}");
+        }
+    }
+
+    /// A generation run through the exec shim exited: when the shim wrote an errno to its
+    /// error pipe the program never ran, and this is a failed start (DESIGN §8).
+    fn shim_exec_failure(&mut self, pid: Pid) -> Option<SpawnError> {
+        let pipe = self.shim_errors.remove(&pid)?;
+        let mut errno = [0u8; 4];
+        match nix::unistd::read(&pipe, &mut errno) {
+            Ok(4) => Some(spawn::exec_failure(&self.spec, i32::from_ne_bytes(errno))),
+            _ => None,
+        }
     }
 
     /// A reload has its outcome: counted, answered, told to systemd; the notify socket of
@@ -674,11 +877,6 @@ impl Supervisor {
             .filter(|(generation, _)| Some(*generation) == serving)
         {
             self.notify_server = Some(server);
-        }
-        if record.ok {
-            // The new child was ready just now: its watchdog clock starts (DESIGN §9).
-            let watchdog = self.state.config().notify.watchdog;
-            self.child_watchdog = (!watchdog.is_zero()).then(|| Instant::now() + watchdog);
         }
     }
 
@@ -714,15 +912,11 @@ impl Supervisor {
         let Ok(line) = serde_json::to_string(&report) else {
             return;
         };
+        let line = crate::redact::text(&line);
         crate::logging::shutdown_report(&line);
         if let Some(path) = &self.state.config().shutdown.log {
-            let written = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()));
-            if let Err(error) = written {
-                warn!(path = %path.display(), %error, "cannot append the shutdown report to [shutdown] log");
+            if let Err(warning) = crate::shutdown_log::append(path, &line) {
+                warn!("{warning}");
             }
         }
     }
@@ -786,12 +980,12 @@ impl Supervisor {
         } else {
             self.monitor_interval
         };
-        self.next_sample = now + interval;
+        self.next_sample = now.saturating_add(interval);
         let hook_pids = self.helper_pids();
         let full = self.sampler.is_some() && full_sample_due(self.next_full_sample, now, interval);
         let pids: Vec<Pid> = match &mut self.sampler {
             Some(sampler) if full => {
-                self.next_full_sample = now + self.monitor_interval;
+                self.next_full_sample = now.saturating_add(self.monitor_interval);
                 let tree = sampler.sample(&roots(self.state.child().map(|c| c.pid)), &hook_pids);
                 let gsup = sampler.sample_self(&hook_pids);
                 let totals = &tree.totals;
@@ -802,6 +996,12 @@ impl Supervisor {
                     let (rss_bytes, cpu_percent) = (totals.rss_bytes, totals.cpu_percent);
                     self.queue.push_back(Event::Sample { rss_bytes, cpu_percent });
                 }
+                Arc::make_mut(&mut self.history).push(monitor::history::Point {
+                    at: std::time::SystemTime::now(),
+                    rss_bytes: totals.rss_bytes,
+                    cpu_percent: totals.cpu_percent,
+                    processes: totals.processes,
+                });
                 let pids = tree.processes.iter().map(|p| p.pid).collect();
                 self.sample = Some(Arc::new(Sample {
                     gsup,
@@ -841,12 +1041,15 @@ impl Supervisor {
                 .follow(newest.generation, newest.pid, Instant::now().into_std());
         }
         self.tell_systemd();
+        self.follow_child_watchdog();
         if let Some(shutdown) = self.state.shutdown().cloned() {
             self.count_shutdown(&shutdown, false);
         }
         self.metrics.set_ready(self.state.ready());
+        self.metrics.set_child_up(self.state.generation_running());
         let mut snapshot = Snapshot::of(&self.state, self.clock, self.started_at.into_std());
         snapshot.sample = self.sample.clone();
+        snapshot.history = Arc::clone(&self.history);
         self.published.send_replace(Arc::new(snapshot));
     }
 
@@ -872,13 +1075,13 @@ impl Supervisor {
 
     /// The child's spec for its next start: with its own notify socket when `[notify]`
     /// asks for one (one per generation, so an old child's `READY=1` never counts).
-    fn spec_for_next_generation(&mut self) -> ChildSpec {
+    /// With the exec shim, also the pipe it reports a failed `exec` through (read, write).
+    fn spec_for_next_generation(&mut self) -> (ChildSpec, Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>) {
         let notify = &self.state.config().notify;
-        let wanted = notify.socket
-            || !notify.watchdog.is_zero()
-            || matches!(self.state.config().readiness.probe, Some(crate::config::Probe::Notify));
+        let wanted = notify_wanted(self.state.config());
         let mut spec = self.spec.clone();
         let watchdog_on = !notify.watchdog.is_zero();
+        let mut shim_pipe = None;
         // The child's own pid must be in LISTEN_PID / WATCHDOG_PID: the exec shim sets it.
         if !self.sockets.is_empty() || watchdog_on {
             if let Some(exe) = &self.own_exe {
@@ -892,15 +1095,23 @@ impl Supervisor {
                 if watchdog_on {
                     spec.env.insert(crate::shim::SET_WATCHDOG_PID.into(), "1".into());
                 }
+                match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK) {
+                    Ok(pipe) => {
+                        let fd = os::shim_error_fd(self.setup.listen_count);
+                        spec.env.insert(crate::shim::ERROR_FD.into(), fd.to_string());
+                        shim_pipe = Some(pipe);
+                    }
+                    Err(error) => {
+                        warn!(%error, "no error pipe for the exec shim: a missing program looks like its exit")
+                    }
+                }
             }
         }
         if !wanted {
-            return spec;
+            return (spec, shim_pipe);
         }
         let watchdog = (!notify.watchdog.is_zero()).then_some(notify.watchdog);
-        let dir = std::env::var_os("RUNTIME_DIRECTORY")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
+        let dir = notify_dir();
         let generation = self.state.generation_count() + 1;
         // A reload's new generation gets a socket of its own next to the serving one's.
         let slot = if self.state.reload().is_some() {
@@ -919,7 +1130,7 @@ impl Supervisor {
             }
             Err(error) => error!(%error, "cannot create the child's notify socket"),
         }
-        spec
+        (spec, shim_pipe)
     }
 
     /// A datagram on a generation's notify socket: accepted from the child's tree only.
@@ -952,15 +1163,11 @@ impl Supervisor {
                         latency: Duration::ZERO,
                         detail: "READY=1".into(),
                     }));
-                    let watchdog = self.state.config().notify.watchdog;
-                    if serving && !watchdog.is_zero() && self.child_watchdog.is_none() {
-                        self.child_watchdog = Some(Instant::now() + watchdog);
-                    }
                 }
                 NotifyMessage::Watchdog => {
                     let watchdog = self.state.config().notify.watchdog;
                     if serving && !watchdog.is_zero() {
-                        self.child_watchdog = Some(Instant::now() + watchdog);
+                        self.child_watchdog = Some(Instant::now().saturating_add(watchdog));
                     }
                 }
                 NotifyMessage::WatchdogTrigger if serving => self.child_watchdog = Some(Instant::now()),
@@ -972,13 +1179,28 @@ impl Supervisor {
         }
     }
 
-    /// The child missed its watchdog: `watchdog_signal`, then the restart policy decides.
+    /// The child missed its watchdog: the machine sends `watchdog_signal` and counts the
+    /// exit that follows as a failure.
     fn child_watchdog_missed(&mut self) {
         self.child_watchdog = None;
-        let signal = self.state.config().notify.watchdog_signal;
-        if let Some(child) = self.state.child() {
-            error!(pid = child.pid, signal = %Sig(signal), "child missed its watchdog");
-            let _ = os::kill(child.pid, signal);
+        if let Some(generation) = self.watchdog_generation {
+            self.queue.push_back(Event::WatchdogMissed { generation });
+        }
+    }
+
+    /// Starts the child's watchdog clock once it is ready, whatever made it ready (a
+    /// `READY=1`, an http/tcp/exec probe, or none: it runs) (DESIGN §9).
+    fn follow_child_watchdog(&mut self) {
+        let watchdog = self.state.config().notify.watchdog;
+        if watchdog.is_zero() || self.state.shutdown().is_some() {
+            return;
+        }
+        let Some(generation) = self.state.ready_child().map(|c| c.generation) else {
+            return;
+        };
+        if self.watchdog_generation != Some(generation) {
+            self.watchdog_generation = Some(generation);
+            self.child_watchdog = Some(Instant::now().saturating_add(watchdog));
         }
     }
 
@@ -990,7 +1212,9 @@ impl Supervisor {
             let _ = systemd.ready();
             self.told.0 = true;
         }
-        if self.state.shutdown().is_some() && !self.told.2 {
+        // A monitor restart is no shutdown for systemd (DESIGN §4 Restarts): STOPPING=1
+        // only when gsup itself is going away.
+        if self.state.shutdown().is_some_and(|s| !s.restart) && !self.told.2 {
             let _ = systemd.stopping();
             self.told.2 = true;
         }
@@ -1038,7 +1262,8 @@ impl Supervisor {
                     if Some(pid) == main {
                         self.child_watchdog = None;
                     }
-                    self.queue.push_back(Event::ChildExited { pid, status });
+                    let exit = self.generation_exit(pid, status);
+                    self.queue.push_back(exit);
                 }
                 Reaped::Stopped { pid, signal } if Some(pid) == main => {
                     self.queue.push_back(Event::ChildStopped { pid, signal });
@@ -1052,6 +1277,10 @@ impl Supervisor {
                     if let Some(result) = self.hooks.on_exit(pid, status, Instant::now().into_std()) {
                         self.queue.push_back(Event::HooksDone(result));
                     }
+                }
+                // Maybe the child being started, whose pid the loop does not know yet.
+                Reaped::Exited { pid, status } if self.spawning.is_some() => {
+                    self.unclaimed.insert(pid, status);
                 }
                 Reaped::Exited { pid, status } => {
                     self.metrics.zombie_reaped();

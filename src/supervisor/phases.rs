@@ -66,15 +66,13 @@ impl fmt::Display for PhaseName {
 pub enum Outcome {
     Ok,
     Timeout,
-    /// A hook failed (hooks arrive with the ordered-shutdown issue).
-    #[allow(dead_code)]
+    /// A hook failed.
     Failed,
     Killed,
     Skipped,
 }
 
 impl Outcome {
-    #[allow(dead_code)] // `/status` and the shutdown log (next release); unit tests meanwhile
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -107,7 +105,9 @@ pub fn plan(config: &Config) -> Vec<PhaseRow> {
         .map(|&name| {
             let timeout = match name {
                 PhaseName::StopAccepting | PhaseName::CloseServer | PhaseName::Exit => Duration::ZERO,
-                PhaseName::Drain if shutdown.connection_draining => shutdown.drain_delay + shutdown.max_drain_time,
+                PhaseName::Drain if shutdown.connection_draining => {
+                    shutdown.drain_delay.saturating_add(shutdown.max_drain_time)
+                }
                 PhaseName::Drain => shutdown.drain_delay,
                 PhaseName::PreStop | PhaseName::WaitExit => shutdown.timeout,
                 PhaseName::Force => shutdown.force_timeout,

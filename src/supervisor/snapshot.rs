@@ -92,6 +92,8 @@ pub struct Snapshot {
     pub sample: Option<std::sync::Arc<Sample>>,
     /// The latest reload's outcome (DESIGN §8).
     pub last_reload: Option<ReloadRecord>,
+    /// The tree's RSS and CPU over the last samples (`/process/history`, DESIGN §5a).
+    pub history: std::sync::Arc<crate::monitor::History>,
 }
 
 /// One monitor reading: gsup's own entry and the child's tree.
@@ -136,6 +138,7 @@ impl Snapshot {
             thresholds: state.thresholds(),
             monitoring: state.config().monitor.enabled,
             memory_threshold_mb: state.config().monitor.memory_threshold_mb,
+            history: std::sync::Arc::new(crate::monitor::History::new(state.config().monitor.interval)),
         }
     }
 

@@ -14,7 +14,8 @@ use tracing::{debug, error, info, warn};
 use super::checks::{CheckId, CheckResult};
 use super::hooks::{self, PhaseResult};
 use super::phases::{self, Outcome, PhaseName, PhaseRow, Rows};
-use crate::config::{Config, ForwardTo, HookPhase, MonitorAction, RestartPolicy};
+use crate::config::{Config, ForwardTo, HookPhase, MonitorAction, Probe, RestartPolicy};
+use crate::deadline::SaturatingAdd;
 use crate::signals::Sig;
 
 pub type Pid = i32;
@@ -61,6 +62,15 @@ pub enum Event {
     SpawnFailed {
         code: i32,
     },
+    /// The exec shim could not execute the program (it reported its `execve` errno): a
+    /// failed start like `SpawnFailed`, 127/126 whatever the restart policy (DESIGN §8).
+    ExecFailed {
+        pid: Pid,
+        code: i32,
+    },
+    /// The kernel lacked a resource to start the child (EMFILE, EAGAIN…): counts as an exit
+    /// with code 1, for the restart policy (DESIGN §4 Resources).
+    SpawnOutOfResources,
     /// A signal for gsup (never SIGCHLD, which wakes the reaper). `sender` is the pid
     /// that sent it, when the kernel says.
     Signal {
@@ -98,6 +108,11 @@ pub enum Event {
     },
     /// A readiness probe or dependency check ended.
     Check(CheckResult),
+    /// The child of `generation` sent no `WATCHDOG=1` within `[notify] watchdog` of being
+    /// ready or of its last one (DESIGN §9).
+    WatchdogMissed {
+        generation: u64,
+    },
 }
 
 /// Requests from the control surfaces (HTTP, control socket, monitor).
@@ -145,6 +160,8 @@ pub enum Timer {
     ReloadStartup,
     /// The earliest SIGKILL due to a retiring generation's group.
     Retire,
+    /// A child that missed its watchdog got `watchdog_signal` `timeout` ago: SIGKILL.
+    WatchdogKill,
 }
 
 /// Where a forwarded signal goes.
@@ -373,6 +390,9 @@ pub struct Host {
     pub tty: bool,
     /// gsup holds listening sockets for the child (`[[listen]]`, systemd's): reloads work.
     pub sockets: bool,
+    /// TSTP/TTIN/TTOU sent to gsup stop gsup itself (with SIGSTOP) once forwarded: no
+    /// terminal, not PID 1, no systemd watchdog (DESIGN §4 Spawning).
+    pub self_stop: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -399,8 +419,13 @@ pub struct State {
     /// The run ends because of a failure gsup detected (monitor shutdown, a restart
     /// limit): the exit code is the child's if non-zero, else 1 (DESIGN §2).
     failure_exit: bool,
+    /// The child (by pid) that missed its watchdog: its exit is a failure (DESIGN §4
+    /// Restarts), and `WatchdogKill` is for it alone.
+    watchdog_missed: Option<Pid>,
     /// The readiness probe's latest result for this child (`None`: none yet, or no probe).
     probe_ok: Option<bool>,
+    /// The latest readiness result's detail (`URL: 503`, `exit 1`), for `/ready`'s reason.
+    probe_detail: Option<String>,
     /// The latest result of each `[[dependencies]]` entry, and when it came.
     dependencies: Vec<Option<(CheckResult, Instant)>>,
     restarts: Restarts,
@@ -435,7 +460,9 @@ impl State {
             connections_at_trigger: None,
             thresholds: [Threshold::default(); 2],
             failure_exit: false,
+            watchdog_missed: None,
             probe_ok: None,
+            probe_detail: None,
             dependencies: vec![None; config.dependencies.len()],
             restarts: Restarts::default(),
             startup_pending: false,
@@ -550,11 +577,10 @@ impl State {
                 _ => "child not running".into(),
             });
         }
-        if self.config.readiness.probe.is_some() && self.probe_ok != Some(true) {
-            return Some(match self.probe_ok {
-                None => "readiness probe has not passed yet".into(),
-                Some(_) => "readiness probe failing".into(),
-            });
+        if let Some(probe) = &self.config.readiness.probe
+            && self.probe_ok != Some(true)
+        {
+            return Some(self.probe_waiting(probe));
         }
         let failing = self
             .config
@@ -563,6 +589,25 @@ impl State {
             .zip(&self.dependencies)
             .find(|(dependency, result)| dependency.critical && result.as_ref().is_some_and(|(r, _)| !r.ok));
         failing.map(|(dependency, _)| format!("critical dependency {} failing", dependency.name))
+    }
+
+    /// What readiness waits for, naming the probe and its latest answer (DESIGN §2).
+    fn probe_waiting(&self, probe: &Probe) -> String {
+        let (what, detail) = match probe {
+            Probe::Notify => return "waiting for READY=1 on NOTIFY_SOCKET".into(),
+            // Their details start with the URL or address.
+            Probe::Http(url) => (format!("http probe {url}"), "http probe "),
+            Probe::Tcp(addr) => (format!("tcp probe {addr}"), "tcp probe "),
+            Probe::Exec(argv) => {
+                let what = format!("exec probe {}", argv.join(" "));
+                let failing = self.probe_detail.as_ref().map(|detail| format!("{what}: {detail}"));
+                return failing.unwrap_or_else(|| format!("waiting for {what}"));
+            }
+        };
+        match &self.probe_detail {
+            Some(latest) => format!("{detail}{latest}"),
+            None => format!("waiting for {what}"),
+        }
     }
 
     /// Each dependency with its latest result, for `/health`.
@@ -577,6 +622,19 @@ impl State {
                 last: result.clone(),
             })
             .collect()
+    }
+
+    /// The child once ready (its readiness probe passed, or it runs when there is none):
+    /// its watchdog clock runs from then (DESIGN §9).
+    pub fn ready_child(&self) -> Option<&RunningChild> {
+        let probed = self.config.readiness.probe.is_some();
+        self.child.as_ref().filter(|_| !probed || self.probe_ok == Some(true))
+    }
+
+    /// Whether any generation of the child runs (`gsup_child_up`): the serving one, a
+    /// reload's new one, or one retiring.
+    pub fn generation_running(&self) -> bool {
+        self.child.is_some() || self.reload_new().is_some() || self.retiring.iter().any(|r| !r.exited)
     }
 
     pub fn config(&self) -> &Config {
@@ -623,6 +681,10 @@ impl State {
             return match self.phases.current() {
                 Some(PhaseName::StopAccepting | PhaseName::Drain | PhaseName::PreStop) => Lifecycle::Draining,
                 Some(PhaseName::CloseServer | PhaseName::WaitExit) => Lifecycle::Stopping,
+                // The stragglers of an exited child wait for the deadline before `force`.
+                Some(PhaseName::Force) if self.phases[PhaseName::Force as usize].started_at.is_none() => {
+                    Lifecycle::Stopping
+                }
                 Some(PhaseName::Force) => Lifecycle::Killing,
                 _ => Lifecycle::Cleanup,
             };
@@ -670,6 +732,12 @@ impl State {
                 self.fail_reload(detail, now, &mut actions);
             }
             Event::SpawnFailed { code } => self.exit(code, &mut actions),
+            Event::SpawnOutOfResources if self.reload.is_some() => {
+                let detail = "cannot start the new generation: out of resources".to_string();
+                self.fail_reload(detail, now, &mut actions);
+            }
+            Event::SpawnOutOfResources => self.start_out_of_resources(now, &mut actions),
+            Event::ExecFailed { pid, code } => self.on_exec_failed(pid, code, now, &mut actions),
             Event::Signal { signal, sender } => self.on_signal(signal, sender, now, &mut actions),
             Event::ChildExited { pid, status } => self.on_child_exit(pid, status, now, &mut actions),
             Event::ChildStopped { pid, signal } => {
@@ -687,6 +755,7 @@ impl State {
             Event::Command(Command::Kill { reason }) => self.force(reason, now, &mut actions),
             Event::HooksDone(result) => self.on_hooks_done(result, now, &mut actions),
             Event::Check(result) => self.on_check(result, now, &mut actions),
+            Event::WatchdogMissed { generation } => self.on_watchdog_missed(generation, now, &mut actions),
             Event::Sample { rss_bytes, cpu_percent } => self.on_sample(rss_bytes, cpu_percent, now, &mut actions),
             Event::Connections { active, inflight } => {
                 self.connections = Some(ConnectionCount { active, inflight });
@@ -703,6 +772,26 @@ impl State {
             }
         }
         actions
+    }
+
+    /// `watchdog_signal` to the child, SIGKILL `timeout` later if it is still there, and
+    /// its exit becomes a failure: the restart policy decides; unrestarted, gsup exits with
+    /// its code if non-zero, else 1 (DESIGN §4, §9).
+    fn on_watchdog_missed(&mut self, generation: u64, now: Instant, actions: &mut Vec<Action>) {
+        let Some(child) = self.child.as_ref().filter(|c| c.generation == generation) else {
+            return;
+        };
+        let signal = self.config.notify.watchdog_signal;
+        error!(pid = child.pid, signal = %Sig(signal), "child missed its watchdog");
+        self.watchdog_missed = Some(child.pid);
+        actions.push(Action::Forward {
+            target: Target::Child(child.pid),
+            signal,
+        });
+        actions.push(Action::Arm(
+            Timer::WatchdogKill,
+            now.saturating_add(self.config.shutdown.timeout),
+        ));
     }
 
     fn on_check(&mut self, result: CheckResult, now: Instant, actions: &mut Vec<Action>) {
@@ -729,6 +818,7 @@ impl State {
                     actions.push(Action::Disarm(Timer::Startup));
                 }
                 self.probe_ok = Some(result.ok);
+                self.probe_detail = Some(result.detail);
             }
             CheckId::Dependency(index) => {
                 let Some(slot) = self.dependencies.get_mut(index) else {
@@ -761,7 +851,7 @@ impl State {
             info!(pid, generation = self.generation, "new generation started (reload)");
             reload.new = Some(started);
             if has_probe {
-                let at = now + self.config.restart.startup_timeout;
+                let at = now.saturating_add(self.config.restart.startup_timeout);
                 actions.push(Action::Arm(Timer::ReloadStartup, at));
             } else {
                 // With no probe a child is ready once it runs (DESIGN §5).
@@ -772,11 +862,16 @@ impl State {
         self.child = Some(started);
         self.last_pgid = Some(pid);
         self.probe_ok = None;
+        self.probe_detail = None;
         self.failed_start = None;
+        self.watchdog_missed = None;
         self.startup_pending = has_probe;
         info!(pid, generation = self.generation, "child started");
         if has_probe {
-            actions.push(Action::Arm(Timer::Startup, now + self.config.restart.startup_timeout));
+            actions.push(Action::Arm(
+                Timer::Startup,
+                now.saturating_add(self.config.restart.startup_timeout),
+            ));
         }
     }
 
@@ -864,7 +959,7 @@ impl State {
         });
         self.retiring.push(Retiring {
             child: leaving.clone(),
-            kill_at: Some(now + self.config.shutdown.timeout),
+            kill_at: Some(now.saturating_add(self.config.shutdown.timeout)),
             exited: false,
         });
         self.arm_retire(actions);
@@ -912,9 +1007,24 @@ impl State {
             return;
         }
         let name = Sig(signal);
-        // Ctrl+C / Ctrl+\ typed while gsup's own group held the terminal (the instant
-        // after `fg`, before gsup hands it back): meant for the program, as without gsup.
+        if sender.is_none() && crate::signals::FAULT_SIGNALS.contains(&signal) {
+            // Not sent by a process: a fault is gsup's own and the kernel's to deliver
+            // (DESIGN §4 Signals); never forwarded.
+            warn!(signal = %name, "fault signal not sent by a process: not forwarded");
+            return;
+        }
         let from_terminal = self.host.tty && sender.is_none() && matches!(signal, libc::SIGINT | libc::SIGQUIT);
+        if from_terminal && self.child.is_none() {
+            // Ctrl+C / Ctrl+\ while gsup's own group holds the terminal (backoff, the
+            // stragglers, post-stop hooks): gsup's to act on, never ignored (DESIGN §4).
+            if self.shutdown.is_none() {
+                return self.begin_shutdown(format!("terminal {name}"), now, actions);
+            }
+            return self.force(format!("terminal {name}"), now, actions);
+        }
+        // Ctrl+C / Ctrl+\ typed while gsup's own group held the terminal with a child
+        // running (the instant after `fg`, before gsup hands it back): meant for the
+        // program, as without gsup.
         // `[reload] signal` reloads only when there are sockets to reload on; else it is
         // forwarded like any other (DESIGN §3).
         if self.host.sockets && signal == self.config.reload.signal {
@@ -939,6 +1049,12 @@ impl State {
             }
         }
         self.forward(signal, actions);
+        if self.host.self_stop && matches!(signal, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
+            // Without a terminal the kernel discards these in an orphaned group (gsup's,
+            // under systemd): stop as dumb-init does, with SIGSTOP; SIGCONT resumes gsup
+            // and is forwarded (DESIGN §4 Spawning).
+            actions.push(Action::StopSelf(libc::SIGSTOP));
+        }
     }
 
     /// Where a signal for `child` goes: its group or itself (`forward_to`).
@@ -965,9 +1081,13 @@ impl State {
 
     fn begin_shutdown(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) {
         if !self.open_shutdown(reason, now, actions) {
+            if self.phases[PhaseName::Force as usize].outcome.is_some() {
+                // Nothing was left to stop (restart backoff): the post-stop phases.
+                self.post_stop(now, actions);
+            }
             return;
         }
-        let deadline = now + self.config.shutdown.timeout;
+        let deadline = now.saturating_add(self.config.shutdown.timeout);
         // After a preStop, only what remains of drain_delay since then (DESIGN §4).
         let drain_delay = match self.prestop_at {
             Some(since) => self
@@ -991,7 +1111,10 @@ impl State {
         if drain_delay.is_zero() {
             self.wait_for_inflight(now, actions);
         } else {
-            actions.push(Action::Arm(Timer::DrainEnd, (now + drain_delay).min(deadline)));
+            actions.push(Action::Arm(
+                Timer::DrainEnd,
+                now.saturating_add(drain_delay).min(deadline),
+            ));
         }
     }
 
@@ -1004,7 +1127,7 @@ impl State {
         self.awaiting_inflight = true;
         actions.push(Action::Arm(
             Timer::DrainMax,
-            (now + self.config.shutdown.max_drain_time).min(deadline),
+            now.saturating_add(self.config.shutdown.max_drain_time).min(deadline),
         ));
     }
 
@@ -1024,7 +1147,7 @@ impl State {
     /// Returns whether a running child is left to drain and stop; the cases without one
     /// (restart backoff, stragglers of an exited child) are settled here.
     fn open_shutdown(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) -> bool {
-        let deadline = now + self.config.shutdown.timeout;
+        let deadline = now.saturating_add(self.config.shutdown.timeout);
         self.phases = phases::plan(&self.config);
         self.phases
             .record(PhaseName::StopAccepting, Outcome::Ok, "readiness off", now);
@@ -1039,19 +1162,19 @@ impl State {
             restart: false,
         });
 
+        actions.push(Action::Arm(Timer::GracefulDeadline, deadline));
         if self.restarts.pending_at.take().is_some() {
-            // Backoff was running: there is no child to stop.
+            // Backoff was running: there is no child to stop; the caller runs the
+            // post-stop phases (DESIGN §4 Restarts).
             actions.push(Action::Disarm(Timer::Restart));
             self.rows().close_before(
-                PhaseName::Exit,
+                PhaseName::Database,
                 Outcome::Skipped,
                 "no child running (restart backoff)",
                 now,
             );
-            self.finish(now, actions);
             return false;
         }
-        actions.push(Action::Arm(Timer::GracefulDeadline, deadline));
         if self.aftermath.take().is_some() {
             // The child had exited on its own and its stragglers were being stopped: they
             // now get the shutdown's deadlines.
@@ -1159,7 +1282,10 @@ impl State {
             }
         } else {
             self.aftermath = Some(Aftermath { killed: false });
-            actions.push(Action::Arm(Timer::StragglerKill, now + self.config.shutdown.timeout));
+            actions.push(Action::Arm(
+                Timer::StragglerKill,
+                now.saturating_add(self.config.shutdown.timeout),
+            ));
         }
     }
 
@@ -1181,7 +1307,7 @@ impl State {
         });
         self.retiring.push(Retiring {
             child: old,
-            kill_at: Some(now + self.config.shutdown.timeout),
+            kill_at: Some(now.saturating_add(self.config.shutdown.timeout)),
             exited: true,
         });
         self.arm_retire(actions);
@@ -1192,6 +1318,7 @@ impl State {
                 self.last_pgid = Some(new.pgid);
                 self.child = Some(new);
                 self.probe_ok = None;
+                self.probe_detail = None;
                 self.startup_pending = self.config.readiness.probe.is_some();
             }
             None => self.fail_reload(
@@ -1209,14 +1336,28 @@ impl State {
         if tree_empty {
             return self.tree_gone(now, actions);
         }
-        if matches!(self.lifecycle(), Lifecycle::Killing) {
-            // Processes forked while the last SIGKILL went out: send it again.
+        let forcing = self.phases[PhaseName::Force as usize].started_at.is_some() && self.shutdown.is_some();
+        if forcing || self.aftermath.is_some_and(|a| a.killed) {
+            // Processes forked while the last SIGKILL went out: send it again. Before
+            // `force`, what is left has its stop signal and the graceful deadline.
             actions.push(Action::SignalTree { signal: libc::SIGKILL });
         }
     }
 
     fn on_timer(&mut self, timer: Timer, now: Instant, actions: &mut Vec<Action>) {
         match timer {
+            Timer::WatchdogKill => {
+                let pid = self.child.as_ref().map(|c| c.pid);
+                if pid.is_some() && pid == self.watchdog_missed && self.shutdown.is_none() {
+                    warn!(pid, "child still alive after watchdog_signal: SIGKILL");
+                    if let Some(pid) = pid {
+                        actions.push(Action::Forward {
+                            target: Target::Child(pid),
+                            signal: libc::SIGKILL,
+                        });
+                    }
+                }
+            }
             Timer::DrainEnd => {
                 let row = &self.phases[PhaseName::Drain as usize];
                 let drain_running = self.shutdown.is_some() && row.started_at.is_some() && row.outcome.is_none();
@@ -1282,21 +1423,9 @@ impl State {
                 }
                 let detail = "graceful deadline reached";
                 if self.phases[PhaseName::Force as usize].outcome.is_some() {
-                    // The tree is gone and a post-stop phase runs: its hooks get SIGKILL,
-                    // the phases left share the force_timeout window (DESIGN §4 budget).
                     warn!("graceful deadline reached during the post-stop phases: killing the running hook");
-                    actions.push(Action::KillHooks);
-                    let window_end = now + self.config.shutdown.force_timeout;
-                    if let Some(shutdown) = &mut self.shutdown {
-                        shutdown.force_deadline = Some(window_end);
-                    }
-                    actions.push(Action::Arm(Timer::ForceDeadline, window_end));
-                    if let Some(running) = self.running_post_phase() {
-                        self.phases.finish(running, Outcome::Killed, detail, now);
-                    }
-                    return self.post_stop(now, actions);
+                    return self.open_force_window(detail, now, actions);
                 }
-                actions.push(Action::KillHooks);
                 self.stop_awaiting_inflight(actions);
                 // `wait_exit` cut by the deadline ends `timeout`; one that never started
                 // (a pre_stop hook ran until then) is closed below with the rest.
@@ -1329,7 +1458,7 @@ impl State {
                     actions.push(Action::SignalTree { signal: libc::SIGKILL });
                     actions.push(Action::Arm(
                         Timer::StragglerGiveUp,
-                        now + self.config.shutdown.force_timeout,
+                        now.saturating_add(self.config.shutdown.force_timeout),
                     ));
                 }
             }
@@ -1361,22 +1490,27 @@ impl State {
         actions.push(Action::SignalTree {
             signal: self.config.effective_stop_signal(),
         });
-        actions.push(Action::Arm(Timer::StartupKill, now + self.config.shutdown.timeout));
+        actions.push(Action::Arm(
+            Timer::StartupKill,
+            now.saturating_add(self.config.shutdown.timeout),
+        ));
     }
 
     /// A forced shutdown (second signal, DELETE, `ctl kill`): straight to `force`.
     fn force(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) {
         if self.shutdown.is_none() {
             self.open_shutdown(reason.clone(), now, actions);
-            if self.exited.is_some() {
-                return;
-            }
         }
         let Some(shutdown) = &self.shutdown else {
             return;
         };
-        if shutdown.force_deadline.is_some() || self.phases[PhaseName::Force as usize].outcome.is_some() {
+        if shutdown.force_deadline.is_some() {
             return;
+        }
+        if self.phases[PhaseName::Force as usize].outcome.is_some() {
+            // Nothing of the tree is left (post-stop phases, or a restart backoff): what
+            // remains of them runs in the force window.
+            return self.open_force_window(&format!("forced: {reason}"), now, actions);
         }
         let detail = format!("forced: {reason}");
         self.phases
@@ -1388,14 +1522,33 @@ impl State {
     }
 
     fn begin_force(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        let window_end = now + self.config.shutdown.force_timeout;
+        let window_end = now.saturating_add(self.config.shutdown.force_timeout);
         let Some(shutdown) = &mut self.shutdown else {
             return;
         };
         shutdown.force_deadline = Some(window_end);
         self.phases.start(PhaseName::Force, now);
+        // A hook still running (pre_stop) goes with the tree: its group gets SIGKILL too.
+        actions.push(Action::KillHooks);
         actions.push(Action::SignalTree { signal: libc::SIGKILL });
         actions.push(Action::Arm(Timer::ForceDeadline, window_end));
+    }
+
+    /// The force window opens once the tree is gone (the graceful deadline or a forced
+    /// shutdown during the post-stop phases, a forced one with no child): the running
+    /// hook's group gets SIGKILL, the phases left share `force_timeout` (DESIGN §4 budget).
+    fn open_force_window(&mut self, detail: &str, now: Instant, actions: &mut Vec<Action>) {
+        actions.push(Action::KillHooks);
+        let window_end = now.saturating_add(self.config.shutdown.force_timeout);
+        if let Some(shutdown) = &mut self.shutdown {
+            shutdown.force_deadline = Some(window_end);
+        }
+        actions.push(Action::Disarm(Timer::GracefulDeadline));
+        actions.push(Action::Arm(Timer::ForceDeadline, window_end));
+        if let Some(running) = self.running_post_phase() {
+            self.phases.finish(running, Outcome::Killed, detail, now);
+        }
+        self.post_stop(now, actions);
     }
 
     /// Nothing of the tree remains: finish the shutdown, or restart, or exit.
@@ -1403,6 +1556,11 @@ impl State {
         actions.push(Action::Disarm(Timer::StragglerKill));
         actions.push(Action::Disarm(Timer::StragglerGiveUp));
         if self.shutdown.is_some() {
+            if self.phases[PhaseName::PreStop as usize].started_at.is_some() {
+                // The child exited while a pre_stop hook ran: the hook's group goes now,
+                // before any post-stop hook starts (DESIGN §4).
+                actions.push(Action::KillHooks);
+            }
             if self.phases[PhaseName::Force as usize].started_at.is_some() {
                 self.phases
                     .finish(PhaseName::Force, Outcome::Ok, "tree gone after SIGKILL", now);
@@ -1420,18 +1578,47 @@ impl State {
         }
     }
 
+    /// The serving child's program never ran (the exec shim reported it): gsup ends with
+    /// 127/126 as for `SpawnFailed`. A reload's new generation fails the reload, as for
+    /// any exit of it.
+    fn on_exec_failed(&mut self, pid: Pid, code: i32, now: Instant, actions: &mut Vec<Action>) {
+        let serving = self.child.as_ref().is_some_and(|c| c.pid == pid);
+        if !serving || self.reload.is_some() {
+            return self.on_child_exit(pid, ExitStatus::Code(code), now, actions);
+        }
+        if let Some(child) = self.child.take() {
+            self.last_exit = Some(exit_record(&child, ExitStatus::Code(code), now));
+        }
+        self.exit(code, actions);
+    }
+
+    /// A start the kernel refused for lack of a resource: an exit with code 1 of a child
+    /// that never ran, for the restart policy (DESIGN §4 Resources).
+    fn start_out_of_resources(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        self.last_exit = Some(ExitRecord {
+            pid: 0,
+            status: ExitStatus::Code(1),
+            at: now,
+            generation: self.generation,
+            uptime: Duration::ZERO,
+        });
+        self.after_own_exit(now, actions);
+    }
+
     /// The child exited on its own and its tree is gone: restart or exit (DESIGN §4).
     fn after_own_exit(&mut self, now: Instant, actions: &mut Vec<Action>) {
         let Some(exit) = self.last_exit else { return };
         let restart = &self.config.restart;
+        let failed = !exit.status.success() || self.watchdog_missed.is_some();
         let wanted = match restart.policy {
             RestartPolicy::Never => false,
-            RestartPolicy::OnFailure => !exit.status.success(),
+            RestartPolicy::OnFailure => failed,
             RestartPolicy::Always => true,
         };
         if !wanted {
-            let code = self.config.map_exit_code(exit.status.code());
-            return self.exit(code, actions);
+            // A missed watchdog is a failure: no exit_code_map for it (DESIGN §2, §9).
+            self.failure_exit |= self.watchdog_missed.is_some();
+            return self.end_after_exit(format!("child {}", describe(exit.status)), now, actions);
         }
         while self
             .restarts
@@ -1452,17 +1639,29 @@ impl State {
                 code,
                 "crash loop: restart limit reached, giving up"
             );
-            return self.exit(code, actions);
+            self.failure_exit = true;
+            return self.end_after_exit("crash loop: restart limit reached".into(), now, actions);
         }
         if exit.uptime >= restart.window {
             self.restarts.consecutive = 0;
         }
         self.restarts.consecutive += 1;
         let delay = backoff(restart.backoff_initial, restart.backoff_max, self.restarts.consecutive);
-        let at = exit.at + delay;
+        let at = exit.at.saturating_add(delay);
         info!(delay_ms = delay.as_millis() as u64, policy = ?restart.policy, "child will be restarted");
         self.restarts.pending_at = Some(at);
         actions.push(Action::Arm(Timer::Restart, at));
+    }
+
+    /// The child's own exit ends gsup: a full shutdown with nothing left to stop, so the
+    /// post-stop phases run before the exit (DESIGN §4 Restarts).
+    fn end_after_exit(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) {
+        self.open_shutdown(reason, now, actions);
+        self.rows()
+            .close_before(PhaseName::Force, Outcome::Skipped, "child had already exited", now);
+        self.rows()
+            .record(PhaseName::Force, Outcome::Skipped, "nothing of the tree remained", now);
+        self.post_stop(now, actions);
     }
 
     /// DESIGN §7 thresholds: breached once over for `sustain`; cleared when back under.
@@ -1527,6 +1726,28 @@ impl State {
     /// A monitor restart stopped the child through the phases up to `force`: start the
     /// next one at once (it was asked for; it counts toward `max_restarts`).
     fn restart_after_stop(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let window = self.config.restart.window;
+        while self
+            .restarts
+            .recent
+            .front()
+            .is_some_and(|&at| now.saturating_duration_since(at) >= window)
+        {
+            self.restarts.recent.pop_front();
+        }
+        if self.restarts.recent.len() >= self.config.restart.max_restarts as usize {
+            error!(
+                max_restarts = self.config.restart.max_restarts,
+                "restart limit reached, giving up"
+            );
+            // A crash-loop give-up is a full shutdown: the post-stop phases run, and the
+            // exit is the child's code if non-zero, else 1.
+            self.failure_exit = true;
+            if let Some(shutdown) = &mut self.shutdown {
+                shutdown.restart = false;
+            }
+            return self.post_stop(now, actions);
+        }
         for name in POST_STOP {
             self.phases.record(
                 name,
@@ -1544,26 +1765,6 @@ impl State {
         }
         self.prestop_at = None;
         self.thresholds = [Threshold::default(); 2];
-        let window = self.config.restart.window;
-        while self
-            .restarts
-            .recent
-            .front()
-            .is_some_and(|&at| now.saturating_duration_since(at) >= window)
-        {
-            self.restarts.recent.pop_front();
-        }
-        if self.restarts.recent.len() >= self.config.restart.max_restarts as usize {
-            error!(
-                max_restarts = self.config.restart.max_restarts,
-                "restart limit reached, giving up"
-            );
-            let code = match self.last_exit.map(|e| e.status.code()) {
-                Some(0) | None => 1,
-                Some(code) => code,
-            };
-            return self.exit(code, actions);
-        }
         self.restarts.total += 1;
         self.restarts.recent.push_back(now);
         info!(restart = self.restarts.total, "restarting the child (monitor)");
@@ -1620,7 +1821,7 @@ impl State {
             let own_bound = if name == PhaseName::Database && !self.config.phases.database.force_close {
                 budget_end
             } else {
-                now + row.timeout
+                now.saturating_add(row.timeout)
             };
             self.phases.start(name, now);
             actions.push(Action::RunHooks {
@@ -1724,6 +1925,10 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    /// Issue 13: every path honours the contract (systemd, cleanup on every exit, the
+    /// watchdog, signals as the peers do).
+    mod paths;
+
     const CHILD: Pid = 100;
     const GSUP: Pid = 10;
 
@@ -1740,6 +1945,7 @@ mod tests {
             own_pgid: GSUP,
             tty: false,
             sockets,
+            self_stop: false,
         };
         let mut state = State::new(config, host);
         let t0 = Instant::now();
@@ -2225,6 +2431,7 @@ mod tests {
                 own_pgid: GSUP,
                 tty: true,
                 sockets: false,
+                self_stop: false,
             },
         );
         state.step(Event::Start, t0);
@@ -2504,6 +2711,35 @@ mod tests {
         let delays: Vec<u64> = (1..=7).map(|n| backoff(one, cap, n).as_secs()).collect();
         assert_eq!(delays, vec![1, 2, 4, 8, 16, 30, 30]);
         assert_eq!(backoff(one, cap, 200), cap, "no overflow");
+    }
+
+    /// `/ready`'s reason names what readiness waits for (DESIGN §2): it said only
+    /// "readiness probe has not passed yet".
+    #[test]
+    fn the_not_ready_reason_names_the_probe_and_its_latest_answer() {
+        use crate::config::Probe;
+        let url = "http://127.0.0.1:3000/healthz";
+        let (mut state, t0) = machine_on(false, |c| c.readiness.probe = Some(Probe::Http(url.into())));
+        assert_eq!(state.not_ready(), Some(format!("waiting for http probe {url}")));
+        let answer = |ok: bool, detail: String| {
+            Event::Check(CheckResult {
+                id: CheckId::Readiness,
+                generation: 1,
+                ok,
+                latency: Duration::ZERO,
+                detail,
+            })
+        };
+        state.step(answer(false, format!("{url}: 503")), t0);
+        assert_eq!(state.not_ready(), Some(format!("http probe {url}: 503")));
+        state.step(answer(true, "200".into()), t0);
+        assert_eq!(state.not_ready(), None);
+
+        let (state, _) = machine_on(false, |c| c.readiness.probe = Some(Probe::Notify));
+        assert_eq!(state.not_ready(), Some("waiting for READY=1 on NOTIFY_SOCKET".into()));
+        let (mut state, t0) = machine_on(false, |c| c.readiness.probe = Some(Probe::Exec(vec!["./check".into()])));
+        state.step(answer(false, "exit 3".into()), t0);
+        assert_eq!(state.not_ready(), Some("exec probe ./check: exit 3".into()));
     }
 
     // ---- Reload (DESIGN §8) ----

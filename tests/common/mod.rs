@@ -16,9 +16,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub const GSUP: &str = env!("CARGO_BIN_EXE_gsup");
+/// The fixture child, built only with `--features test-fixture` (README "Running the
+/// tests"). Without the feature cargo still names the path, where an old build may have
+/// left a stale fixture: refuse to compile instead.
 pub const CHILD: &str = env!("CARGO_BIN_EXE_gsup-test-child");
+#[cfg(not(feature = "test-fixture"))]
+compile_error!("the integration tests need the fixture child: cargo test --features test-fixture");
 
-/// Generous: the machines are shared and noisy.
 /// The shutdown phases in their order (DESIGN §4), as `/status` and the report name them.
 pub const PHASES: [&str; 11] = [
     "stop_accepting",
@@ -34,6 +38,7 @@ pub const PHASES: [&str; 11] = [
     "exit",
 ];
 
+/// Generous: the machines are shared and noisy.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A running gsup (or any command) with its stdout as a stream of lines.
@@ -282,13 +287,19 @@ pub fn wait_until(patience: Duration, mut condition: impl FnMut() -> bool) -> bo
 
 /// Whether `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
+    proc_state(pid).is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// Whether `pid` is stopped (job control: state `T`).
+pub fn stopped(pid: i32) -> bool {
+    proc_state(pid).as_deref() == Some("T")
+}
+
+/// The state letter of `/proc/<pid>/stat`, or `None` when there is no such process.
+fn proc_state(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().next().map(str::to_string)
 }
 
 /// The number after `key` in a line such as `pid 12 pgid 12 ppid 3 sid 1`.
@@ -403,12 +414,26 @@ pub fn config_file(text: &str) -> tempfile::NamedTempFile {
     file
 }
 
-/// A loopback port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// A loopback address (`127.0.0.1:PORT`) this test holds for as long as the returned
+/// socket lives, for the code under test to listen on: bound with `SO_REUSEADDR` and never
+/// listening. Linux lets another `SO_REUSEADDR` socket bind and listen on a port whose
+/// other sockets do not listen, and gsup's `[[listen]]` sockets, std's `TcpListener` (the
+/// fixture, drain_server) and systemd-socket-activate all set it; until one listens,
+/// connecting is refused. Meanwhile no `bind(…:0)` and no outgoing connection of another
+/// test is given the port, as it could be one picked and released before use.
+pub fn reserved_addr() -> (std::os::fd::OwnedFd, String) {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, setsockopt, socket, sockopt,
+    };
+    let socket = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    setsockopt(&socket, sockopt::ReuseAddr, &true).expect("SO_REUSEADDR");
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&socket),
+        &SockaddrIn::new(127, 0, 0, 1, 0),
+    )
+    .expect("bind 127.0.0.1:0");
+    let address: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&socket)).expect("getsockname");
+    (socket, format!("127.0.0.1:{}", address.port()))
 }
 
 /// gsup with a config file holding `config` and its HTTP port on an ephemeral loopback
@@ -426,7 +451,7 @@ pub fn gsup_with_api(config: &str, child: &[&str], env: &[(&str, &str)]) -> (Run
 
 /// A loopback port that refuses connections for as long as the returned socket lives:
 /// bound but never listening, so no other test (or the kernel's ephemeral allocator) can
-/// hand it to a listener meanwhile, as it could a port from `free_port`.
+/// hand it to a listener meanwhile.
 pub fn refused_port() -> (std::os::fd::OwnedFd, u16) {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket};
     let socket = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("socket");
@@ -564,9 +589,35 @@ impl Load {
     }
 }
 
-/// Whether `tool` is on the PATH (tests that need it print SKIPPED without it).
+/// Whether `tool` is on the PATH.
 pub fn have(tool: &str) -> bool {
     start(cmd("sh", &["-c", &format!("command -v {tool}")]), &[]).wait_code(PATIENCE) == 0
+}
+
+/// The variable under which a missing prerequisite fails the test (.ci/run sets it).
+pub const REQUIRE_ALL: &str = "GSUP_REQUIRE_ALL";
+
+/// Whether a test can run here: `holds` says whether its prerequisite (`what`, with how
+/// to get it) is present. Without it the test cannot check anything: under
+/// `GSUP_REQUIRE_ALL=1` that is a failure; by hand it prints SKIPPED and the test returns.
+/// Use as `if !prerequisite(have("x"), "x (package x)") { return; }`.
+#[must_use]
+pub fn prerequisite(holds: bool, what: &str) -> bool {
+    if holds {
+        return true;
+    }
+    assert!(
+        std::env::var_os(REQUIRE_ALL).is_none_or(|value| value.is_empty() || value == "0"),
+        "{REQUIRE_ALL} is set and this test cannot run: {what} is missing"
+    );
+    eprintln!("SKIPPED: {what} is missing (set {REQUIRE_ALL}=1 to make this a failure)");
+    false
+}
+
+/// `prerequisite` for a tool on the PATH; `package` is where it comes from.
+#[must_use]
+pub fn tool(name: &str, package: &str) -> bool {
+    prerequisite(have(name), &format!("`{name}` (Debian package {package})"))
 }
 
 /// A datagram socket standing in for systemd's `NOTIFY_SOCKET`, in a directory of its own.

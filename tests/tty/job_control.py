@@ -12,6 +12,7 @@ import re
 import select
 import signal
 import sys
+import tempfile
 import time
 
 PATIENCE = 20.0
@@ -82,6 +83,45 @@ def comm_of(pid):
         return f.read().strip()
 
 
+def children_of(pid):
+    """The pids whose parent is `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if stat_of(entry)["ppid"] == pid:
+                    found.append(int(entry))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def only_child(pid, comm, screen):
+    """The one child of `pid` named `comm` (fails unless there is exactly one)."""
+    named = []
+    for child in children_of(pid):
+        try:
+            if comm_of(child) == comm:
+                named.append(child)
+        except OSError:
+            continue
+    if len(named) != 1:
+        fail(f"expected one `{comm}` under pid {pid}, found {named}", screen)
+    return named[0]
+
+
+def wait_stopped(pid, what, screen_of):
+    """Waits until `pid` is stopped (state T), or fails naming `what`."""
+    deadline = time.monotonic() + PATIENCE
+    state = "?"
+    while time.monotonic() < deadline:
+        state = stat_of(pid)["state"]
+        if state == "T":
+            return
+        time.sleep(0.01)
+    fail(f"{what} (pid {pid}) is not stopped: state {state}", screen_of())
+
+
 def wait_in_foreground(comm, screen_of):
     """Waits until a process named `comm` whose parent is gsup runs (not stopped) and its
     group is the terminal's foreground group: then typed input reaches it."""
@@ -102,6 +142,20 @@ def wait_in_foreground(comm, screen_of):
                 continue
         time.sleep(0.01)
     fail(f"no running `{comm}` under gsup in the terminal's foreground", screen_of())
+
+
+def kill_processes_using(argument):
+    """SIGKILLs every process whose command line has `argument`: a gsup left running by a
+    failed scenario (the shell's SIGKILL does not reach it) must not outlive the test."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if argument.encode() in f.read().split(b"\0"):
+                    os.kill(int(entry), signal.SIGKILL)
+        except OSError:
+            continue
 
 
 def fail(message, screen):
@@ -130,9 +184,12 @@ def scenario_outer_shell(gsup, fixture):
         term.expect(r"\[1\]\+\s+Stopped\s")
         term.expect(r"PROMPT\$ ")
         ok("Ctrl+Z: the shell shows the job stopped and gives the prompt back")
-        term.send(f"ps -o stat= -p $(pgrep -f '{fixture} handle CONT tty' | head -1); echo ps-done\n")
-        term.expect(r"\bT\S*\s+ps-done")
-        ok("the child is stopped too")
+        # The job is gsup (the shell's child); the supervised child is gsup's child.
+        gsup_pid = only_child(term.pid, "gsup", term.screen)
+        child_pid = only_child(gsup_pid, os.path.basename(fixture)[:15], term.screen)
+        wait_stopped(gsup_pid, "gsup", lambda: term.screen)
+        wait_stopped(child_pid, "the supervised child", lambda: term.screen)
+        ok("gsup and its child are both stopped")
         term.send("fg\n")
         # gsup hands the terminal back to the child's group before it forwards SIGCONT:
         # once the child reports SIGCONT, Ctrl+C goes to the child.
@@ -203,6 +260,62 @@ def scenario_inner_shell(gsup, fixture):
             term.close()
 
 
+def scenario_gsup_holds_the_terminal(gsup, fixture):
+    """Ctrl+C while gsup's own group holds the terminal (restart backoff, post-stop hooks):
+    INT starts the shutdown, or forces the one that runs (DESIGN §4 Signals)."""
+    config = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"gsup-tty-{os.getpid()}.toml")
+    with open(config, "w") as f:
+        f.write('[restart]\npolicy = "on-failure"\nbackoff_initial = "60s"\nbackoff_max = "60s"\n'
+                '[shutdown]\ntimeout = "60s"\n[phases.cleanup]\ntimeout = "60s"\n'
+                '[[hooks]]\nphase = "cleanup"\nname = "slow"\n'
+                'exec = ["sh", "-c", "echo hook-$((40+2)); exec sleep 60"]\n')
+    term = shell()
+    try:
+        term.expect(r"PROMPT\$ ")
+        term.send(f"GSUP_LOG=info {gsup} run --http off --config {config} -- sh -c 'echo started-$((40+2)); exit 3'\n")
+        term.expect(r"started-42")
+        term.expect(r"child will be restarted")
+        term.send("\x03")  # Ctrl+C during the 60 s backoff: gsup's, it starts the shutdown
+        term.expect(r"hook-42")
+        ok("Ctrl+C during a restart backoff starts the shutdown: the cleanup hook runs")
+        term.send("\x03")  # Ctrl+C during the 60 s hook: forces, the hook is killed
+        term.expect(r"PROMPT\$ ")
+        term.send("echo rc=$?\n")
+        term.expect(r"rc=3\b")
+        ok("Ctrl+C during a post-stop hook forces: gsup exits with the child's 3 at once")
+    finally:
+        term.close()
+        kill_processes_using(config)
+        os.unlink(config)
+
+
+def scenario_implicit_config(gsup, fixture):
+    """On a terminal (default level warn) a config file found implicitly is shown; one
+    named with --config is not."""
+    with tempfile.TemporaryDirectory() as work:
+        with open(os.path.join(work, "supervisor.toml"), "w") as f:
+            f.write('[shutdown]\ntimeout = "5s"\n')
+        os.chdir(work)
+        for named in (False, True):
+            flags = ["--config", "supervisor.toml"] if named else []
+            term = Terminal([gsup, "run", "--http", "off", *flags, "--", fixture, "echo", "child-ran", "exit", "0"])
+            try:
+                term.expect(r"child-ran")
+                shown = re.search(r"found implicitly.*supervisor\.toml", term.screen)
+                if named and shown:
+                    fail("a config file named with --config is announced on the terminal", term.screen)
+                if not named and not shown:
+                    fail("no word on the terminal of the implicitly found supervisor.toml", term.screen)
+            finally:
+                term.close()
+        ok("an implicitly found supervisor.toml is shown on the terminal; a named one is not")
+
+
 if __name__ == "__main__":
     gsup_path, fixture_path, which = sys.argv[1], sys.argv[2], sys.argv[3]
-    {"outer": scenario_outer_shell, "inner": scenario_inner_shell}[which](gsup_path, fixture_path)
+    {
+        "outer": scenario_outer_shell,
+        "inner": scenario_inner_shell,
+        "gsup-holds-terminal": scenario_gsup_holds_the_terminal,
+        "implicit": scenario_implicit_config,
+    }[which](gsup_path, fixture_path)

@@ -455,3 +455,91 @@ fn fd_counts_follow_opens_and_closes_through_the_kept_directory() {
         "the fd directory is kept open"
     );
 }
+
+/// Property tests (issue 12 item 6): /proc is outside input too (a comm is whatever a
+/// process calls itself). No line panics the parsers; a well-formed line parses exactly.
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_stat_line_parses_or_is_skipped(
+            line in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                "[0-9]{1,7} \\([^\n]{0,20}\\) [A-Z]( -?[0-9]{1,20}){0,50}\n?".prop_map(String::into_bytes),
+            ]
+        ) {
+            let _ = parse_stat(&line);
+        }
+
+        #[test]
+        fn a_stat_line_with_any_comm_parses_exactly(
+            comm in proptest::collection::vec(any::<u8>(), 0..16),
+            state in any::<u8>().prop_filter("a field is never empty", |b| *b != b' '),
+            ppid in 0..i32::MAX,
+            pgid in 0..i32::MAX,
+            numbers in proptest::collection::vec(0..i64::MAX as u64, 7),
+            arg_start in 0..i64::MAX as u64,
+        ) {
+            let [utime, stime, cutime, cstime, threads, starttime, rss_pages] = numbers[..] else {
+                unreachable!("seven numbers");
+            };
+            // Fields 1-52 of proc(5); the ones the parser does not read are filler.
+            let mut fields: Vec<String> = (1..=52).map(|n| n.to_string()).collect();
+            for (field, value) in [
+                (4, ppid.to_string()),
+                (5, pgid.to_string()),
+                (14, utime.to_string()),
+                (15, stime.to_string()),
+                (16, cutime.to_string()),
+                (17, cstime.to_string()),
+                (20, threads.to_string()),
+                (22, starttime.to_string()),
+                (24, rss_pages.to_string()),
+                (48, arg_start.to_string()),
+            ] {
+                fields[field - 1] = value;
+            }
+            let mut line = b"4242 (".to_vec();
+            line.extend_from_slice(&comm);
+            line.extend_from_slice(b") ");
+            line.push(state);
+            line.push(b' ');
+            line.extend_from_slice(fields[3..].join(" ").as_bytes());
+            line.push(b'\n');
+            let parsed = parse_stat(&line);
+            // A state byte of ')' would be the line's last parenthesis; every other one parses.
+            if state != b')' {
+                let expected = Stat {
+                    comm: String::from_utf8_lossy(&comm).into_owned(),
+                    state,
+                    ppid,
+                    pgid,
+                    utime,
+                    stime,
+                    cutime,
+                    cstime,
+                    threads,
+                    starttime,
+                    rss_pages,
+                    arg_start,
+                };
+                prop_assert_eq!(parsed, Some(expected));
+            }
+        }
+
+        #[test]
+        fn any_proc_stat_and_cgroup_text_is_read_or_skipped(
+            proc_stat in "[a-z]{0,6}( [0-9-]{0,22}){0,3}\n?(btime [0-9a-z -]{0,24}\n?)?",
+            cgroup in "([0-9]{0,2}:[a-z,]{0,8}:[^\n]{0,20}\n){0,3}",
+            mountinfo in "([^\n]{0,60}( - cgroup2 [^\n]{0,20})?\n){0,3}",
+        ) {
+            let _ = parse_btime(&proc_stat);
+            let _ = cgroup_dir(&cgroup, &mountinfo);
+        }
+    }
+}
