@@ -26,10 +26,11 @@ fn ready_waits_for_the_http_probe() {
     let addr = gsup.http_addr();
     let (status, body) = ready(&addr);
     assert_eq!(status, 503, "{body}");
+    // It names the probe: waiting for it, or its latest answer.
     assert!(
-        body["reason"]
-            .as_str()
-            .is_some_and(|r| r.starts_with("readiness probe")),
+        body["reason"].as_str().is_some_and(
+            |r| r == format!("waiting for http probe {url}") || r.starts_with(&format!("http probe {url}: "))
+        ),
         "{body}"
     );
     gsup.expect_line("listening");
