@@ -37,7 +37,7 @@ for gsup in "$@"; do
     if [ -n "${BENCH_OUT:-}" ]; then
         printf '{"metric": "/metrics p99 ms, 32 conns", "prefix": "%s", "value": %s}\n' "$label" "$p99" >>"$BENCH_OUT"
     fi
-    for child in $(cat /proc/$pid/task/$pid/children 2>/dev/null); do kill -9 "$child" 2>/dev/null || true; done
+    for child in $(cat /proc/$pid/task/*/children 2>/dev/null); do kill -9 "$child" 2>/dev/null || true; done
     kill -9 $pid 2>/dev/null || true
     wait $pid 2>/dev/null || true
 done

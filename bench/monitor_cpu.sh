@@ -21,7 +21,7 @@ cleanup() {
     for f in "$work"/*.pid; do
         [ -f "$f" ] || continue
         pid=$(cat "$f")
-        for child in $(cat /proc/"$pid"/task/"$pid"/children 2>/dev/null); do kill -9 "$child" 2>/dev/null || true; done
+        for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do kill -9 "$child" 2>/dev/null || true; done
         kill "$pid" 2>/dev/null || true
     done
     rm -rf "$work"
@@ -57,7 +57,7 @@ fi
 # Until every tree has its 50 processes (sh + 49 sleep), at most 20 s.
 tree_size() { # supervisor pid -> processes below its child, the child included
     local child
-    child=$(cat /proc/"$1"/task/"$1"/children 2>/dev/null | awk '{ print $1 }')
+    child=$(cat /proc/"$1"/task/*/children 2>/dev/null | awk 'NF { print $1; exit }')
     [ -n "$child" ] || { echo 0; return; }
     echo $(($(cat /proc/"$child"/task/*/children 2>/dev/null | wc -w) + 1))
 }

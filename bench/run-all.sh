@@ -67,11 +67,11 @@ echo "# peers: tini $(dpkg-query -W -f='${Version}' tini 2>/dev/null || echo '?'
     "catatonit $(dpkg-query -W -f='${Version}' catatonit 2>/dev/null || echo '?')"
 for note in "${build_notes[@]}"; do echo "# $note"; done
 echo
-echo "## startup"; bench/startup.sh "${prefixes[@]}"; echo
-echo "## signal latency"; bench/signal_latency.py --fixture "$FIXTURE" "${prefixes[@]}"; echo
-echo "## orphans"; bench/orphans.sh "$FIXTURE" "${prefixes[@]}"; echo
+echo "## startup"; bench/startup.sh "${prefixes[@]}" || echo "# startup: FAILED (see above)"; echo
+echo "## signal latency"; bench/signal_latency.py --fixture "$FIXTURE" "${prefixes[@]}" || echo "# signal latency: FAILED (see above)"; echo
+echo "## orphans"; bench/orphans.sh "$FIXTURE" "${prefixes[@]}" || echo "# orphans: FAILED (see above)"; echo
 # Bare has no supervisor to measure while idle.
-echo "## idle"; bench/idle.sh "${prefixes[@]:1}"; echo
+echo "## idle"; bench/idle.sh "${prefixes[@]:1}" || echo "# idle: FAILED (see above)"; echo
 # The rest is gsup's alone: monitoring cost (next to supervisord), /metrics under load,
 # /status while the child restarts, and reloads (against a plain stop + start). A failed
 # step is reported and the run goes on.
