@@ -161,7 +161,8 @@ fn ctl_prestop_waits_drain_delay_and_readiness_stays_off() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut gsup, socket) = with_control_socket(&dir, &["--http", "127.0.0.1:0", "--drain-delay", "1s"]);
     let addr = gsup.http_addr();
-    assert_eq!(http(&addr, "GET", "/ready", &[]).0, 200);
+    // The HTTP port may answer before the spawner thread has reported the child.
+    assert!(wait_until(PATIENCE, || http(&addr, "GET", "/ready", &[]).0 == 200));
     let asked = Instant::now();
     let (code, stdout, stderr) = gsup_cmd(&["ctl", "--socket", &socket, "prestop"], &[]);
     let waited = asked.elapsed();

@@ -212,3 +212,50 @@ fn under_load_drain_delay_loses_no_request_started_before_readiness_turned_503()
         gsup.stderr()
     );
 }
+
+/// A server that listens and never accepts: each connection stays in its accept queue.
+const NEVER_ACCEPTS: &str = "import socket, time\n\
+    s = socket.socket()\n\
+    s.bind(('127.0.0.1', 0))\n\
+    s.listen(16)\n\
+    print('listening 127.0.0.1:%d' % s.getsockname()[1], flush=True)\n\
+    time.sleep(600)\n";
+
+/// gsup with connection_draining around NEVER_ACCEPTS; `queue` connections wait in its
+/// accept queue when SIGTERM comes. The drain's end, as gsup logged it.
+fn drain_with_queued_connections(queue: usize) -> String {
+    let config = "[shutdown]\nconnection_draining = true\nmax_drain_time = \"2s\"\n";
+    let (mut gsup, api, _config) = gsup_with_api(config, &["python3", "-c", NEVER_ACCEPTS], &[]);
+    let listening = gsup.expect_line("listening ");
+    let server = listening.trim_start_matches("listening ").to_string();
+    let _clients: Vec<TcpStream> = (0..queue)
+        .map(|_| TcpStream::connect(&server).expect("connect"))
+        .collect();
+    let mut last = serde_json::Value::Null;
+    let counted = wait_until(PATIENCE, || {
+        last = status(&api);
+        last["inflight_connections"].as_u64() == Some(queue as u64)
+    });
+    assert!(counted, "{queue} queued connection(s) in flight: {last}");
+    gsup.signal(libc::SIGTERM);
+    assert_eq!(gsup.wait_code(PATIENCE), 128 + libc::SIGTERM, "{}", gsup.stderr());
+    gsup.stderr()
+}
+
+/// DESIGN §4: a connection still in the listener's accept queue is in flight (the tree
+/// has not accepted it, so no fd of the tree holds it): the drain waits for it, here to
+/// max_drain_time, instead of ending with a request queued but never accepted.
+#[test]
+fn a_connection_in_the_accept_queue_holds_the_drain() {
+    if !tool("python3", "python3") {
+        return;
+    }
+    let log = drain_with_queued_connections(1);
+    assert!(
+        log.contains("1 request(s) still in flight after max_drain_time"),
+        "the drain waited for the queued connection: {log}"
+    );
+    // Negative control: nothing queued, the drain ends at once.
+    let log = drain_with_queued_connections(0);
+    assert!(log.contains("no inbound request in flight"), "{log}");
+}

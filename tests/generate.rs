@@ -12,13 +12,7 @@ fn generate(kind: &str, config: &str) -> (i32, String, String) {
 }
 
 fn generate_from(kind: &str, path: &str) -> (i32, String, String) {
-    let mut running = start(cmd(GSUP, &["generate", kind, "--config", path]), &[]);
-    let code = running.wait_code(PATIENCE);
-    (
-        code,
-        running.drain_lines(Duration::from_millis(300)).join("\n"),
-        running.stderr(),
-    )
+    generate_with(GSUP, kind, Some(std::path::Path::new(path)))
 }
 
 const CONFIG: &str = "[process]\ncommand = [\"/usr/bin/sleep\", \"600\"]\n\
@@ -53,13 +47,7 @@ fn systemd_stop_timeout_is_the_budget_and_the_unit_verifies() {
         unit.contains("\nTimeoutStartSec=15\n"),
         "startup_timeout + 5 s bounds the reload: {unit}"
     );
-    if !tool("systemd-analyze", "systemd") {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("gsup-app.service");
-    std::fs::write(&path, &unit).expect("write unit");
-    assert_verifies(&path);
+    assert_unit_verifies(&unit);
 }
 
 #[test]
@@ -76,7 +64,7 @@ fn kubernetes_grace_period_and_probes_follow_the_config() {
     );
     assert!(yaml.contains(r#"command: ["gsup", "ctl", "prestop"]"#), "{yaml}");
     assert!(
-        yaml.contains("- name: GSUP_CONFIG\n              value: /etc/gsup/supervisor.toml"),
+        yaml.contains("- name: GSUP_CONFIG\n              value: \"/etc/gsup/supervisor.toml\""),
         "ctl prestop reads the config (its wait is drain_delay + 5 s): {yaml}"
     );
     assert!(
@@ -220,7 +208,7 @@ fn the_deploy_config_passes_check_without_warnings() {
 fn the_systemd_unit_agrees_with_generate() {
     let unit = systemd_unit();
     let want = generated("systemd");
-    for key in ["Type", "NotifyAccess", "KillMode", "TimeoutStopSec"] {
+    for key in ["Type", "NotifyAccess", "KillMode", "TimeoutStopSec", "LimitNOFILE"] {
         assert_eq!(
             setting(&unit, key, "="),
             setting(&want, key, "="),
@@ -241,8 +229,8 @@ fn the_systemd_unit_agrees_with_generate() {
 
     // run and ExecReload's `gsup ctl` find the same config and control socket, and the
     // socket's directory is the one systemd creates.
-    assert_eq!(setting(&unit, "ExecStart", "="), "/usr/local/bin/gsup run");
-    assert_eq!(setting(&unit, "ExecReload", "="), "/usr/local/bin/gsup ctl reload");
+    assert_eq!(setting(&unit, "ExecStart", "="), "/usr/bin/gsup run");
+    assert_eq!(setting(&unit, "ExecReload", "="), "/usr/bin/gsup ctl reload");
     let env = settings(&unit, "Environment", "=");
     assert!(env.contains(&"GSUP_CONFIG=/etc/gsup/%i.toml"), "{env:?}");
     let socket = env
@@ -258,18 +246,11 @@ fn the_systemd_unit_agrees_with_generate() {
 
 #[test]
 fn the_systemd_unit_verifies() {
-    if !tool("systemd-analyze", "systemd") {
-        return;
-    }
     // verify wants every Exec* binary to exist: point them at the gsup under test.
     let unit = systemd_unit();
-    assert!(unit.contains("/usr/local/bin/gsup "), "{unit}");
+    assert!(unit.contains("/usr/bin/gsup "), "{unit}");
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(
-        dir.path().join("gsup@.service"),
-        unit.replace("/usr/local/bin/gsup", GSUP),
-    )
-    .expect("write unit");
+    std::fs::write(dir.path().join("gsup@.service"), unit.replace("/usr/bin/gsup", GSUP)).expect("write unit");
     // An instance of the template, as `systemctl enable gsup@api` makes it.
     let instance = dir.path().join("gsup@api.service");
     assert_verifies(&instance);
@@ -381,9 +362,20 @@ fn the_kubernetes_deployment_agrees_with_generate_and_its_configmap_is_the_deplo
     );
 }
 
+/// `unit`, written as `gsup-app.service`, passes [`assert_verifies`].
+fn assert_unit_verifies(unit: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("gsup-app.service");
+    std::fs::write(&path, unit).expect("write unit");
+    assert_verifies(&path);
+}
+
 /// `systemd-analyze verify UNIT` exits 0 and prints nothing (it exits 0 on unknown keys,
 /// so its complaints are the real verdict).
 fn assert_verifies(unit: &std::path::Path) {
+    if !tool("systemd-analyze", "systemd") {
+        return;
+    }
     let mut verify = start(cmd("systemd-analyze", &["verify", unit.to_str().expect("utf-8")]), &[]);
     assert_eq!(verify.wait_code(PATIENCE), 0, "{}", verify.stderr());
     let complaints = verify.stderr();
@@ -391,4 +383,265 @@ fn assert_verifies(unit: &std::path::Path) {
         complaints.trim().is_empty(),
         "systemd-analyze verify complained (it exits 0 on unknown keys): {complaints}"
     );
+}
+
+// DESIGN §2: whatever `generate` prints works as printed.
+
+/// A program whose words need systemd's quoting and escaping, not the shell's.
+const AWKWARD: &[&str] = &[
+    "/bin/echo",
+    "100%",
+    "$HOME",
+    "it's",
+    "a b",
+    "say \"hi\"",
+    r"back\slash",
+    "ü",
+];
+
+fn awkward_config() -> String {
+    let words: Vec<String> = AWKWARD
+        .iter()
+        .map(|w| serde_json::Value::from(*w).to_string())
+        .collect();
+    format!("[process]\ncommand = [{}]\n", words.join(", "))
+}
+
+/// `gsup generate KIND [--config PATH]` run by `gsup` at `exe`, in an empty directory.
+fn generate_with(exe: &str, kind: &str, config: Option<&std::path::Path>) -> (i32, String, String) {
+    let mut args = vec!["generate", kind];
+    if let Some(config) = config {
+        args.extend(["--config", config.to_str().expect("utf-8")]);
+    }
+    let empty = tempfile::tempdir().expect("temp dir");
+    let mut running = start_in(cmd(exe, &args), &[], empty.path());
+    let code = running.wait_code(PATIENCE);
+    let mut out = running.drain_lines(Duration::from_millis(300)).join("\n");
+    out.push('\n');
+    (code, out, running.stderr())
+}
+
+/// systemd reads the unit as written: `%` and `$` escaped, words quoted by
+/// systemd.syntax(7). gsup itself runs from a directory whose name holds a space, a `$`
+/// and a `%` (so `systemd-analyze verify` finds ExecStart's binary only if the path is
+/// quoted and escaped right: the executable is never variable-expanded, and systemd
+/// refuses quotes in it), and the config file too (a bad `%` in Environment= is a verify
+/// warning).
+#[test]
+fn the_systemd_unit_quotes_by_systemd_rules_and_verifies() {
+    let bin = std::path::Path::new(GSUP).parent().expect("target dir");
+    let odd = tempfile::Builder::new()
+        .prefix("gsup 100% $x ")
+        .tempdir_in(bin)
+        .expect("temp dir in the target dir");
+    let exe = odd.path().join("gsup");
+    std::fs::hard_link(GSUP, &exe)
+        .or_else(|_| std::fs::copy(GSUP, &exe).map(drop))
+        .expect("gsup in an awkward directory");
+    let config = odd.path().join("app 100%.toml");
+    std::fs::write(&config, awkward_config()).expect("write config");
+    let exe = exe.to_str().expect("utf-8");
+
+    let (code, unit, stderr) = generate_with(exe, "systemd", Some(&config));
+    assert_eq!(code, 0, "{stderr}");
+    let escaped_exe = format!("\"{}\"", exe.replace('%', "%%"));
+    assert_eq!(
+        setting(&unit, "ExecStart", "="),
+        format!(r#"{escaped_exe} run -- /bin/echo 100%% $$HOME "it's" "a b" "say \"hi\"" "back\\slash" ü"#),
+        "{unit}"
+    );
+    let config = config.canonicalize().expect("canonical");
+    assert_eq!(
+        settings(&unit, "Environment", "=")[0],
+        format!("\"GSUP_CONFIG={}\"", config.display().to_string().replace('%', "%%")),
+        "{unit}"
+    );
+    assert_eq!(
+        setting(&unit, "Description", "="),
+        r#"gsup: /bin/echo 100%% $HOME it's a b say "hi" back\slash ü"#
+    );
+    // DESIGN §9: the notify socket's directory, and gsup's own fd limit.
+    assert_eq!(setting(&unit, "RuntimeDirectory", "="), "%N", "{unit}");
+    assert_eq!(setting(&unit, "LimitNOFILE", "="), "1024:524288", "{unit}");
+    assert!(
+        stderr.contains("inside a build tree"),
+        "ExecStart points into target/: say so: {stderr}"
+    );
+
+    assert_unit_verifies(&unit);
+}
+
+/// `generate` without a command prints a placeholder and says so; without a build-tree
+/// path in it (the installed gsup) nothing else is said.
+#[test]
+fn a_placeholder_program_is_named_on_stderr() {
+    for kind in ["systemd", "kubernetes", "docker"] {
+        let (code, out, stderr) = generate_with(GSUP, kind, None);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(out.contains("/path/to/your/program"), "{out}");
+        assert!(
+            stderr.contains("warning: the config has no [process] command"),
+            "{kind}: {stderr}"
+        );
+    }
+    let file = config_file("[process]\ncommand = [\"/usr/bin/sleep\", \"600\"]\n");
+    let (_, _, stderr) = generate_with(GSUP, "docker", Some(file.path()));
+    assert!(stderr.trim().is_empty(), "nothing to say: {stderr}");
+}
+
+fn yaml_documents(text: &str) -> Vec<serde_norway::Value> {
+    use serde::Deserialize;
+    serde_norway::Deserializer::from_str(text)
+        .map(|document| serde_norway::Value::deserialize(document).unwrap_or_else(|e| panic!("{e}:\n{text}")))
+        .collect()
+}
+
+fn kind_of<'a>(documents: &'a [serde_norway::Value], kind: &str) -> Option<&'a serde_norway::Value> {
+    documents.iter().find(|d| d["kind"].as_str() == Some(kind))
+}
+
+fn container(deployment: &serde_norway::Value) -> &serde_norway::Value {
+    &deployment["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn env_of(container: &serde_norway::Value, name: &str) -> Option<String> {
+    container["env"]
+        .as_sequence()?
+        .iter()
+        .find(|e| e["name"].as_str() == Some(name))
+        .and_then(|e| e["value"].as_str().map(str::to_string))
+}
+
+/// The volume mounted at `path` in the container, from the pod's volumes.
+fn volume_at<'a>(deployment: &'a serde_norway::Value, path: &str) -> Option<&'a serde_norway::Value> {
+    let mount = container(deployment)["volumeMounts"]
+        .as_sequence()?
+        .iter()
+        .find(|m| m["mountPath"].as_str() == Some(path))?;
+    deployment["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()?
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+}
+
+/// Kubernetes, read as the API server would: GSUP_CONFIG only with the ConfigMap (the
+/// config's own text) and the volume that mounts it there; the control socket's
+/// directory is writable; args are the program's words; probes only for enabled
+/// endpoints.
+#[test]
+fn the_kubernetes_manifests_parse_and_hold_what_they_name() {
+    let text = format!(
+        "{}[http]\nlisten = \"0.0.0.0:9090\"\nreadiness = false\n",
+        awkward_config()
+    );
+    let file = config_file(&text);
+    let (code, yaml, stderr) = generate_with(GSUP, "kubernetes", Some(file.path()));
+    assert_eq!(code, 0, "{stderr}");
+    let documents = yaml_documents(&yaml);
+    let deployment = kind_of(&documents, "Deployment").expect("a Deployment");
+    let container = container(deployment);
+    let config = env_of(container, "GSUP_CONFIG").expect("GSUP_CONFIG");
+    let (dir, name) = config.rsplit_once('/').expect("a path");
+    let volume = volume_at(deployment, dir).unwrap_or_else(|| panic!("nothing mounted at {dir}: {yaml}"));
+    let map_name = volume["configMap"]["name"].as_str().expect("a configMap volume");
+    let map = documents
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("ConfigMap") && d["metadata"]["name"].as_str() == Some(map_name))
+        .unwrap_or_else(|| panic!("no ConfigMap {map_name}: {yaml}"));
+    assert_eq!(map["data"][name].as_str(), Some(text.as_str()), "the config's own text");
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("a string"))
+        .collect();
+    assert_eq!(args, AWKWARD);
+    let socket = env_of(container, "GSUP_CONTROL_SOCKET").expect("GSUP_CONTROL_SOCKET");
+    let socket_dir = socket.rsplit_once('/').expect("a path").0;
+    assert!(
+        volume_at(deployment, socket_dir).is_some_and(|v| v.get("emptyDir").is_some()),
+        "the control socket's directory is an emptyDir: {yaml}"
+    );
+    assert!(container.get("readinessProbe").is_none(), "readiness = false: {yaml}");
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/alive"),
+        "{yaml}"
+    );
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["port"].as_u64(),
+        Some(9090),
+        "{yaml}"
+    );
+
+    // Without a config file: no GSUP_CONFIG, no ConfigMap.
+    let (code, yaml, stderr) = generate_with(GSUP, "kubernetes", None);
+    assert_eq!(code, 0, "{stderr}");
+    let documents = yaml_documents(&yaml);
+    assert!(kind_of(&documents, "ConfigMap").is_none(), "{yaml}");
+    let deployment = kind_of(&documents, "Deployment").expect("a Deployment");
+    assert_eq!(env_of(self::container(deployment), "GSUP_CONFIG"), None, "{yaml}");
+    let probes = &self::container(deployment)["readinessProbe"]["exec"]["command"];
+    assert_eq!(
+        probes[3].as_str(),
+        Some("http://127.0.0.1:9090/ready"),
+        "loopback: exec probes: {yaml}"
+    );
+}
+
+/// Docker: a config file is copied only when one was given, from where it was given.
+#[test]
+fn the_dockerfile_copies_a_config_only_when_one_was_given() {
+    let (code, dockerfile, stderr) = generate_with(GSUP, "docker", None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!dockerfile.contains("supervisor.toml"), "no config given: {dockerfile}");
+    assert!(!dockerfile.contains("GSUP_CONFIG"), "{dockerfile}");
+
+    let file = config_file(&format!("{}[http]\nlisten = \"off\"\n", awkward_config()));
+    let (code, dockerfile, stderr) = generate_with(GSUP, "docker", Some(file.path()));
+    assert_eq!(code, 0, "{stderr}");
+    let name = file.path().file_name().expect("a name").to_str().expect("utf-8");
+    assert_eq!(
+        settings(&dockerfile, "COPY", " ").len(),
+        2,
+        "gsup and the config: {dockerfile}"
+    );
+    assert!(
+        dockerfile.contains(&format!(
+            "COPY \"{name}\" /etc/gsup/supervisor.toml\nENV GSUP_CONFIG=/etc/gsup/supervisor.toml\n"
+        )),
+        "{dockerfile}"
+    );
+    let cmd: Vec<String> = serde_json::from_str(setting(&dockerfile, "CMD", " ")).expect("CMD in exec form is JSON");
+    assert_eq!(cmd, AWKWARD);
+    assert!(
+        !dockerfile.contains("HEALTHCHECK CMD"),
+        "[http] listen = \"off\": no /ready to probe: {dockerfile}"
+    );
+}
+
+/// A `token_file` is not in the ConfigMap or the image: the container needs it mounted
+/// at the same path (gsup exits 2 without it), so `generate` says so.
+#[test]
+fn a_token_file_the_container_needs_is_named_on_stderr() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").expect("write token");
+    let config = dir.path().join("supervisor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[process]\ncommand = [\"/bin/true\"]\n[http]\ntoken_file = {:?}\n",
+            token.to_str().expect("utf-8")
+        ),
+    )
+    .expect("write config");
+    for kind in ["kubernetes", "docker"] {
+        let (code, _, stderr) = generate_with(GSUP, kind, Some(&config));
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stderr.contains(&format!("token_file {}", token.display())),
+            "{kind}: {stderr}"
+        );
+    }
 }

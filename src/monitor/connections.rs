@@ -14,7 +14,9 @@
 //!    inbound connection is an ESTABLISHED socket of the tree (its inode) whose local port
 //!    is one of them, so the child's outbound pools (databases, upstreams) never count,
 //!    nor connections another process accepted on a shared or SO_REUSEPORT port;
-//! 4. in flight per DESIGN §4 ([`in_flight`]).
+//! 4. in flight per DESIGN §4 ([`in_flight`]), plus every connection still in an accept
+//!    queue of the tree's listeners (`idiag_rqueue` of a LISTEN socket): the tree has not
+//!    accepted it, so no fd holds it, and a drain must not end before it is answered.
 //!
 //! DEPS §11 said "no bytecode filter"; it is used now because it shrinks the
 //! ESTABLISHED dump (the tree's own outbound ends and the rest of the machine are not built,
@@ -142,13 +144,15 @@ pub struct Inbound {
 pub struct Connections {
     /// ESTABLISHED inbound connections: `graceful_shutdown_active_connections`.
     pub active: u64,
-    /// Those of them in flight: `gsup_inflight_connections`, what the drain waits for.
+    /// In flight: those of them in flight, plus every connection in `queued`;
+    /// `gsup_inflight_connections`, what the drain waits for.
     pub inflight: u64,
     /// Ports the tree listens on (any address, either family), ascending, no repeats.
     pub listening_ports: Vec<u16>,
     /// Connections the kernel completed but the tree has not `accept`ed yet (the sum of
-    /// its listeners' accept queues). They have no inode yet, so they are not in
-    /// `active`; reported because a busy server's backlog is worth seeing.
+    /// its listeners' accept queues, `idiag_rqueue` of each LISTEN socket). They have no
+    /// inode yet, so they are not in `active`, but each is in flight (DESIGN §4): its
+    /// request, if any, is unanswered, and a drain that ended now would lose it.
     pub queued: u64,
     /// Socket inodes found in the tree's fd tables (TCP or not).
     pub sockets: usize,
@@ -437,7 +441,7 @@ impl ConnectionCounter {
         );
         out.sockets = known.len();
         out.active = out.connections.len() as u64;
-        out.inflight = out.connections.iter().filter(|c| c.in_flight).count() as u64;
+        out.inflight = out.connections.iter().filter(|c| c.in_flight).count() as u64 + out.queued;
         Ok(out)
     }
 
