@@ -25,10 +25,10 @@ for prefix in "$@"; do
     # Settled = the child exists (supervisor done starting). Deadline 5 s, 10 ms polls.
     # (/proc files have size 0, so read them instead of testing -s.)
     for _ in $(seq 500); do
-        [ -n "$(cat /proc/$pid/task/$pid/children 2>/dev/null)" ] && break
+        [ -n "$(cat /proc/$pid/task/*/children 2>/dev/null)" ] && break
         sleep 0.01
     done
-    [ -n "$(cat /proc/$pid/task/$pid/children 2>/dev/null)" ] || { echo "$0: '$prefix' started no child" >&2; kill -9 $pid; exit 1; }
+    [ -n "$(cat /proc/$pid/task/*/children 2>/dev/null)" ] || { echo "$0: '$prefix' started no child" >&2; kill -9 $pid; exit 1; }
     sleep 1 # let lazy start-up work (threads, timers) finish before counting
     rss=$(awk '/^VmRSS:/ { print $2 }' /proc/$pid/status)
     before=$(switches $pid)
@@ -41,7 +41,7 @@ for prefix in "$@"; do
         printf '{"metric": "idle wake-ups/s", "prefix": "%s", "value": %s}\n' "$(label "$prefix")" "$rate" >>"$BENCH_OUT"
     fi
     # Kill the child too: a supervisor killed by SIGKILL cannot pass anything on.
-    for child in $(cat /proc/$pid/task/$pid/children 2>/dev/null); do kill -9 "$child" 2>/dev/null || true; done
+    for child in $(cat /proc/$pid/task/*/children 2>/dev/null); do kill -9 "$child" 2>/dev/null || true; done
     kill -9 $pid 2>/dev/null || true
     wait $pid 2>/dev/null || true
 done

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Runs every benchmark for bare, tini, dumb-init, catatonit and gsup and prints one table
 # with ratios against tini, headed by the date, the machine and its load.
-#   bench/setup.sh && bench/run-all.sh            (as root; GSUP=path/to/gsup to choose)
-# gsup is left out, with a TODO line, when `$GSUP run -- true` does not exit 0.
-# The fixture is built (release) if missing. Run from the repository root.
+#   bench/setup.sh && bench/run-all.sh            (as root)
+# Without GSUP, both gsup builds are made and measured side by side: `gsup-glibc`
+# (`cargo build --release`) and `gsup-musl` (`--target x86_64-unknown-linux-musl
+# --no-default-features`, the release artefact; left out with a note when that target is
+# not installed). GSUP=path measures that binary instead (GSUP_EXTRA=more paths, each
+# with a distinct file name: the file name labels the column).
+# A gsup that fails `gsup run -- true` is left out with a TODO line. Run from the
+# repository root; the fixture and example server are built (release) if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
-GSUP=${GSUP:-$target/release/gsup}
 FIXTURE=${FIXTURE:-$target/release/gsup-test-child}
 SERVER=${SERVER:-$target/release/examples/drain_server}
+MUSL=x86_64-unknown-linux-musl
 if [ ! -x "$FIXTURE" ]; then
     cargo build --release --features test-fixture --bin gsup-test-child
 fi
@@ -17,21 +22,37 @@ if [ ! -x "$SERVER" ]; then
     cargo build --release --example drain_server
 fi
 
-prefixes=("" "tini --" "dumb-init" "catatonit --")
-gsup_note="gsup: included ($GSUP)"
-gsup_ok=0
-if [ -x "$GSUP" ] && timeout 10 "$GSUP" run -- true >/dev/null 2>&1; then
-    prefixes+=("$GSUP run --")
-    gsup_ok=1
+builds=()
+build_notes=()
+if [ -n "${GSUP:-}" ]; then
+    builds+=("$GSUP")
 else
-    gsup_note="gsup: TODO, not measured: \`$GSUP run -- true\` does not exit 0 (or $GSUP is missing)"
+    # Hard links under distinct names (the label); a link keeps the page cache the build
+    # left, as running target/release/gsup would.
+    bin=$target/bench-bin
+    mkdir -p "$bin"
+    cargo build --release --bin gsup >&2
+    ln -f "$target/release/gsup" "$bin/gsup-glibc"
+    builds+=("$bin/gsup-glibc")
+    if rustup target list --installed 2>/dev/null | grep -qx "$MUSL"; then
+        cargo build --release --target "$MUSL" --no-default-features --bin gsup >&2
+        ln -f "$target/$MUSL/release/gsup" "$bin/gsup-musl"
+        builds+=("$bin/gsup-musl")
+    else
+        build_notes+=("gsup-musl: not built, target $MUSL not installed (rustup target add $MUSL)")
+    fi
 fi
-# More gsup builds side by side (e.g. GSUP_EXTRA=/tmp/gsup-glibc): each is labelled by
-# its file name, so give each a distinct one.
-for extra in ${GSUP_EXTRA:-}; do
-    if [ -x "$extra" ] && timeout 10 "$extra" run -- true >/dev/null 2>&1; then
-        prefixes+=("$extra run --")
-        gsup_note="$gsup_note; also $extra"
+for extra in ${GSUP_EXTRA:-}; do builds+=("$extra"); done
+
+prefixes=("" "tini --" "dumb-init" "catatonit --")
+gsups=()
+for gsup in "${builds[@]}"; do
+    if [ -x "$gsup" ] && timeout 10 "$gsup" run -- true >/dev/null 2>&1; then
+        prefixes+=("$gsup run --")
+        gsups+=("$gsup")
+        build_notes+=("$(basename "$gsup"): included ($gsup)")
+    else
+        build_notes+=("$(basename "$gsup"): TODO, not measured: \`$gsup run -- true\` does not exit 0 (or it is missing)")
     fi
 done
 
@@ -44,20 +65,30 @@ echo "# host: $(uname -srm), $(nproc) cores; load before: $(uptime)"
 echo "# peers: tini $(dpkg-query -W -f='${Version}' tini 2>/dev/null || echo '?')," \
     "dumb-init $(dpkg-query -W -f='${Version}' dumb-init 2>/dev/null || echo '?')," \
     "catatonit $(dpkg-query -W -f='${Version}' catatonit 2>/dev/null || echo '?')"
-echo "# $gsup_note"
+for note in "${build_notes[@]}"; do echo "# $note"; done
 echo
-echo "## startup"; bench/startup.sh "${prefixes[@]}"; echo
-echo "## signal latency"; bench/signal_latency.py --fixture "$FIXTURE" "${prefixes[@]}"; echo
-echo "## orphans"; bench/orphans.sh "$FIXTURE" "${prefixes[@]}"; echo
+echo "## startup"; bench/startup.sh "${prefixes[@]}" || echo "# startup: FAILED (see above)"; echo
+echo "## signal latency"; bench/signal_latency.py --fixture "$FIXTURE" "${prefixes[@]}" || echo "# signal latency: FAILED (see above)"; echo
+echo "## orphans"; bench/orphans.sh "$FIXTURE" "${prefixes[@]}" || echo "# orphans: FAILED (see above)"; echo
 # Bare has no supervisor to measure while idle.
-echo "## idle"; bench/idle.sh "${prefixes[@]:1}"; echo
-# Reloads are gsup's alone (against a plain stop + start); a failed reload is reported,
-# and the rest of the run goes on.
-echo "## reload"
-if [ "$gsup_ok" = 1 ]; then
-    bench/reload.py --gsup "$GSUP" --server "$SERVER" || echo "# reload: FAILED (see above)"
+echo "## idle"; bench/idle.sh "${prefixes[@]:1}" || echo "# idle: FAILED (see above)"; echo
+# The rest is gsup's alone: monitoring cost (next to supervisord), /metrics under load,
+# /status while the child restarts, and reloads (against a plain stop + start). A failed
+# step is reported and the run goes on.
+if [ ${#gsups[@]} -gt 0 ]; then
+    echo "## monitor cpu"
+    DURATION=${MONITOR_SECONDS:-60} bench/monitor_cpu.sh "${gsups[@]}" || echo "# monitor cpu: FAILED (see above)"
+    echo
+    echo "## /metrics at 32 connections"
+    bench/metrics_latency.sh "${gsups[@]}" || echo "# /metrics: FAILED (see above)"
+    echo
+    echo "## /status while the child restarts"
+    bench/status_restarts.py "${gsups[@]}" || echo "# /status: FAILED (see above)"
+    echo
+    echo "## reload"
+    bench/reload.py --gsup "${gsups[0]}" --server "$SERVER" || echo "# reload: FAILED (see above)"
 else
-    echo "# reload: TODO, not measured (gsup not included)"
+    echo "# monitor cpu, /metrics, /status, reload: TODO, not measured (no gsup included)"
 fi
 echo
 echo "## summary"

@@ -23,7 +23,11 @@ def main():
         if value is None:
             return "never" if prefix in metrics[metric] else "-"
         tini = metrics[metric].get("tini")
-        text = f"{value:.1f}" if isinstance(value, float) else str(value)
+        # Small figures (CPU %, ms) keep three decimals: 0.1 would hide 0.103 vs 0.112.
+        if isinstance(value, float):
+            text = f"{value:.3f}" if abs(value) < 1 else f"{value:.1f}"
+        else:
+            text = str(value)
         if tini and prefix != "tini":
             text += f" ({value / tini:.2f}x)"
         return text

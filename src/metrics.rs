@@ -13,8 +13,9 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use nix::sys::resource::{Resource, getrlimit};
 use nix::unistd::{SysconfVar, sysconf};
@@ -72,7 +73,25 @@ pub struct Metrics {
     inflight: IntGauge,
     phase_duration: GaugeVec,
     reloads: IntCounterVec,
+    /// Bumped by every update: the text rendering is reused while it is unchanged.
+    version: AtomicU64,
+    /// The last text rendering (see [`Metrics::render_text`]).
+    rendered: Mutex<Option<Rendered>>,
 }
+
+/// A text rendering and what it was made from.
+struct Rendered {
+    /// `Metrics::version` read before the rendering began.
+    version: u64,
+    at: Instant,
+    text: String,
+}
+
+/// How long a text rendering is reused when no `gsup_*` series changed: the age bound of
+/// gsup's own `process_*` series (its CPU, memory and fds), which change without an
+/// update. Scrapes come every few seconds at the most; a burst of them (or many
+/// scrapers) shares one rendering.
+const RENDER_MAX_AGE: Duration = Duration::from_millis(500);
 
 impl Metrics {
     /// Registers every series, so each exists from start-up: counters 0, the histogram
@@ -268,77 +287,98 @@ impl Metrics {
             inflight,
             phase_duration,
             reloads,
+            version: AtomicU64::new(0),
+            rendered: Mutex::new(None),
         })
     }
 
     // --- Updates, called by the event loop. ---
 
+    /// Every update, once done, marks the last text rendering stale (after, not before:
+    /// a rendering that began in between must not be kept as current).
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub fn child_started(&self) {
         self.child_up.set(1);
+        self.changed();
     }
 
     /// 1 while any generation of the child runs (a reload's old and new ones overlap).
     pub fn set_child_up(&self, up: bool) {
-        self.child_up.set(i64::from(up));
+        set_gauge(&self.child_up, i64::from(up), || self.changed());
     }
 
     /// `code` as DESIGN §6 counts it: the exit code, or 128+N for a death by signal N.
     pub fn child_exited(&self, code: i32) {
         self.exits.with_label_values(&[code.to_string()]).inc();
+        self.changed();
     }
 
     pub fn restarted(&self) {
         self.restarts.inc();
+        self.changed();
     }
 
+    /// Called at every publish of the state: marks a change only when there is one.
     pub fn set_ready(&self, ready: bool) {
-        self.ready.set(i64::from(ready));
+        set_gauge(&self.ready, i64::from(ready), || self.changed());
     }
 
     /// `name` is the signal actually sent, after rewrite (`SIGHUP`).
     pub fn signal_forwarded(&self, name: &str) {
         self.signals_forwarded.with_label_values(&[name]).inc();
+        self.changed();
     }
 
     pub fn zombie_reaped(&self) {
         self.zombies_reaped.inc();
+        self.changed();
     }
 
     /// `resource` is `memory` or `cpu`.
     pub fn threshold_breached(&self, resource: &str) {
         self.threshold_breaches.with_label_values(&[resource]).inc();
+        self.changed();
     }
 
     pub fn shutdown_succeeded(&self) {
         self.shutdown_success.inc();
+        self.changed();
     }
 
     pub fn shutdown_failed(&self) {
         self.shutdown_failure.inc();
+        self.changed();
     }
 
     /// Trigger to the child's exit, observed when that exit is known.
     pub fn observe_shutdown_duration(&self, seconds: f64) {
         self.shutdown_duration.observe(seconds);
+        self.changed();
     }
 
     /// One phase of the last shutdown; a later shutdown overwrites it.
     pub fn set_phase_duration(&self, phase: &str, seconds: f64) {
         self.phase_duration.with_label_values(&[phase]).set(seconds);
+        self.changed();
     }
 
     /// Forgets the phases of the previous shutdown, so a phase the next one does not run
     /// is not shown with a stale duration. Call when a shutdown starts.
     pub fn clear_phase_durations(&self) {
         self.phase_duration.reset();
+        self.changed();
     }
 
     /// One monitor sample of the child's tree.
     pub fn set_tree(&self, rss_bytes: u64, threads: u64, fds: u64, processes: u64) {
-        self.child_rss.set(saturate(rss_bytes));
-        self.child_threads.set(saturate(threads));
-        self.child_fds.set(saturate(fds));
-        self.child_processes.set(saturate(processes));
+        let changed = || self.changed();
+        set_gauge(&self.child_rss, saturate(rss_bytes), changed);
+        set_gauge(&self.child_threads, saturate(threads), changed);
+        set_gauge(&self.child_fds, saturate(fds), changed);
+        set_gauge(&self.child_processes, saturate(processes), changed);
     }
 
     /// Raises `gsup_child_cpu_seconds_total` to `total`, the current cumulative CPU time of
@@ -354,25 +394,52 @@ impl Metrics {
         let before = f64::from_bits(self.child_cpu_high.fetch_max(total.to_bits(), Ordering::AcqRel));
         if total > before {
             self.child_cpu.inc_by(total - before);
+            self.changed();
         }
     }
 
     /// `active` feeds `graceful_shutdown_active_connections`, `inflight`
     /// `gsup_inflight_connections` (DESIGN §4, §7).
     pub fn set_connections(&self, active: u64, inflight: u64) {
-        self.active_connections.set(saturate(active));
-        self.inflight.set(saturate(inflight));
+        set_gauge(&self.active_connections, saturate(active), || self.changed());
+        set_gauge(&self.inflight, saturate(inflight), || self.changed());
     }
 
     /// `outcome` is `ok` or `failed` (DESIGN §8).
     pub fn reload(&self, outcome: &str) {
         self.reloads.with_label_values(&[outcome]).inc();
+        self.changed();
     }
 
     // --- Rendering, called by the HTTP server. ---
 
     /// Prometheus text format 0.0.4, served as [`TEXT_CONTENT_TYPE`].
+    ///
+    /// Rendering (the registry's `gather`, the encoder and /proc/self) is what a scrape
+    /// costs, and at 32 concurrent scrapes on the single event-loop thread they queued
+    /// behind each other. So the text is reused while no update came since it was made
+    /// and it is younger than [`RENDER_MAX_AGE`]: every `gsup_*` and `graceful_*` series
+    /// is as current as without the cache, and gsup's own `process_*` series are at most
+    /// that old.
     pub fn render_text(&self) -> String {
+        let version = self.version.load(Ordering::Acquire);
+        let mut rendered = self.rendered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(last) = rendered.as_ref()
+            && last.version == version
+            && last.at.elapsed() < RENDER_MAX_AGE
+        {
+            return last.text.clone();
+        }
+        let text = self.render_text_now();
+        *rendered = Some(Rendered {
+            version,
+            at: Instant::now(),
+            text: text.clone(),
+        });
+        text
+    }
+
+    fn render_text_now(&self) -> String {
         let encoder = TextEncoder::new();
         let mut out = String::with_capacity(8 * 1024);
         // One family at a time, so a family the encoder refuses (it refuses only empty or
@@ -428,6 +495,14 @@ fn add<C: Collector + Clone + 'static>(
         .register(Box::new(metric.clone()))
         .map_err(|source| MetricsError { name, source })?;
     Ok(metric)
+}
+
+/// Sets `gauge` and calls `changed` when that changed its value.
+fn set_gauge(gauge: &IntGauge, value: i64, changed: impl Fn()) {
+    if gauge.get() != value {
+        gauge.set(value);
+        changed();
+    }
 }
 
 /// Gauges are `i64`; a count beyond `i64::MAX` cannot happen, but must not wrap negative.
@@ -935,6 +1010,66 @@ mod tests {
         assert!(complaints.trim().is_empty(), "promtool: {complaints}\n{text}");
     }
 
+    #[test]
+    fn text_rendering_shows_every_update_at_once() {
+        let m = metrics();
+        let first = m.render_text();
+        assert_eq!(sample(&first, "gsup_child_up"), Some(0.0));
+        type Update = fn(&Metrics);
+        let steps: [(Update, &str, f64); 16] = [
+            (|m| m.child_started(), "gsup_child_up", 1.0),
+            (|m| m.set_child_up(false), "gsup_child_up", 0.0),
+            (|m| m.set_child_up(true), "gsup_child_up", 1.0),
+            (|m| m.set_ready(true), "gsup_ready", 1.0),
+            (|m| m.restarted(), "gsup_child_restarts_total", 1.0),
+            (|m| m.zombie_reaped(), "gsup_zombies_reaped_total", 1.0),
+            (|m| m.set_tree(1, 2, 3, 4), "gsup_child_open_fds", 3.0),
+            (|m| m.set_tree(1, 2, 5, 4), "gsup_child_open_fds", 5.0),
+            (|m| m.raise_child_cpu_seconds(2.5), "gsup_child_cpu_seconds_total", 2.5),
+            (|m| m.set_connections(5, 1), "gsup_inflight_connections", 1.0),
+            (
+                |m| m.signal_forwarded("SIGHUP"),
+                "gsup_signals_forwarded_total{signal=\"SIGHUP\"}",
+                1.0,
+            ),
+            (|m| m.child_exited(143), "gsup_child_exits_total{code=\"143\"}", 1.0),
+            (|m| m.shutdown_failed(), "graceful_shutdown_failure_total", 1.0),
+            (|m| m.reload("ok"), "gsup_reloads_total{outcome=\"ok\"}", 1.0),
+            (
+                |m| m.set_phase_duration("drain", 2.0),
+                "gsup_shutdown_phase_duration_seconds{phase=\"drain\"}",
+                2.0,
+            ),
+            (
+                |m| m.observe_shutdown_duration(4.0),
+                "graceful_shutdown_duration_seconds_count",
+                1.0,
+            ),
+        ];
+        for (update, series, value) in steps {
+            update(&m);
+            let text = m.render_text();
+            assert_eq!(sample(&text, series), Some(value), "{series}:\n{text}");
+        }
+    }
+
+    #[test]
+    fn own_process_series_are_refreshed_within_the_render_age() {
+        let m = metrics();
+        let fds = |m: &Metrics| sample(&m.render_text(), "process_open_fds").expect("process_open_fds");
+        let before = fds(&m);
+        // Other tests open and close fds meanwhile, so hold many and wait for a jump.
+        let held: Vec<fs::File> = (0..200)
+            .filter_map(|_| fs::File::open("/proc/self/stat").ok())
+            .collect();
+        assert_eq!(held.len(), 200);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fds(&m) < before + 150.0 {
+            assert!(Instant::now() < deadline, "process_open_fds stayed near {before}");
+            std::thread::sleep(RENDER_MAX_AGE / 5);
+        }
+    }
+
     /// Render cost, printed (no timing assertion): `cargo test render_cost -- --ignored
     /// --nocapture`.
     #[test]
@@ -942,7 +1077,8 @@ mod tests {
     fn render_cost() {
         let m = exercised();
         for (what, render) in [
-            ("text", &(|| drop(m.render_text())) as &dyn Fn()),
+            ("text", &(|| drop(m.render_text_now())) as &dyn Fn()),
+            ("text, reused", &|| drop(m.render_text())),
             ("json", &|| drop(m.render_json())),
         ] {
             let runs = 2000;

@@ -528,8 +528,9 @@ fn parse_stat(line: &[u8]) -> Option<Stat> {
     })
 }
 
-/// At most this many /proc files stay open between samples (two per process: `stat` and
-/// `children`): a big tree must not run gsup out of file descriptors.
+/// At most this many /proc files stay open between samples (three per process: `stat`,
+/// `children` and the `fd` directory): a big tree must not run gsup out of file
+/// descriptors.
 const MAX_KEPT_FILES: usize = 256;
 
 /// A /proc file that stays open across samples.
@@ -537,6 +538,8 @@ const MAX_KEPT_FILES: usize = 256;
 enum Kept {
     Stat(Pid),
     Children(Pid, Pid),
+    /// `/proc/<pid>/fd`, for its `st_size` (the open fd count).
+    Fds(Pid),
 }
 
 /// Reads /proc files into one reused path and one reused buffer, so a sample does not
@@ -634,16 +637,47 @@ impl Reader {
         }
     }
 
-    /// Open fds: `st_size` of `/proc/<pid>/fd` on Linux 6.2+; listing the directory, which
-    /// costs several times more, only where that is 0 (older kernels, or truly no fds).
+    /// Open fds: `st_size` of `/proc/<pid>/fd` on Linux 6.2+, by `fstat` of the directory
+    /// kept open (the path lookup of a fresh `stat` cost more than the count itself);
+    /// listing the directory, which costs several times more, only where that is 0 (older
+    /// kernels, or truly no fds). The count is exact at every sample: the kernel counts
+    /// the fd table at each `fstat`.
     fn fds(&mut self, pid: Pid) -> u64 {
+        let key = Kept::Fds(pid);
+        let size = match self.kept.get_mut(&key) {
+            // A kept directory of a process that has exited fails (ENOENT), even if its
+            // pid was reused: reopen by path, which finds the new process, if any.
+            Some((dir, read_in)) => match dir.metadata() {
+                Ok(meta) => {
+                    *read_in = self.pass;
+                    Some(meta.len())
+                }
+                Err(_) => {
+                    self.kept.remove(&key);
+                    None
+                }
+            },
+            None => None,
+        };
+        let size = match size {
+            Some(size) => size,
+            None => {
+                let Ok(dir) = self.open(format_args!("/proc/{pid}/fd")) else {
+                    return 0; // exited, or not ours to read
+                };
+                let Ok(meta) = dir.metadata() else { return 0 };
+                if self.kept.len() < MAX_KEPT_FILES {
+                    self.kept.insert(key, (dir, self.pass));
+                }
+                meta.len()
+            }
+        };
+        if size > 0 {
+            return size;
+        }
         self.path.clear();
         let _ = write!(self.path, "/proc/{pid}/fd");
-        match fs::metadata(&self.path) {
-            Ok(meta) if meta.len() > 0 => meta.len(),
-            Ok(_) => fs::read_dir(&self.path).map_or(0, |entries| entries.count() as u64),
-            Err(_) => 0,
-        }
+        fs::read_dir(&self.path).map_or(0, |entries| entries.count() as u64)
     }
 
     /// Appends the children of every thread of `pid` (a child belongs to the thread that

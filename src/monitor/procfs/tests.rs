@@ -433,6 +433,29 @@ fn kept_files_are_closed_once_their_processes_leave_the_tree() {
     }
 }
 
+#[test]
+fn fd_counts_follow_opens_and_closes_through_the_kept_directory() {
+    let mut sampler = Sampler::new().expect("sampler");
+    let me = std::process::id() as Pid;
+    let fds = |sampler: &mut Sampler| sampler.sample_self(&none()).expect("own entry").fds;
+    let _ = fds(&mut sampler); // keeps /proc/self/fd open from here on
+    // Other tests open and close fds meanwhile: hold many, and look for the jump.
+    let before = fds(&mut sampler);
+    let held: Vec<fs::File> = (0..300)
+        .filter_map(|_| fs::File::open("/proc/self/stat").ok())
+        .collect();
+    assert_eq!(held.len(), 300);
+    let during = fds(&mut sampler);
+    assert!(during >= before + 250, "{before} fds, then {during} with 300 more open");
+    drop(held);
+    let after = fds(&mut sampler);
+    assert!(after + 250 <= during, "{during} fds, then {after} with 300 closed");
+    assert!(
+        sampler.reader.kept.contains_key(&Kept::Fds(me)),
+        "the fd directory is kept open"
+    );
+}
+
 /// Property tests (issue 12 item 6): /proc is outside input too (a comm is whatever a
 /// process calls itself). No line panics the parsers; a well-formed line parses exactly.
 mod properties {
