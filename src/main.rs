@@ -20,6 +20,7 @@ mod run;
 mod shim;
 mod shutdown_log;
 mod signals;
+mod snapshot;
 mod supervisor;
 mod timefmt;
 

@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Loaded;
 use crate::metrics::Metrics;
-use crate::supervisor::snapshot::Snapshot;
+use crate::snapshot::Snapshot;
 
 /// DESIGN §5 bounds. Connections: at most this many, fewer with a low fd limit
 /// (`connection_limit`).

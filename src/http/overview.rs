@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::Api;
-use crate::supervisor::snapshot::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::timefmt::seconds;
 
 const CSS: &str = include_str!("overview.css");

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::{Api, Caller, Control, MAX_BODY_BYTES, OwedAnswer, overview};
-use crate::supervisor::snapshot::{Snapshot, prestop_remaining, reload_json};
+use crate::snapshot::{Snapshot, prestop_remaining, reload_json};
 use crate::timefmt::{rfc3339_millis, seconds};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -504,7 +504,7 @@ fn health(snapshot: &Snapshot) -> (StatusCode, Value) {
 
 /// `/process`: gsup itself and the child's tree, read from /proc.
 fn process(snapshot: &Snapshot) -> Value {
-    crate::supervisor::process_json(snapshot)
+    crate::snapshot::process_json(snapshot)
 }
 
 /// The overview page (DESIGN §5a), drawn from the JSON its script refreshes from.

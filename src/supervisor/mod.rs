@@ -12,7 +12,6 @@ pub mod checks;
 pub mod hooks;
 pub mod phases;
 mod reaper;
-pub mod snapshot;
 mod spawn;
 pub(crate) use spawn::candidates as exec_candidates;
 pub mod state;
@@ -38,8 +37,8 @@ use crate::monitor;
 use crate::notify::{self, NotifyMessage, NotifyServer, SystemdNotifier};
 use crate::os::{self, ChildSetup, InheritedSignals, SignalReceiver};
 use crate::signals::{self, Sig};
+use crate::snapshot::{self, Clock, Sample, Snapshot};
 use reaper::Reaped;
-use snapshot::{Clock, Sample, Snapshot};
 use spawn::{ChildSpec, SpawnError};
 use state::{Action, Command, Event, Host, Pid, State, Target, Timer};
 
@@ -1034,7 +1033,7 @@ impl Supervisor {
         let pids: Vec<Pid> = match &mut self.sampler {
             Some(sampler) if full => {
                 self.next_full_sample = now.saturating_add(self.monitor_interval);
-                let tree = sampler.sample(&roots(self.state.child().map(|c| c.pid)), &hook_pids);
+                let tree = sampler.sample(&snapshot::monitor_roots(self.state.child().map(|c| c.pid)), &hook_pids);
                 let gsup = sampler.sample_self(&hook_pids);
                 let totals = &tree.totals;
                 self.metrics
@@ -1419,51 +1418,6 @@ fn interactive_tty(own_pgid: Pid) -> Option<i32> {
 /// other tick skipped the full sample (a 2 s cadence with `interval = "1s"`).
 fn full_sample_due(due: Instant, now: Instant, tick: Duration) -> bool {
     due <= now + tick / 2
-}
-
-/// `/process`: gsup and the child's tree from the monitor's latest sample; with
-/// monitoring off, a one-off read (cpu_percent is then 0: it needs two samples).
-pub fn process_json(snapshot: &Snapshot) -> serde_json::Value {
-    let now = std::time::SystemTime::now();
-    let (gsup, tree) = match &snapshot.sample {
-        Some(sample) => (sample.gsup.clone(), Arc::clone(&sample.tree)),
-        None => match monitor::Sampler::new() {
-            Ok(mut sampler) => {
-                let roots = roots(snapshot.child.as_ref().map(|c| c.pid));
-                let tree = sampler.sample(&roots, &HashSet::new());
-                (sampler.sample_self(&HashSet::new()), Arc::new(tree))
-            }
-            Err(error) => {
-                return serde_json::json!({"error": format!("cannot read /proc: {error}")});
-            }
-        },
-    };
-    serde_json::json!({
-        "gsup": gsup.map(|entry| entry.to_json(now)),
-        "tree": tree.processes.iter().map(|entry| entry.to_json(now)).collect::<Vec<_>>(),
-        "totals": {
-            "processes": tree.totals.processes,
-            "rss_bytes": tree.totals.rss_bytes,
-            "threads": tree.totals.threads,
-            "fds": tree.totals.fds,
-            "cpu_percent": tree.totals.cpu_percent,
-        },
-        // Where gsup runs in a cgroup with a memory limit (a container, a systemd unit):
-        // the limit and usage next to the threshold (DESIGN §7). Null elsewhere.
-        "cgroup": monitor::cgroup_memory().map(|(limit, usage)| serde_json::json!({
-            "memory_limit_bytes": limit,
-            "memory_usage_bytes": usage,
-        })),
-        "memory_threshold_bytes": snapshot.memory_threshold_mb.saturating_mul(1024 * 1024),
-    })
-}
-
-/// The child's tree, plus whatever else lives below gsup (orphans re-parented to it).
-fn roots(child: Option<Pid>) -> Vec<monitor::Root> {
-    let own = std::process::id() as Pid;
-    let mut roots: Vec<monitor::Root> = child.map(monitor::Root::tree).into_iter().collect();
-    roots.push(monitor::Root::below(own));
-    roots
 }
 
 /// Something that belongs to one generation of the child.

@@ -2,12 +2,16 @@
 //! event loop after every step (a `tokio::sync::watch`). Readers never lock anything the
 //! loop needs and never touch the child.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use super::phases::PhaseRow;
-use super::state::{Lifecycle, ReloadRecord, State};
+use crate::monitor;
+use crate::supervisor::phases::PhaseRow;
+use crate::supervisor::state::Pid;
+use crate::supervisor::state::{Lifecycle, ReloadRecord, State};
 use crate::timefmt::{rfc3339_millis, seconds};
 
 /// Maps the monotonic clock the state machine uses to wall-clock time for JSON.
@@ -75,15 +79,15 @@ pub struct Snapshot {
     /// Why not ready, for `/ready`'s 503 body.
     pub not_ready: Option<String>,
     /// Each dependency: name, critical, latest result and when it came.
-    pub dependencies: Vec<super::state::DependencyStatus>,
+    pub dependencies: Vec<crate::supervisor::state::DependencyStatus>,
     pub child: Option<ChildView>,
     pub restarts: u64,
     pub last_exit: Option<ExitView>,
     pub shutdown: Option<ShutdownView>,
     /// The latest inbound-connection sample.
-    pub connections: Option<super::state::ConnectionCount>,
+    pub connections: Option<crate::supervisor::state::ConnectionCount>,
     /// Memory and CPU against their thresholds, as last sampled.
-    pub thresholds: [(super::state::Resource, super::state::Threshold); 2],
+    pub thresholds: [(crate::supervisor::state::Resource, crate::supervisor::state::Threshold); 2],
     /// `[monitor] memory_threshold_mb`, shown next to a cgroup's memory limit.
     pub memory_threshold_mb: u64,
     /// `[monitor] enabled`: without samples the thresholds say nothing.
@@ -243,4 +247,49 @@ impl<'a> PhaseView<'a> {
 /// Remaining wait of a preStop started at `since`, given `drain_delay`.
 pub fn prestop_remaining(since: Instant, drain_delay: Duration, now: Instant) -> Duration {
     drain_delay.saturating_sub(now.saturating_duration_since(since))
+}
+
+/// `/process`: gsup and the child's tree from the monitor's latest sample; with
+/// monitoring off, a one-off read (cpu_percent is then 0: it needs two samples).
+pub fn process_json(snapshot: &Snapshot) -> serde_json::Value {
+    let now = std::time::SystemTime::now();
+    let (gsup, tree) = match &snapshot.sample {
+        Some(sample) => (sample.gsup.clone(), Arc::clone(&sample.tree)),
+        None => match monitor::Sampler::new() {
+            Ok(mut sampler) => {
+                let roots = monitor_roots(snapshot.child.as_ref().map(|c| c.pid));
+                let tree = sampler.sample(&roots, &HashSet::new());
+                (sampler.sample_self(&HashSet::new()), Arc::new(tree))
+            }
+            Err(error) => {
+                return serde_json::json!({"error": format!("cannot read /proc: {error}")});
+            }
+        },
+    };
+    serde_json::json!({
+        "gsup": gsup.map(|entry| entry.to_json(now)),
+        "tree": tree.processes.iter().map(|entry| entry.to_json(now)).collect::<Vec<_>>(),
+        "totals": {
+            "processes": tree.totals.processes,
+            "rss_bytes": tree.totals.rss_bytes,
+            "threads": tree.totals.threads,
+            "fds": tree.totals.fds,
+            "cpu_percent": tree.totals.cpu_percent,
+        },
+        // Where gsup runs in a cgroup with a memory limit (a container, a systemd unit):
+        // the limit and usage next to the threshold (DESIGN §7). Null elsewhere.
+        "cgroup": monitor::cgroup_memory().map(|(limit, usage)| serde_json::json!({
+            "memory_limit_bytes": limit,
+            "memory_usage_bytes": usage,
+        })),
+        "memory_threshold_bytes": snapshot.memory_threshold_mb.saturating_mul(1024 * 1024),
+    })
+}
+
+/// The child's tree, plus whatever else lives below gsup (orphans re-parented to it).
+pub fn monitor_roots(child: Option<Pid>) -> Vec<monitor::Root> {
+    let own = std::process::id() as Pid;
+    let mut roots: Vec<monitor::Root> = child.map(monitor::Root::tree).into_iter().collect();
+    roots.push(monitor::Root::below(own));
+    roots
 }
