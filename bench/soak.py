@@ -73,12 +73,24 @@ def zombies(parent):
     return machine, mine
 
 
-def snapshot(pid, settle_like=None):
-    """The figures of gsup `pid`. With `settle_like` (the start figures), first wait up to
-    5 s for the fd count to come back to it: clients that just finished close their
-    connections, and gsup sees that a moment later."""
-    if settle_like is not None:
-        wait_until(lambda: resources(pid)["fds"] == settle_like["fds"], 5, 0.05)
+def settle(pid, bound=15.0):
+    """Waits until gsup's fd count has held still for 2.5 s (at most `bound`): the monitor
+    opens its kept /proc files for a new child at its next sample (one interval after the
+    start), and clients that just finished close their connections a moment later."""
+    last, since = None, time.monotonic()
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        fds = resources(pid)["fds"]
+        if fds != last:
+            last, since = fds, time.monotonic()
+        elif time.monotonic() - since >= 2.5:
+            return
+        time.sleep(0.25)
+
+
+def snapshot(pid):
+    """The figures of gsup `pid`, once its fds have settled."""
+    settle(pid)
     figures = resources(pid)
     figures["zombies_machine"], figures["zombies"] = zombies(pid)
     return figures
@@ -118,10 +130,16 @@ def soak_restarts(args, procs, workdir):
         f.write('[restart]\npolicy = "always"\nbackoff_initial = "1ms"\nbackoff_max = "1ms"\n'
                 'max_restarts = 4000000000\nwindow = "1s"\n')
     env = dict(os.environ, GSUP_LOG="warn")
+    # The child exits at once while the file `crash` exists, else it stays: so the start
+    # and the end are measured with one long-lived child, as in the reload phase.
+    crash = os.path.join(workdir, "crash")
+    script = f"if [ -e {crash} ]; then exit 3; fi; exec sleep 1000"
     gsup, hport, _ = start_gsup(procs, workdir, "restarts",
-                                [args.gsup, "--config", cfg, "--", "/bin/sh", "-c", "exit 3"], env)
+                                [args.gsup, "--config", cfg, "--", "/bin/sh", "-c", script], env)
     status_url = f"http://127.0.0.1:{hport}/api/v1/shutdown/status"
     start = snapshot(gsup.pid)
+    open(crash, "w").close()
+    os.kill(get_json(status_url, "first child")["child"]["pid"], signal.SIGTERM)
     t0 = time.monotonic()
     restarts = 0
 
@@ -133,7 +151,11 @@ def soak_restarts(args, procs, workdir):
     if not wait_until(enough, PHASE_BOUND, 0.2):
         raise BenchError(f"restarts: only {restarts} restarts within {PHASE_BOUND} s")
     took = time.monotonic() - t0
-    end = snapshot(gsup.pid, start)
+    os.unlink(crash)
+    if not wait_until(lambda: (get_json(status_url, "settled child").get("child") or {}).get("uptime_seconds", 0) > 1,
+                      30, 0.2):
+        raise BenchError("restarts: no long-lived child after the crash loop")
+    end = snapshot(gsup.pid)
     stop_gsup(gsup, "restarts")
     return {"restarts": restarts, "seconds": round(took, 1), "start": start, "end": end}
 
@@ -229,7 +251,7 @@ def soak_reloads(args, procs, workdir):
         raise BenchError(f"requests: only {hammer.sent} of {args.requests} sent within {PHASE_BOUND} s")
     http_seconds = time.monotonic() - t0
     procs.server_pids.add(get_json(status_url, "status at the end")["child"]["pid"])
-    end = snapshot(gsup.pid, start)
+    end = snapshot(gsup.pid)
     stop_gsup(gsup, "reloads")
     return {
         "reloads": args.reloads, "reload_seconds": round(reload_seconds, 1),
