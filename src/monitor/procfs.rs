@@ -620,7 +620,7 @@ impl Reader {
         parse_stat(self.read_kept(Kept::Stat(pid), format_args!("/proc/{pid}/stat")).ok()?)
     }
 
-    /// argv joined by spaces, or `[comm]` when argv is empty (zombies, kernel threads, a
+    /// argv (secrets redacted) joined by spaces, or `[comm]` when argv is empty (zombies, kernel threads, a
     /// process in the middle of an exec) or unreadable; true when from argv.
     fn command(&mut self, pid: Pid, stat: &Stat) -> (String, bool) {
         if stat.state == b'Z' {
@@ -630,8 +630,13 @@ impl Reader {
         match self.read(format_args!("/proc/{pid}/cmdline")) {
             Ok(argv) if argv.iter().any(|&b| b != 0) => {
                 let end = argv.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-                let joined: Vec<u8> = argv[..end].iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
-                (String::from_utf8_lossy(&joined).into_owned(), true)
+                // Argument by argument, as `/config` shows hooks' argv (`-pSECRET`,
+                // `--token X`); once per process, as the command is kept while it stays put.
+                let args: Vec<String> = argv[..end]
+                    .split(|&b| b == 0)
+                    .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                    .collect();
+                (crate::redact::argv(&args).join(" "), true)
             }
             _ => (format!("[{}]", stat.comm), false),
         }

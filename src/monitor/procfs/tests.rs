@@ -543,3 +543,18 @@ mod properties {
         }
     }
 }
+
+/// Found in review: `/process` showed `-pHUNTER2` from a command line that `/config`
+/// would have shown redacted.
+#[test]
+fn command_lines_are_shown_redacted() {
+    let shell = Shell::spawn("exec python3 -c 'import time; time.sleep(30)' -pHUNTER2 --token tok3n");
+    let mut sampler = Sampler::new().expect("sampler");
+    let roots = [Root::tree(shell.pid())];
+    let sample = sample_until(&mut sampler, &roots, &HashSet::new(), |s| {
+        s.processes.iter().any(|p| p.command.contains("time.sleep"))
+    });
+    let command = &find(&sample, shell.pid()).command;
+    assert!(!command.contains("HUNTER2") && !command.contains("tok3n"), "{command}");
+    assert!(command.contains("-p***"), "{command}");
+}
