@@ -686,7 +686,19 @@ impl Supervisor {
             if self.state.restarts() > restarts_before {
                 self.metrics.restarted();
             }
-            for action in actions {
+            let mut actions = actions.into_iter().peekable();
+            while let Some(action) = actions.next() {
+                if let Action::Forward { target, signal } = action {
+                    // The signal first; then the lines the machine placed after it (they
+                    // tell what came before it), then the forward's own line.
+                    let sent = self.send(target, signal);
+                    while let Some(Action::ShutdownStarted) = actions.peek() {
+                        actions.next();
+                        self.state.log_shutdown_started();
+                    }
+                    self.report_forward(target, signal, sent);
+                    continue;
+                }
                 if let Some(code) = self.perform(action) {
                     return Some(code);
                 }
@@ -745,6 +757,7 @@ impl Supervisor {
                 }
             }
             Action::KillHooks => self.hooks.kill(),
+            Action::ShutdownStarted => self.state.log_shutdown_started(),
             Action::Exit(code) => {
                 // Only the report: gsup's metrics and snapshot go with gsup, unread.
                 if let Some(shutdown) = self.state.shutdown() {
@@ -1101,9 +1114,22 @@ impl Supervisor {
     }
 
     fn forward(&mut self, target: Target, signal: libc::c_int) {
-        let (result, pid) = match target {
-            Target::Group(pgid) => (os::killpg(pgid, signal), pgid),
-            Target::Child(pid) => (os::kill(pid, signal), pid),
+        let sent = self.send(target, signal);
+        self.report_forward(target, signal, sent);
+    }
+
+    fn send(&self, target: Target, signal: libc::c_int) -> std::io::Result<()> {
+        match target {
+            Target::Group(pgid) => os::killpg(pgid, signal),
+            Target::Child(pid) => os::kill(pid, signal),
+        }
+    }
+
+    /// The forward's log line and count, once the signal is sent.
+    fn report_forward(&mut self, target: Target, signal: libc::c_int, result: std::io::Result<()>) {
+        let pid = match target {
+            Target::Group(pgid) => pgid,
+            Target::Child(pid) => pid,
         };
         match result {
             Ok(()) => {

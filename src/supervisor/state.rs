@@ -209,6 +209,9 @@ pub enum Action {
     },
     /// SIGKILL the running hook (its phase was cut short) and forget the phase.
     KillHooks,
+    /// Log "graceful shutdown started" (after the stop signal it precedes in time, so
+    /// formatting and writing the line does not delay the forward).
+    ShutdownStarted,
     /// A monitor restart's stop is over: the loop counts and reports it.
     ShutdownDone(Shutdown),
     /// A threshold held for `sustain`: count and log it (the machine acts on it itself).
@@ -1080,6 +1083,27 @@ impl State {
     }
 
     fn begin_shutdown(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) {
+        let first = actions.len();
+        self.drain_and_stop(reason, now, actions);
+        // The stop signal goes first; "graceful shutdown started" right after it.
+        let Some(announce) = actions[first..]
+            .iter()
+            .position(|action| *action == Action::ShutdownStarted)
+            .map(|at| first + at)
+        else {
+            return;
+        };
+        if let Some(forward) = actions[announce..]
+            .iter()
+            .position(|action| matches!(action, Action::Forward { .. }))
+            .map(|at| announce + at)
+        {
+            let shutdown_started = actions.remove(announce);
+            actions.insert(forward, shutdown_started);
+        }
+    }
+
+    fn drain_and_stop(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) {
         if !self.open_shutdown(reason, now, actions) {
             if self.phases[PhaseName::Force as usize].outcome.is_some() {
                 // Nothing was left to stop (restart backoff): the post-stop phases.
@@ -1143,6 +1167,14 @@ impl State {
         self.pre_stop(now, actions);
     }
 
+    /// The line `Action::ShutdownStarted` asks for, from this module as before.
+    pub fn log_shutdown_started(&self) {
+        if let Some(shutdown) = &self.shutdown {
+            let reason = &shutdown.reason;
+            info!(%reason, timeout_ms = self.config.shutdown.timeout.as_millis() as u64, "graceful shutdown started");
+        }
+    }
+
     /// Starts the shutdown's bookkeeping: the rows, readiness off, the graceful deadline.
     /// Returns whether a running child is left to drain and stop; the cases without one
     /// (restart backoff, stragglers of an exited child) are settled here.
@@ -1151,7 +1183,9 @@ impl State {
         self.phases = phases::plan(&self.config);
         self.phases
             .record(PhaseName::StopAccepting, Outcome::Ok, "readiness off", now);
-        info!(%reason, timeout_ms = self.config.shutdown.timeout.as_millis() as u64, "graceful shutdown started");
+        // Logged by the loop (`log_shutdown_started`), after the stop signal when this
+        // step sends one: the log write must not delay the forward (issue 14).
+        actions.push(Action::ShutdownStarted);
         self.connections_at_trigger = self.connections;
         self.fail_reload("a shutdown started".into(), now, actions);
         self.shutdown = Some(Shutdown {

@@ -83,6 +83,8 @@ fn sigterm_sends_the_stop_signal_and_arms_the_graceful_deadline() {
                 target: Target::Group(CHILD),
                 signal: libc::SIGTERM
             },
+            // Logged after the forward, so the log write does not delay it.
+            Action::ShutdownStarted,
         ]
     );
     assert_eq!(state.lifecycle(), Lifecycle::Stopping);
