@@ -631,21 +631,47 @@ fn an_incomplete_head_is_closed_after_5_seconds() {
     assert!(took < Duration::from_secs(12), "still open after {took:?}");
 }
 
+/// A config under which each GET /prestop holds its connection for 120 s.
+const HOLDING: &str = "[http]\nprestop = true\n[shutdown]\ndrain_delay = \"120s\"\n";
+
+/// Opens `n` connections that each block in GET /prestop, and waits until gsup holds
+/// them all (its fd count).
+fn hold(gsup: &Running, addr: &str, n: usize) -> Vec<TcpStream> {
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", gsup.pid())).map_or(0, |d| d.count());
+    let before = fds();
+    let request = format!("GET {PREFIX}/prestop HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    let held: Vec<TcpStream> = (0..n)
+        .map(|_| {
+            let mut stream = TcpStream::connect(addr).expect("connect");
+            stream.write_all(request.as_bytes()).expect("send");
+            stream
+        })
+        .collect();
+    let all_in = wait_until(PATIENCE, || fds() >= before + n);
+    assert!(all_in, "gsup holds {} of {n} connections", fds() - before);
+    held
+}
+
+/// gsup with `HOLDING` under a soft and hard fd limit of 256 (a cap of 64), ready; `extra`
+/// flags go after `--http`.
+fn under_256_fds(extra: &[&str]) -> (Running, String, tempfile::NamedTempFile) {
+    let config = config_file(HOLDING);
+    let mut args = vec!["--nofile=256:256", "--", GSUP, "run", "--config", utf8(config.path())];
+    args.extend_from_slice(&["--http", "127.0.0.1:0"]);
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.extend_from_slice(&SERVING);
+    let mut gsup = start(cmd("prlimit", &args), &[("GSUP_CONTROL_TOKEN", TOKEN)]);
+    gsup.expect_line("ready");
+    let addr = gsup.http_addr();
+    (gsup, addr, config)
+}
+
 /// Holds `n` connections open inside gsup (each blocked in GET /prestop, which waits
 /// `drain_delay`), then checks that the next one is closed at once without an answer and
 /// that a freed slot serves again.
 fn the_cap_is(gsup: &Running, addr: &str, cap: usize) {
-    let fds = || std::fs::read_dir(format!("/proc/{}/fd", gsup.pid())).map_or(0, |d| d.count());
-    let before = fds();
-    let request = format!("GET {PREFIX}/prestop HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
-    let mut held = Vec::with_capacity(cap);
-    for _ in 0..cap {
-        let mut stream = TcpStream::connect(addr).expect("connect");
-        stream.write_all(request.as_bytes()).expect("send");
-        held.push(stream);
-    }
-    let all_in = wait_until(PATIENCE, || fds() >= before + cap);
-    assert!(all_in, "gsup holds {} of {cap} connections", fds() - before);
+    let mut held = hold(gsup, addr, cap);
     // One more is closed at once: no answer.
     assert_eq!(
         exchange(addr, b"GET /alive HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
@@ -670,7 +696,7 @@ fn the_cap_is(gsup: &Running, addr: &str, cap: usize) {
 /// Exactly 1024 connections, the cap with a high fd limit.
 #[test]
 fn connections_beyond_1024_are_closed_at_once() {
-    let (gsup, addr, _file) = api("[http]\nprestop = true\n[shutdown]\ndrain_delay = \"120s\"\n");
+    let (gsup, addr, _file) = api(HOLDING);
     the_cap_is(&gsup, &addr, 1024);
 }
 
@@ -678,22 +704,7 @@ fn connections_beyond_1024_are_closed_at_once() {
 /// cap is a quarter of the soft limit: with 256, 64 connections.
 #[test]
 fn the_cap_is_a_quarter_of_a_low_fd_limit() {
-    let config = config_file("[http]\nprestop = true\n[shutdown]\ndrain_delay = \"120s\"\n");
-    let mut args = vec![
-        "--nofile=256:256",
-        "--",
-        GSUP,
-        "run",
-        "--config",
-        utf8(config.path()),
-        "--http",
-        "127.0.0.1:0",
-        "--",
-    ];
-    args.extend_from_slice(&SERVING);
-    let mut gsup = start(cmd("prlimit", &args), &[("GSUP_CONTROL_TOKEN", TOKEN)]);
-    gsup.expect_line("ready");
-    let addr = gsup.http_addr();
+    let (gsup, addr, _config) = under_256_fds(&[]);
     the_cap_is(&gsup, &addr, 64);
     assert!(!gsup.stderr().contains("accept failed"), "{}", gsup.stderr());
 }
@@ -706,36 +717,9 @@ fn the_cap_is_a_quarter_of_a_low_fd_limit() {
 fn a_full_http_port_leaves_the_control_socket_answering() {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("gsup.sock");
-    let config = config_file("[http]\nprestop = true\n[shutdown]\ndrain_delay = \"120s\"\n");
-    let mut args = vec![
-        "--nofile=256:256",
-        "--",
-        GSUP,
-        "run",
-        "--config",
-        utf8(config.path()),
-        "--http",
-        "127.0.0.1:0",
-        "--control-socket",
-        utf8(&socket),
-        "--",
-    ];
-    args.extend_from_slice(&SERVING);
-    let mut gsup = start(cmd("prlimit", &args), &[("GSUP_CONTROL_TOKEN", TOKEN)]);
-    gsup.expect_line("ready");
-    let addr = gsup.http_addr();
+    let (gsup, addr, _config) = under_256_fds(&["--control-socket", utf8(&socket)]);
     assert_eq!(gsup_cmd(&["ctl", "--socket", utf8(&socket), "status"], &[]).0, 0);
-    let fds = || std::fs::read_dir(format!("/proc/{}/fd", gsup.pid())).map_or(0, |d| d.count());
-    let before = fds();
-    let request = format!("GET {PREFIX}/prestop HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
-    let held: Vec<TcpStream> = (0..64)
-        .map(|_| {
-            let mut stream = TcpStream::connect(&addr).expect("connect");
-            stream.write_all(request.as_bytes()).expect("send");
-            stream
-        })
-        .collect();
-    assert!(wait_until(PATIENCE, || fds() >= before + 64), "gsup holds the 64");
+    let held = hold(&gsup, &addr, 64);
     assert_eq!(
         exchange(&addr, b"GET /alive HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
         0,
