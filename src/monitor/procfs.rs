@@ -564,7 +564,7 @@ impl Reader {
         let me = nix::unistd::getpid();
         Reader {
             path: String::with_capacity(64),
-            buf: Vec::with_capacity(4096),
+            buf: Vec::new(),
             kept: HashMap::new(),
             pass: 0,
             children_files: fs::metadata(format!("/proc/{me}/task/{me}/children")).is_ok(),
@@ -588,8 +588,8 @@ impl Reader {
 
     fn read(&mut self, path: fmt::Arguments) -> io::Result<&[u8]> {
         let file = self.open(path)?;
-        read_whole(&file, &mut self.buf)?;
-        Ok(&self.buf)
+        let len = read_whole(&file, &mut self.buf)?;
+        Ok(&self.buf[..len])
     }
 
     fn open(&mut self, path: fmt::Arguments) -> io::Result<File> {
@@ -602,18 +602,18 @@ impl Reader {
     /// exited reads as an error (ESRCH) even if its pid was reused, and is dropped.
     fn read_kept(&mut self, key: Kept, path: fmt::Arguments) -> io::Result<&[u8]> {
         if let Some((file, read_in)) = self.kept.get_mut(&key) {
-            if read_whole(file, &mut self.buf).is_ok() {
+            if let Ok(len) = read_whole(file, &mut self.buf) {
                 *read_in = self.pass;
-                return Ok(&self.buf);
+                return Ok(&self.buf[..len]);
             }
             self.kept.remove(&key);
         }
         let file = self.open(path)?;
-        read_whole(&file, &mut self.buf)?;
+        let len = read_whole(&file, &mut self.buf)?;
         if self.kept.len() < MAX_KEPT_FILES {
             self.kept.insert(key, (file, self.pass));
         }
-        Ok(&self.buf)
+        Ok(&self.buf[..len])
     }
 
     fn stat(&mut self, pid: Pid) -> Option<Stat> {
@@ -738,19 +738,22 @@ impl Reader {
     }
 }
 
-/// The whole of a /proc file from offset 0 into `buf`: `pread` until a short or empty
-/// read, with no size hint (procfs sizes are 0, so `read_to_end` would `statx` and `lseek`
-/// for nothing).
-fn read_whole(file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
+/// The whole of a /proc file from offset 0 into the start of `buf`; returns its length.
+/// `pread` until a short or empty read, with no size hint (procfs sizes are 0, so
+/// `read_to_end` would `statx` and `lseek` for nothing). `buf` only grows and is zeroed
+/// only where it grows: clearing and re-zeroing 4 KiB per read was 40 % of a tick's
+/// instructions (callgrind).
+fn read_whole(file: &File, buf: &mut Vec<u8>) -> io::Result<usize> {
     const CHUNK: usize = 4096;
-    buf.clear();
+    let mut len = 0;
     loop {
-        let start = buf.len();
-        buf.resize(start + CHUNK, 0);
-        let n = file.read_at(&mut buf[start..], start as u64)?;
-        buf.truncate(start + n);
+        if buf.len() < len + CHUNK {
+            buf.resize(len + CHUNK, 0);
+        }
+        let n = file.read_at(&mut buf[len..len + CHUNK], len as u64)?;
+        len += n;
         if n < CHUNK {
-            return Ok(());
+            return Ok(len);
         }
     }
 }
