@@ -491,19 +491,19 @@ struct Stat {
 
 /// Parses a `stat` line. The fields are counted after the LAST `)`: `comm` may itself hold
 /// spaces and parentheses (`(sd-pam) )`), so neither splitting the whole line nor the
-/// first `)` is safe.
+/// first `)` is safe. Parsed from bytes (no `str` conversions): the split-and-`str::parse`
+/// version cost ~10 % more instructions per tick.
 fn parse_stat(line: &[u8]) -> Option<Stat> {
-    let open = line.iter().position(|&b| b == b'(')?;
-    let close = line.iter().rposition(|&b| b == b')')?;
+    let open = memchr::memchr(b'(', line)?;
+    let close = memchr::memrchr(b')', line)?;
     let comm = String::from_utf8_lossy(line.get(open + 1..close)?).into_owned();
-    // fields[0] is field 3 (state).
-    let mut fields = line[close + 1..].split(|&b| b == b' ').filter(|f| !f.is_empty());
-    let number = |field: Option<&[u8]>| -> Option<i64> { std::str::from_utf8(field?).ok()?.parse().ok() };
+    // The first field is field 3 (state).
+    let mut fields = Fields(&line[close + 1..]);
     // Never negative in practice; a garbled value must not wrap to a huge count.
-    let unsigned = |field: Option<&[u8]>| -> Option<u64> { number(field).map(|n| n.max(0) as u64) };
+    let unsigned = |field: Option<&[u8]>| -> Option<u64> { parse_i64(field?).map(|n| n.max(0) as u64) };
     let state = *fields.next()?.first()?; // field 3
-    let ppid = number(fields.next())? as Pid; // 4
-    let pgid = number(fields.next())? as Pid; // 5
+    let ppid = parse_i64(fields.next()?)? as Pid; // 4
+    let pgid = parse_i64(fields.next()?)? as Pid; // 5
     let utime = unsigned(fields.nth(8))?; // 14
     let stime = unsigned(fields.next())?; // 15
     let cutime = unsigned(fields.next())?; // 16
@@ -526,6 +526,60 @@ fn parse_stat(line: &[u8]) -> Option<Stat> {
         rss_pages,
         arg_start,
     })
+}
+
+/// The space-separated, non-empty fields of a `stat` line.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        // Plain loops: fields are a few bytes long, too short for memchr to pay (it made
+        // a tick slower, as did memchr_iter over the spaces).
+        let line = self.0;
+        let mut start = 0;
+        while start < line.len() && line[start] == b' ' {
+            start += 1;
+        }
+        if start == line.len() {
+            return None;
+        }
+        let mut end = start;
+        while end < line.len() && line[end] != b' ' {
+            end += 1;
+        }
+        self.0 = &line[end..];
+        Some(&line[start..end])
+    }
+}
+
+/// A decimal `i64` as `str::parse` reads it (an optional sign, then at least one ASCII
+/// digit, no overflow), straight from bytes.
+fn parse_i64(field: &[u8]) -> Option<i64> {
+    let (negative, digits) = match field {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, field),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &byte in digits {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?;
+        // Accumulated with the sign, so that i64::MIN parses too.
+        n = if negative {
+            n.checked_sub(i64::from(digit))?
+        } else {
+            n.checked_add(i64::from(digit))?
+        };
+    }
+    Some(n)
 }
 
 /// At most this many /proc files stay open between samples (three per process: `stat`,

@@ -477,6 +477,17 @@ mod properties {
         }
 
         #[test]
+        fn numbers_parse_as_str_parse_reads_them(
+            field in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..24),
+                "[+-]?[0-9]{0,21}".prop_map(String::into_bytes),
+            ]
+        ) {
+            let expected = std::str::from_utf8(&field).ok().and_then(|text| text.parse::<i64>().ok());
+            prop_assert_eq!(parse_i64(&field), expected);
+        }
+
+        #[test]
         fn a_stat_line_with_any_comm_parses_exactly(
             comm in proptest::collection::vec(any::<u8>(), 0..16),
             state in any::<u8>().prop_filter("a field is never empty", |b| *b != b' '),
