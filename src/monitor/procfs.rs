@@ -178,6 +178,23 @@ pub struct Sampler {
     queue: Vec<Pid>,
     seen: HashSet<Pid>,
     children: Vec<Pid>,
+    /// gsup's pid (no `getpid` per sample).
+    own_pid: Pid,
+    /// gsup's children as the last `sample` listed them (all threads', unfiltered), for
+    /// the `sample_self` right after it: listing `/proc/self/task` and each thread's
+    /// `children` twice per tick cost 14 system calls. Taken by that call.
+    own_children: Option<Vec<Pid>>,
+    /// gsup's own command line, kept while its `stat` says it is the same (see `Known`).
+    own_command: Option<OwnCommand>,
+}
+
+/// gsup's command, kept across samples like a tree process's (`Known`): reading and
+/// redacting its `cmdline` every tick was a tenth of a tick's instructions.
+struct OwnCommand {
+    starttime: u64,
+    comm: String,
+    arg_start: u64,
+    command: String,
 }
 
 impl Sampler {
@@ -206,6 +223,9 @@ impl Sampler {
             queue: Vec::new(),
             seen: HashSet::new(),
             children: Vec::new(),
+            own_pid: nix::unistd::getpid().as_raw(),
+            own_children: None,
+            own_command: None,
         })
     }
 
@@ -244,6 +264,12 @@ impl Sampler {
                 }
             } else {
                 self.push_children(root.pid, false, exclude);
+                if root.pid == self.own_pid {
+                    let mut own = self.own_children.take().unwrap_or_default();
+                    own.clear();
+                    own.extend_from_slice(&self.children);
+                    self.own_children = Some(own);
+                }
             }
             while let Some(pid) = self.queue.pop() {
                 let Some(stat) = self.reader.stat(pid) else {
@@ -373,7 +399,8 @@ impl Sampler {
     /// `/proc/self` cannot be read (no /proc mounted).
     pub fn sample_self(&mut self, exclude: &HashSet<Pid>) -> Option<ProcessInfo> {
         let now = Instant::now();
-        let pid = nix::unistd::getpid().as_raw();
+        let pid = self.own_pid;
+        let listed = self.own_children.take();
         let stat = self.reader.stat(pid)?;
         let own_ticks = stat.utime + stat.stime;
         let cpu_percent = match self.own_previous {
@@ -388,17 +415,45 @@ impl Sampler {
             _ => 0.0,
         };
         self.own_previous = Some((now, stat.starttime, own_ticks));
-        self.reader.begin_pass();
-        self.children.clear();
-        self.reader.children(pid, false, &mut self.children);
-        let mut children: Vec<Pid> = self.children.iter().copied().filter(|c| !exclude.contains(c)).collect();
+        let mut children = match listed {
+            Some(listed) => listed,
+            None => {
+                self.reader.begin_pass();
+                let mut listed = Vec::new();
+                self.reader.children(pid, false, &mut listed);
+                listed
+            }
+        };
+        children.retain(|c| !exclude.contains(c));
         children.sort_unstable();
         children.dedup();
+        let command = match self.own_command.take() {
+            Some(own)
+                if own.starttime == stat.starttime
+                    && own.comm == stat.comm
+                    && own.arg_start == stat.arg_start
+                    && stat.arg_start != 0 =>
+            {
+                own
+            }
+            _ => {
+                let (command, from_argv) = self.reader.command(pid, &stat);
+                OwnCommand {
+                    starttime: stat.starttime,
+                    // A `[comm]` fallback is not kept (see `Known::from_argv`).
+                    arg_start: if from_argv { stat.arg_start } else { 0 },
+                    comm: stat.comm.clone(),
+                    command,
+                }
+            }
+        };
+        let entry_command = command.command.clone();
+        self.own_command = Some(command);
         Some(ProcessInfo {
             pid,
             ppid: stat.ppid,
             pgid: stat.pgid,
-            command: self.reader.command(pid, &stat).0,
+            command: entry_command,
             started_at: self.boot_time + Duration::from_secs_f64(stat.starttime as f64 / self.clk_tck),
             rss_bytes: stat.rss_pages.saturating_mul(self.page_size),
             cpu_seconds: own_ticks as f64 / self.clk_tck,

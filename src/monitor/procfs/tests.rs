@@ -275,6 +275,23 @@ fn below_skips_the_root_and_roots_are_deduplicated() {
 }
 
 #[test]
+fn the_own_entry_right_after_a_sample_is_the_same_as_alone() {
+    let shell = Shell::spawn("sleep 30");
+    let me = std::process::id() as Pid;
+    let mut sampler = Sampler::new().expect("sampler");
+    let alone = sampler.sample_self(&none()).expect("own entry");
+    sampler.sample(&[Root::below(me)], &none());
+    let after = sampler.sample_self(&none()).expect("own entry");
+    assert!(after.children.contains(&shell.pid()), "{after:?}");
+    assert_eq!(after.children, alone.children);
+    assert_eq!(after.command, alone.command);
+    let excluded = HashSet::from([shell.pid()]);
+    sampler.sample(&[Root::below(me)], &none());
+    let without = sampler.sample_self(&excluded).expect("own entry");
+    assert!(!without.children.contains(&shell.pid()), "{without:?}");
+}
+
+#[test]
 fn the_own_entry() {
     let shell = Shell::spawn("sleep 30");
     let mut sampler = Sampler::new().expect("sampler");
