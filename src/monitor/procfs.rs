@@ -28,6 +28,11 @@ use crate::timefmt::rfc3339_millis;
 
 pub type Pid = i32;
 
+/// The hasher of the sampler's own maps, looked up several times per process per tick:
+/// std's SipHash was ~15 % of a tick's instructions. Keys are pids the kernel chose, so
+/// no flooding resistance is needed beyond foldhash's per-map seed.
+type Fast = foldhash::fast::RandomState;
+
 /// Where a walk starts. The child is a `tree` root (itself and every descendant); gsup is
 /// a `below` root, for the orphans re-parented to it, without gsup itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,9 +170,9 @@ pub struct Sampler {
     clk_tck: f64,
     page_size: u64,
     boot_time: SystemTime,
-    previous: HashMap<Pid, Known>,
+    previous: HashMap<Pid, Known, Fast>,
     /// Becomes `previous` at the end of a sample; kept to reuse its allocation.
-    current: HashMap<Pid, Known>,
+    current: HashMap<Pid, Known, Fast>,
     previous_at: Option<Instant>,
     /// `cpu_seconds_total` in ticks, exact.
     total_ticks: u64,
@@ -176,7 +181,7 @@ pub struct Sampler {
     /// gsup's own previous reading for its `cpu_percent`: (when, starttime, own ticks).
     own_previous: Option<(Instant, u64, u64)>,
     queue: Vec<Pid>,
-    seen: HashSet<Pid>,
+    seen: HashSet<Pid, Fast>,
     children: Vec<Pid>,
     /// gsup's pid (no `getpid` per sample).
     own_pid: Pid,
@@ -214,14 +219,14 @@ impl Sampler {
             clk_tck,
             page_size,
             boot_time,
-            previous: HashMap::new(),
-            current: HashMap::new(),
+            previous: HashMap::default(),
+            current: HashMap::default(),
             previous_at: None,
             total_ticks: 0,
             debt_ticks: 0,
             own_previous: None,
             queue: Vec::new(),
-            seen: HashSet::new(),
+            seen: HashSet::default(),
             children: Vec::new(),
             own_pid: nix::unistd::getpid().as_raw(),
             own_children: None,
@@ -480,7 +485,7 @@ impl Sampler {
 /// Fills each process's `children` from the others' `ppid`, so the lists hold exactly the
 /// processes of this sample.
 fn link_children(processes: &mut [ProcessInfo]) {
-    let index: HashMap<Pid, usize> = processes.iter().enumerate().map(|(i, p)| (p.pid, i)).collect();
+    let index: HashMap<Pid, usize, Fast> = processes.iter().enumerate().map(|(i, p)| (p.pid, i)).collect();
     for i in 0..processes.len() {
         if let Some(&parent) = index.get(&processes[i].ppid) {
             let pid = processes[i].pid;
@@ -658,7 +663,7 @@ enum Kept {
 struct Reader {
     path: String,
     buf: Vec<u8>,
-    kept: HashMap<Kept, (File, u64)>,
+    kept: HashMap<Kept, (File, u64), Fast>,
     /// The walk a kept file was last read in; files not read in a walk are closed.
     pass: u64,
     /// Whether the kernel has `/proc/<pid>/task/<tid>/children` (CONFIG_PROC_CHILDREN).
@@ -674,7 +679,7 @@ impl Reader {
         Reader {
             path: String::with_capacity(64),
             buf: Vec::new(),
-            kept: HashMap::new(),
+            kept: HashMap::default(),
             pass: 0,
             children_files: fs::metadata(format!("/proc/{me}/task/{me}/children")).is_ok(),
             scan: None,
