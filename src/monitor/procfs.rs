@@ -280,8 +280,8 @@ impl Sampler {
                 let Some(stat) = self.reader.stat(pid) else {
                     continue; // exited since its parent listed it
                 };
-                let known = self.previous.remove(&pid).filter(|k| k.starttime == stat.starttime);
-                let (command, from_argv) = match &known {
+                let mut known = self.previous.remove(&pid).filter(|k| k.starttime == stat.starttime);
+                let (command, from_argv) = match &mut known {
                     Some(k)
                         if k.from_argv
                             && k.comm == stat.comm
@@ -289,7 +289,7 @@ impl Sampler {
                             && stat.arg_start != 0
                             && stat.state != b'Z' =>
                     {
-                        (k.command.clone(), true)
+                        (std::mem::take(&mut k.command), true)
                     }
                     // New, exec'd since (comm changed: argv may have changed too), or
                     // caught mid-exec last time (argv not yet set up).
@@ -595,22 +595,14 @@ impl<'a> Iterator for Fields<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        // Plain loops: fields are a few bytes long, too short for memchr to pay (it made
-        // a tick slower, as did memchr_iter over the spaces).
+        // Plain searches: fields are a few bytes long, too short for memchr to pay (it
+        // made a tick slower, as did memchr_iter over the spaces).
         let line = self.0;
-        let mut start = 0;
-        while start < line.len() && line[start] == b' ' {
-            start += 1;
-        }
-        if start == line.len() {
-            return None;
-        }
-        let mut end = start;
-        while end < line.len() && line[end] != b' ' {
-            end += 1;
-        }
-        self.0 = &line[end..];
-        Some(&line[start..end])
+        let start = line.iter().position(|&b| b != b' ')?;
+        let field = &line[start..];
+        let len = field.iter().position(|&b| b == b' ').unwrap_or(field.len());
+        self.0 = &field[len..];
+        Some(&field[..len])
     }
 }
 
