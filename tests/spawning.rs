@@ -587,3 +587,33 @@ fn the_first_status_answered_already_names_the_child() {
         gsup.wait_exit(PATIENCE);
     }
 }
+
+/// Started with stdin, stdout and stderr closed (a careless init script), gsup puts
+/// `/dev/null` there before it opens anything, as the Rust runtime did before `main`
+/// (gsup has its own C entry point since issue 14): the child gets `/dev/null` on 0–2,
+/// never one of gsup's own descriptors, and gsup still exits with the child's code.
+#[test]
+fn closed_standard_descriptors_become_dev_null_for_gsup_and_its_child() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("fds");
+    let report = format!(
+        // The shell's own fds, read from a subshell (a redirection would change them).
+        "fds=$(readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/2); echo \"$fds\" > {}",
+        out.display()
+    );
+    let mut gsup = start(
+        cmd(
+            "sh",
+            &[
+                "-c",
+                "exec \"$0\" run --http off -- sh -c \"$1\" 0<&- 1>&- 2>&-",
+                GSUP,
+                &report,
+            ],
+        ),
+        &[],
+    );
+    assert_eq!(gsup.wait_code(PATIENCE), 0);
+    let seen = std::fs::read_to_string(&out).expect("the child wrote its fds");
+    assert_eq!(seen, "/dev/null\n/dev/null\n/dev/null\n");
+}
