@@ -34,11 +34,18 @@ mod timefmt;
 
 use std::ffi::OsString;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 /// gsup's exit code for the command line `args` (program name first).
 fn main(args: Vec<OsString>) -> u8 {
-    let cli = match cli::Cli::try_parse_from(args) {
+    let mut command = cli::Cli::command();
+    let parsed = command
+        .try_get_matches_from_mut(args)
+        .and_then(|matches| cli::Cli::from_arg_matches(&matches).map_err(|error| error.format(&mut command)));
+    // Freed by the exit instead: dropping clap's model of every subcommand cost ~28 k of
+    // the ~1.1 M instructions of a `gsup run -- true` (callgrind, issue 14).
+    std::mem::forget(command);
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => {
             // clap exits 2 on usage errors and 0 for --help/--version.

@@ -8,7 +8,7 @@
 //! loop submits through a [`Starter`] and learns the pid by a [`SpawnReply`]. Nothing here waits on pids (DEPS §4).
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -85,14 +85,33 @@ fn prepare(spec: &ChildSpec, setup: ChildSetup, stdio: [Option<i32>; 3]) -> Resu
         source: io::Error::new(io::ErrorKind::InvalidInput, format!("{what} contains a NUL byte")),
     };
     let cstring = |bytes: Vec<u8>, what: &str| CString::new(bytes).map_err(|_| invalid(what));
-    // gsup's environment, less what is gsup's own, plus the child's settings.
-    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os()
-        .filter(|(name, _)| !STRIPPED_ENV.iter().any(|stripped| OsStr::new(stripped) == name))
-        .collect();
-    for (name, value) in &spec.env {
-        env.insert(name.into(), value.into());
+    // gsup's environment, less what is gsup's own, plus the child's settings (which win),
+    // each `NAME=VALUE` built once: this runs before every start (issue 14).
+    let mut envp = Vec::new();
+    let mut path = None;
+    for (name, value) in std::env::vars_os() {
+        let overridden = name.to_str().is_some_and(|name| spec.env.contains_key(name));
+        if overridden || STRIPPED_ENV.iter().any(|stripped| OsStr::new(stripped) == name) {
+            continue;
+        }
+        if name == "PATH" {
+            path = Some(value.clone());
+        }
+        envp.push(cstring(
+            env_entry(name.as_bytes(), value.as_bytes()),
+            "the environment",
+        )?);
     }
-    let candidates = candidates(&program, env.get(OsStr::new("PATH")).map(OsString::as_os_str))
+    for (name, value) in &spec.env {
+        if name == "PATH" {
+            path = Some(value.into());
+        }
+        envp.push(cstring(
+            env_entry(name.as_bytes(), value.as_bytes()),
+            "the environment",
+        )?);
+    }
+    let candidates = candidates(&program, path.as_deref())
         .into_iter()
         .map(|path| cstring(path.into_os_string().into_vec(), "the program"))
         .collect::<Result<Vec<_>, _>>()?;
@@ -100,15 +119,6 @@ fn prepare(spec: &ChildSpec, setup: ChildSetup, stdio: [Option<i32>; 3]) -> Resu
         .argv
         .iter()
         .map(|arg| cstring(arg.clone().into_bytes(), "an argument"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let envp = env
-        .into_iter()
-        .map(|(name, value)| {
-            let mut pair = name.into_vec();
-            pair.push(b'=');
-            pair.extend(value.into_vec());
-            cstring(pair, "the environment")
-        })
         .collect::<Result<Vec<_>, _>>()?;
     let workdir = spec
         .workdir
@@ -124,6 +134,15 @@ fn prepare(spec: &ChildSpec, setup: ChildSetup, stdio: [Option<i32>; 3]) -> Resu
         stdio,
         setup,
     ))
+}
+
+/// `NAME=VALUE`, with room for the NUL `CString` adds.
+fn env_entry(name: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(name.len() + value.len() + 2);
+    entry.extend_from_slice(name);
+    entry.push(b'=');
+    entry.extend_from_slice(value);
+    entry
 }
 
 /// The paths `execve` tries, as `execvp` would: the program itself when it names a path,
