@@ -11,6 +11,7 @@
 //!   with its sender (as tini does with `sigtimedwait`).
 //! - [`stop_self`]: stop gsup the way the default action of a stop signal would, although
 //!   gsup keeps those signals blocked (job control, DESIGN §4).
+//! - [`main`]: the process's C entry point (the crate is `no_main`, see main.rs).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -19,6 +20,41 @@ use std::os::fd::RawFd;
 use std::ptr;
 
 use libc::c_int;
+
+/// The C `main`: what the Rust runtime does before `main` that gsup relies on, then
+/// `crate::main`, then the runtime's one step after it (flush stdout).
+/// - A closed fd 0, 1 or 2 is opened on `/dev/null`, so no socket or file of gsup's is
+///   ever given one of those numbers (and written to as stderr).
+/// - SIGPIPE is ignored, so a write to a closed connection is an EPIPE error, not death
+///   (`run` then blocks it and reads it from its `signalfd`, DESIGN §4).
+/// - The arguments come from `argc`/`argv`: musl's std reads them only in its own `main`.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub extern "C" fn main(argc: c_int, argv: *const *const libc::c_char) -> c_int {
+    use std::os::unix::ffi::OsStringExt;
+    for fd in 0..=2 {
+        // SAFETY: fcntl(F_GETFD) only asks whether the fd is open; open(2) with a
+        // NUL-terminated literal returns a new fd, the lowest free one (this one).
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::EBADF) {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            }
+        }
+    }
+    // SAFETY: signal(2) with SIG_IGN installs no code of ours.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let args = (0..usize::try_from(argc).unwrap_or(0))
+        .map(|i| {
+            // SAFETY: the kernel passes `argc` valid NUL-terminated strings in `argv`, which
+            // live as long as the process.
+            let arg = unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) };
+            std::ffi::OsString::from_vec(arg.to_bytes().to_vec())
+        })
+        .collect();
+    let code = crate::main(args);
+    let _ = io::Write::flush(&mut io::stdout());
+    c_int::from(code)
+}
 
 /// The signal state gsup was started with. Captured first thing in `run`, before
 /// `SignalReceiver::open` resets dispositions and blocks signals.

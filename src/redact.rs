@@ -108,6 +108,14 @@ fn is_name(name: &str) -> bool {
 }
 
 fn redact(input: &str, in_argv: bool) -> Cow<'_, str> {
+    if !in_argv && !may_hold_secret(input) {
+        return Cow::Borrowed(input);
+    }
+    redact_words(input, in_argv)
+}
+
+/// The word-by-word pass (URLs first).
+fn redact_words(input: &str, in_argv: bool) -> Cow<'_, str> {
     let with_urls = urls(input);
     let source: &str = &with_urls;
     let mut out = String::new();
@@ -168,6 +176,25 @@ fn redact(input: &str, in_argv: bool) -> Cow<'_, str> {
         }
     }
     if changed { Cow::Owned(out) } else { Cow::Borrowed(input) }
+}
+
+/// Whether free text has anything the word-by-word pass of [`redact`] could hide: an `=`
+/// (`KEY=VALUE`, `KEY='…'`), an `@` (a URL's userinfo), a word that starts with `-` (a
+/// flag whose value follows), or `bearer`/`basic` in any case. Every log line goes
+/// through [`text`], and nearly none has any of these: they skip the pass (issue 14).
+/// It errs towards the pass: a `-` after any non-ASCII byte counts as a word's start.
+fn may_hold_secret(input: &str) -> bool {
+    let bytes = input.as_bytes();
+    bytes.iter().enumerate().any(|(i, &byte)| match byte {
+        b'=' | b'@' => true,
+        b'-' => i == 0 || !bytes[i - 1].is_ascii() || is_delimiter(char::from(bytes[i - 1])),
+        b'b' | b'B' => ["bearer", "basic"].iter().any(|word| {
+            bytes
+                .get(i..i + word.len())
+                .is_some_and(|found| found.eq_ignore_ascii_case(word.as_bytes()))
+        }),
+        _ => false,
+    })
 }
 
 /// `KEY=` with a secret key (its value follows in quotes), or (in argv) mysql's `-p`.
@@ -419,6 +446,14 @@ mod tests {
     }
 
     #[test]
+    fn the_shortcut_still_sees_a_flag_after_a_non_ascii_space() {
+        assert_eq!(text("x\u{3000}--token SECRET"), "x\u{3000}--token ***");
+        assert_eq!(text("go Bearer abc"), "go Bearer ***");
+        assert_eq!(text("a plain line, nothing to hide"), "a plain line, nothing to hide");
+        assert!(matches!(text("a plain line"), Cow::Borrowed(_)));
+    }
+
+    #[test]
     fn json_strings_are_redacted_in_place() {
         let mut value = serde_json::json!({"a": ["redis://:pw@h"], "b": {"c": "X_TOKEN=1"}, "n": 3});
         json(&mut value);
@@ -453,6 +488,15 @@ mod tests {
             let args = vec![format!("-p{secret}"), format!("{key}={secret}")];
             let shown = argv(&args).join(" ");
             prop_assert!(!shown.contains(&secret), "{}", shown);
+        }
+
+        /// The shortcut for lines without `=`, `@`, a flag or bearer/basic hides exactly
+        /// what the full pass hides, on any text (issue 14).
+        #[test]
+        fn the_shortcut_agrees_with_the_full_pass(
+            input in r#"([a-zA-Z0-9 "'\\:/_.,-]|=|@|\u{3000}|\u{a0}|é|\PC|bearer |Basic |--token |DB_PASS){0,24}"#,
+        ) {
+            prop_assert_eq!(text(&input), redact_words(&input, false));
         }
 
         #[test]

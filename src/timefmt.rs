@@ -10,29 +10,50 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC, truncated (not rounded) to the millisecond so
 /// a timestamp never lies in the future of the instant it names.
 pub fn rfc3339_millis(t: SystemTime) -> String {
-    // Milliseconds since the epoch, signed: a clock set before 1970 must still print.
-    let millis: i64 = match t.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+    rfc3339(t, Fraction::Millis)
+}
+
+/// `t` as `YYYY-MM-DDTHH:MM:SS.uuuuuuZ` in UTC, truncated to the microsecond: the log
+/// lines' timestamps (DESIGN §10), as tracing-subscriber wrote them.
+pub fn rfc3339_micros(t: SystemTime) -> String {
+    rfc3339(t, Fraction::Micros)
+}
+
+#[derive(Clone, Copy)]
+enum Fraction {
+    Millis,
+    Micros,
+}
+
+fn rfc3339(t: SystemTime, fraction: Fraction) -> String {
+    let (per_second, digits) = match fraction {
+        Fraction::Millis => (1_000, 3),
+        Fraction::Micros => (1_000_000, 6),
+    };
+    let unit_nanos = 1_000_000_000 / per_second;
+    // Units since the epoch, signed: a clock set before 1970 must still print.
+    let units: i64 = match t.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_nanos() / unit_nanos as u128).unwrap_or(i64::MAX),
         Err(before) => {
             let d = before.duration();
             // Truncation towards the past: -0.0005 s is 1969-12-31T23:59:59.999Z.
-            let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-            let partial = i64::from(d.subsec_nanos() % 1_000_000 != 0);
-            -ms - partial
+            let whole = i64::try_from(d.as_nanos() / unit_nanos as u128).unwrap_or(i64::MAX);
+            let partial = i64::from(d.as_nanos() % unit_nanos as u128 != 0);
+            -whole - partial
         }
     };
-    let secs = millis.div_euclid(1000);
-    let ms = millis.rem_euclid(1000);
+    let secs = units.div_euclid(per_second);
+    let part = units.rem_euclid(per_second);
     let days = secs.div_euclid(86_400);
     let of_day = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
     let (hour, minute, second) = (of_day / 3600, of_day % 3600 / 60, of_day % 60);
     if !(0..=9999).contains(&year) {
-        return format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{ms:03}Z");
+        return format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{part:0digits$}Z");
     }
     // The common case by hand: `format!` costs ~2,800 instructions a timestamp, and the
     // shutdown report writes about thirty of them on gsup's way out.
-    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
     let mut put = |at: usize, width: usize, mut value: i64| {
         for slot in out[at..at + width].iter_mut().rev() {
             *slot = b'0' + (value % 10) as u8;
@@ -45,8 +66,10 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
     put(11, 2, hour);
     put(14, 2, minute);
     put(17, 2, second);
-    put(20, 3, ms);
-    out.iter().map(|&b| char::from(b)).collect()
+    put(20, digits, part);
+    let end = 20 + digits;
+    out[end] = b'Z';
+    out[..=end].iter().map(|&b| char::from(b)).collect()
 }
 
 /// (year, month 1–12, day 1–31) of the proleptic Gregorian calendar for `days` since
@@ -77,6 +100,17 @@ mod tests {
 
     fn at(secs: u64, millis: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn micros_for_the_log() {
+        let t = at(1_735_732_800, 123) + Duration::from_nanos(456_789);
+        assert_eq!(rfc3339_micros(t), "2025-01-01T12:00:00.123456Z");
+        assert_eq!(
+            rfc3339_micros(UNIX_EPOCH - Duration::from_nanos(1)),
+            "1969-12-31T23:59:59.999999Z"
+        );
+        assert_eq!(rfc3339_micros(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
     }
 
     #[test]

@@ -184,3 +184,16 @@ fn man_renders_the_page_with_every_subcommand() {
     }
     assert!(stderr.trim().is_empty(), "man had warnings: {stderr}");
 }
+
+/// The glibc build links GCC's unwinder statically (build.rs, issue 14): loading
+/// `libgcc_s.so.1` ran `cpuid` a dozen times at every start, each an exit to the
+/// hypervisor on a virtual machine. The binary the tests run must not need it.
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn gsup_does_not_load_libgcc_s() {
+    require("ldd", "libc-bin");
+    let (code, out, err) = run(cmd("ldd", &[GSUP]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("libc.so"), "ldd lists the C library: {out}");
+    assert!(!out.contains("libgcc_s"), "gsup needs libgcc_s: {out}");
+}

@@ -183,6 +183,8 @@ fn a_planted_notify_directory_neither_blocks_nor_redirects_the_socket() {
     assert_eq!(meta.mode() & 0o777, 0o711);
     gsup.signal(libc::SIGTERM);
     gsup.wait_exit(PATIENCE);
+    // gsup leaves its memory to the kernel at exit, but not its files (issue 14).
+    assert!(!dir.exists(), "the notify directory outlived gsup: {path}");
 }
 
 /// A notify directory that cannot be made is exit 2 before any child starts, not a

@@ -293,3 +293,36 @@ fn pure_forwarder_leaves_the_decision_to_the_child() {
     );
     gsup.signal(libc::SIGKILL);
 }
+
+/// The shutdown's first line comes first, once, whether gsup sends a stop signal (the
+/// line then follows the forward, issue 14) or the child had exited on its own (the
+/// shutdown then ends in the same step: the line was written after "shutdown complete").
+#[test]
+fn graceful_shutdown_started_is_logged_once_and_before_the_shutdown_completes() {
+    let position = |log: &str, message: &str| {
+        let lines: Vec<usize> = log
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| line.contains(&format!("\"message\":\"{message}\"")))
+            .map(|(at, _)| at)
+            .collect();
+        assert_eq!(lines.len(), 1, "`{message}` once:\n{log}");
+        lines[0]
+    };
+    let mut on_its_own = gsup_run(&["--http", "off", "--", CHILD, "exit", "0"], &[]);
+    assert_eq!(on_its_own.wait_code(PATIENCE), 0, "{}", on_its_own.stderr());
+    let log = on_its_own.stderr();
+    assert!(position(&log, "graceful shutdown started") < position(&log, "shutdown complete"));
+
+    let mut stopped = gsup_run(
+        &[
+            "--http", "off", "--", CHILD, "exit-on", "TERM", "0", "echo", "ready", "forever",
+        ],
+        &[],
+    );
+    stopped.expect_line("ready");
+    stopped.signal(libc::SIGTERM);
+    assert_eq!(stopped.wait_code(PATIENCE), 0, "{}", stopped.stderr());
+    let log = stopped.stderr();
+    assert!(position(&log, "graceful shutdown started") < position(&log, "shutdown complete"));
+}

@@ -516,11 +516,13 @@ fn creating_thread(gsup: i32, child: i32) -> Option<String> {
     })
 }
 
-/// The child, hooks, exec probes and exec dependency checks are all started by the
-/// spawner thread, so the event loop's thread never waits for an exec (issue 14). The
-/// negative control is the thread name itself: the loop's thread is `gsup`.
+/// Once the loop serves, the child, hooks, exec probes and exec dependency checks are
+/// all started by the spawner thread, so the event loop's thread never waits for an exec
+/// (issue 14). The first start, before the loop serves anything, is the loop thread's
+/// own: `gsup run -- PROGRAM` then never makes the thread. The negative control is the
+/// thread name itself: the loop's thread is `gsup`.
 #[test]
-fn the_child_hooks_and_exec_checks_are_started_by_the_spawner_thread() {
+fn starts_run_on_the_spawner_thread_once_the_loop_serves() {
     let marker = marker("spawner-thread");
     let (probe, dependency, hook, child) = (
         format!("{marker}-probe"),
@@ -532,6 +534,7 @@ fn the_child_hooks_and_exec_checks_are_started_by_the_spawner_thread() {
         &format!(
             "[readiness]\nprobe = {{ exec = {} }}\ntimeout = \"60s\"\n\
              [[dependencies]]\nname = \"db\"\nexec = {}\n\
+             [restart]\npolicy = \"always\"\nbackoff_initial = \"10ms\"\n\
              [shutdown]\ntimeout = \"60s\"\n\
              [[hooks]]\nphase = \"pre_stop\"\nexec = {}\n",
             forever_argv(&probe),
@@ -541,22 +544,28 @@ fn the_child_hooks_and_exec_checks_are_started_by_the_spawner_thread() {
         &["--", CHILD, "echo", &child, "forever"],
     );
     let gsup_pid = gsup.pid();
-    let started_by = |what: &str| {
+    let started_by = |what: &str, not: Option<i32>| {
         let mut found = None;
         let seen = wait_until(PATIENCE, || {
             found = processes_with(what, gsup_pid)
-                .first()
-                .and_then(|&pid| creating_thread(gsup_pid, pid));
+                .into_iter()
+                .find(|&pid| Some(pid) != not)
+                .and_then(|pid| Some((pid, creating_thread(gsup_pid, pid)?)));
             found.is_some()
         });
         assert!(seen, "`{what}` never ran as gsup's child: {}", gsup.stderr());
         found.unwrap_or_default()
     };
-    assert_eq!(started_by(&child), "gsup-spawner");
-    assert_eq!(started_by(&probe), "gsup-spawner");
-    assert_eq!(started_by(&dependency), "gsup-spawner");
+    let (first, thread) = started_by(&child, None);
+    assert_eq!(thread, "gsup", "the first start, before the loop serves");
+    assert_eq!(started_by(&probe, None).1, "gsup-spawner");
+    assert_eq!(started_by(&dependency, None).1, "gsup-spawner");
+    // A restart comes while the loop serves.
+    // SAFETY: kill(2) with a pid this test found as gsup's child.
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    assert_eq!(started_by(&child, Some(first)).1, "gsup-spawner", "a restart");
     gsup.signal(libc::SIGTERM);
-    assert_eq!(started_by(&hook), "gsup-spawner");
+    assert_eq!(started_by(&hook, None).1, "gsup-spawner");
     kill_gsup_and_expect_gone(gsup, &hook);
 }
 
@@ -577,4 +586,34 @@ fn the_first_status_answered_already_names_the_child() {
         gsup.signal(libc::SIGTERM);
         gsup.wait_exit(PATIENCE);
     }
+}
+
+/// Started with stdin, stdout and stderr closed (a careless init script), gsup puts
+/// `/dev/null` there before it opens anything, as the Rust runtime did before `main`
+/// (gsup has its own C entry point since issue 14): the child gets `/dev/null` on 0–2,
+/// never one of gsup's own descriptors, and gsup still exits with the child's code.
+#[test]
+fn closed_standard_descriptors_become_dev_null_for_gsup_and_its_child() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("fds");
+    let report = format!(
+        // The shell's own fds, read from a subshell (a redirection would change them).
+        "fds=$(readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/2); echo \"$fds\" > {}",
+        out.display()
+    );
+    let mut gsup = start(
+        cmd(
+            "sh",
+            &[
+                "-c",
+                "exec \"$0\" run --http off -- sh -c \"$1\" 0<&- 1>&- 2>&-",
+                GSUP,
+                &report,
+            ],
+        ),
+        &[],
+    );
+    assert_eq!(gsup.wait_code(PATIENCE), 0);
+    let seen = std::fs::read_to_string(&out).expect("the child wrote its fds");
+    assert_eq!(seen, "/dev/null\n/dev/null\n/dev/null\n");
 }

@@ -2,13 +2,13 @@
 //! ids, stdio), prepared here in safe code; the `clone` itself and the child side are
 //! `os::spawn` (docs/DESIGN.md "The spawn path").
 //!
-//! Every start (the main child, hooks, exec checks) runs on the [`Spawner`], a thread that
-//! lives as long as gsup, so the event loop never waits for an exec (a `CLONE_VFORK` pause
-//! is the spawner's alone); the loop submits through a [`Starter`] and learns the pid by
-//! a [`SpawnReply`]. Nothing here waits on pids (DEPS §4).
+//! Once the loop serves, every start (the main child, hooks, exec checks) runs on the
+//! spawner thread, which lives as long as gsup, so the event loop never waits for an exec
+//! (a `CLONE_VFORK` pause is the spawner's alone); before, on the loop's own thread. The
+//! loop submits through a [`Starter`] and learns the pid by a [`SpawnReply`]. Nothing here waits on pids (DEPS §4).
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -85,14 +85,33 @@ fn prepare(spec: &ChildSpec, setup: ChildSetup, stdio: [Option<i32>; 3]) -> Resu
         source: io::Error::new(io::ErrorKind::InvalidInput, format!("{what} contains a NUL byte")),
     };
     let cstring = |bytes: Vec<u8>, what: &str| CString::new(bytes).map_err(|_| invalid(what));
-    // gsup's environment, less what is gsup's own, plus the child's settings.
-    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os()
-        .filter(|(name, _)| !STRIPPED_ENV.iter().any(|stripped| OsStr::new(stripped) == name))
-        .collect();
-    for (name, value) in &spec.env {
-        env.insert(name.into(), value.into());
+    // gsup's environment, less what is gsup's own, plus the child's settings (which win),
+    // each `NAME=VALUE` built once: this runs before every start (issue 14).
+    let mut envp = Vec::new();
+    let mut path = None;
+    for (name, value) in std::env::vars_os() {
+        let overridden = name.to_str().is_some_and(|name| spec.env.contains_key(name));
+        if overridden || STRIPPED_ENV.iter().any(|stripped| OsStr::new(stripped) == name) {
+            continue;
+        }
+        if name == "PATH" {
+            path = Some(value.clone());
+        }
+        envp.push(cstring(
+            env_entry(name.as_bytes(), value.as_bytes()),
+            "the environment",
+        )?);
     }
-    let candidates = candidates(&program, env.get(OsStr::new("PATH")).map(OsString::as_os_str))
+    for (name, value) in &spec.env {
+        if name == "PATH" {
+            path = Some(value.into());
+        }
+        envp.push(cstring(
+            env_entry(name.as_bytes(), value.as_bytes()),
+            "the environment",
+        )?);
+    }
+    let candidates = candidates(&program, path.as_deref())
         .into_iter()
         .map(|path| cstring(path.into_os_string().into_vec(), "the program"))
         .collect::<Result<Vec<_>, _>>()?;
@@ -100,15 +119,6 @@ fn prepare(spec: &ChildSpec, setup: ChildSetup, stdio: [Option<i32>; 3]) -> Resu
         .argv
         .iter()
         .map(|arg| cstring(arg.clone().into_bytes(), "an argument"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let envp = env
-        .into_iter()
-        .map(|(name, value)| {
-            let mut pair = name.into_vec();
-            pair.push(b'=');
-            pair.extend(value.into_vec());
-            cstring(pair, "the environment")
-        })
         .collect::<Result<Vec<_>, _>>()?;
     let workdir = spec
         .workdir
@@ -124,6 +134,15 @@ fn prepare(spec: &ChildSpec, setup: ChildSetup, stdio: [Option<i32>; 3]) -> Resu
         stdio,
         setup,
     ))
+}
+
+/// `NAME=VALUE`, with room for the NUL `CString` adds.
+fn env_entry(name: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(name.len() + value.len() + 2);
+    entry.extend_from_slice(name);
+    entry.push(b'=');
+    entry.extend_from_slice(value);
+    entry
 }
 
 /// The paths `execve` tries, as `execvp` would: the program itself when it names a path,
@@ -188,77 +207,97 @@ struct Job {
 /// that thread until the child has exec'd, so the event loop (HTTP included) goes on. The
 /// reply comes on the loop's channel; until then a pid the reaper collects may be one of
 /// these starts ([`Starter::in_flight`]).
+///
+/// Until the loop serves anything ([`Starter::serving`]) starts run on the calling thread
+/// instead: nothing waits on the loop yet, and `gsup run -- PROGRAM` then never creates
+/// the thread, its stack and its allocator arena unless a later start needs them (a
+/// restart, a hook, an exec check). The reply comes on the same channel either way.
 #[derive(Clone)]
 pub struct Starter {
-    jobs: std::sync::mpsc::Sender<Job>,
-    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    shared: std::sync::Arc<Shared>,
+}
+
+struct Shared {
+    /// The spawner thread's queue, once the thread runs.
+    jobs: std::sync::Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+    replies: tokio::sync::mpsc::UnboundedSender<SpawnReply>,
+    /// Starts run on the calling thread (the loop serves nothing yet).
+    inline: std::sync::atomic::AtomicBool,
+    in_flight: std::sync::atomic::AtomicUsize,
     /// Starts submitted so far.
-    submitted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    submitted: std::sync::atomic::AtomicU64,
 }
 
-/// The thread that runs every start (the child, hooks, exec checks). It lives as long as
-/// gsup, never returning: PDEATHSIG belongs to the thread that created the child. Start it
-/// after gsup's signals are blocked (threads inherit the mask; the `signalfd` needs every
-/// thread to block them); starts submitted before wait in its queue.
-pub struct Spawner {
-    queue: std::sync::mpsc::Receiver<Job>,
+/// Runs one start and sends its reply. The loop waits for this reply: it must come, even
+/// from a panic.
+fn run_job(job: Job, replies: &tokio::sync::mpsc::UnboundedSender<SpawnReply>) {
+    let program = job.spec.argv.first().cloned().unwrap_or_default();
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        os::spawn(&job.prepared).map_err(|failure| (failure.pid, exec_failure(&job.spec, failure.errno)))
+    }));
+    let result = started.unwrap_or_else(|_| {
+        let source = io::Error::other("the spawner thread panicked");
+        Err((None, SpawnError::Other { program, source }))
+    });
+    drop(job.keep);
+    let purpose = job.purpose;
+    let _ = replies.send(SpawnReply { purpose, result });
 }
 
-impl Spawner {
-    pub fn new() -> (Starter, Spawner) {
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-        let starter = Starter {
-            jobs,
-            in_flight: Default::default(),
-            submitted: Default::default(),
-        };
-        (starter, Spawner { queue })
-    }
-
-    pub fn start(self, replies: tokio::sync::mpsc::UnboundedSender<SpawnReply>) -> io::Result<()> {
-        let queue = self.queue;
-        std::thread::Builder::new()
-            .name("gsup-spawner".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                while let Ok(job) = queue.recv() {
-                    // The loop waits for this reply: it must come, even from a panic.
-                    let program = job.spec.argv.first().cloned().unwrap_or_default();
-                    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        os::spawn(&job.prepared)
-                            .map_err(|failure| (failure.pid, exec_failure(&job.spec, failure.errno)))
-                    }));
-                    let result = started.unwrap_or_else(|_| {
-                        let source = io::Error::other("the spawner thread panicked");
-                        Err((None, SpawnError::Other { program, source }))
-                    });
-                    drop(job.keep);
-                    let purpose = job.purpose;
-                    let _ = replies.send(SpawnReply { purpose, result });
-                }
-                // gsup is on its way out: keep the thread, or PDEATHSIG would fire now.
-                loop {
-                    std::thread::park();
-                }
-            })?;
-        Ok(())
-    }
+/// The thread that runs every start once the loop serves. It lives as long as gsup,
+/// never returning: PDEATHSIG belongs to the thread that created the child. It inherits
+/// the signal mask of the loop's thread, which blocks what the `signalfd` reads by then.
+fn start_spawner(replies: tokio::sync::mpsc::UnboundedSender<SpawnReply>) -> io::Result<std::sync::mpsc::Sender<Job>> {
+    let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("gsup-spawner".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            while let Ok(job) = queue.recv() {
+                run_job(job, &replies);
+            }
+            // gsup is on its way out: keep the thread, or PDEATHSIG would fire now.
+            loop {
+                std::thread::park();
+            }
+        })?;
+    Ok(jobs)
 }
 
 impl Starter {
+    /// Replies go to `replies`. The spawner thread is created by the first start after
+    /// [`Starter::serving`].
+    pub fn new(replies: tokio::sync::mpsc::UnboundedSender<SpawnReply>) -> Starter {
+        Starter {
+            shared: std::sync::Arc::new(Shared {
+                jobs: std::sync::Mutex::new(None),
+                replies,
+                inline: std::sync::atomic::AtomicBool::new(true),
+                in_flight: Default::default(),
+                submitted: Default::default(),
+            }),
+        }
+    }
+
+    /// The loop now serves (HTTP, control, timers): from here on every start runs on the
+    /// spawner thread, so the loop never waits for an exec.
+    pub fn serving(&self) {
+        self.shared.inline.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Starts that have no reply yet.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.in_flight.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many starts were submitted so far (a new one may have left a process since).
     pub fn submitted(&self) -> u64 {
-        self.submitted.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.submitted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The loop got a reply.
     pub fn answered(&self) {
-        self.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn submit_prepared(
@@ -274,12 +313,31 @@ impl Starter {
             spec: spec.clone(),
             keep,
         };
-        self.jobs.send(job).map_err(|_| SpawnError::Other {
-            program: spec.argv.first().cloned().unwrap_or_default(),
-            source: io::Error::other("the spawner thread is gone"),
-        })?;
-        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.submitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let program = || spec.argv.first().cloned().unwrap_or_default();
+        if self.shared.inline.load(std::sync::atomic::Ordering::Relaxed) {
+            // The reply is read by this same thread, after this returns.
+            run_job(job, &self.shared.replies);
+        } else {
+            let mut jobs = self
+                .shared
+                .jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let queue = match &mut *jobs {
+                Some(queue) => queue,
+                // A thread the kernel refuses (EAGAIN) is a start refused for lack of a
+                // resource: code 1 for the restart policy (DESIGN §4).
+                None => jobs.insert(
+                    start_spawner(self.shared.replies.clone()).map_err(|source| classify(program(), source, None))?,
+                ),
+            };
+            queue.send(job).map_err(|_| SpawnError::Other {
+                program: program(),
+                source: io::Error::other("the spawner thread is gone"),
+            })?;
+        }
+        self.shared.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared.submitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

@@ -417,6 +417,9 @@ pub struct State {
     /// The latest connection sample, and the one when the shutdown began.
     connections: Option<ConnectionCount>,
     connections_at_trigger: Option<ConnectionCount>,
+    /// "graceful shutdown started" is owed: `Action::ShutdownStarted` asked the loop for
+    /// it (after the stop signal), and nothing of this module logged since.
+    announce_owed: bool,
     /// [memory, cpu].
     thresholds: [Threshold; 2],
     /// The run ends because of a failure gsup detected (monitor shutdown, a restart
@@ -461,6 +464,7 @@ impl State {
             awaiting_inflight: false,
             connections: None,
             connections_at_trigger: None,
+            announce_owed: false,
             thresholds: [Threshold::default(); 2],
             failure_exit: false,
             watchdog_missed: None,
@@ -1167,8 +1171,12 @@ impl State {
         self.pre_stop(now, actions);
     }
 
-    /// The line `Action::ShutdownStarted` asks for, from this module as before.
-    pub fn log_shutdown_started(&self) {
+    /// The line `Action::ShutdownStarted` asks for, from this module as before; once per
+    /// shutdown, and before any later line of this module (`announce_if_owed`).
+    pub fn log_shutdown_started(&mut self) {
+        if !std::mem::take(&mut self.announce_owed) {
+            return;
+        }
         if let Some(shutdown) = &self.shutdown {
             let reason = &shutdown.reason;
             info!(%reason, timeout_ms = self.config.shutdown.timeout.as_millis() as u64, "graceful shutdown started");
@@ -1184,8 +1192,10 @@ impl State {
         self.phases
             .record(PhaseName::StopAccepting, Outcome::Ok, "readiness off", now);
         // Logged by the loop (`log_shutdown_started`), after the stop signal when this
-        // step sends one: the log write must not delay the forward (issue 14).
+        // step sends one: the log write must not delay the forward (issue 14). A shutdown
+        // that ends in this same step (no child left to stop) logs it before its own end.
         actions.push(Action::ShutdownStarted);
+        self.announce_owed = true;
         self.connections_at_trigger = self.connections;
         self.fail_reload("a shutdown started".into(), now, actions);
         self.shutdown = Some(Shutdown {
@@ -1881,12 +1891,15 @@ impl State {
             None if self.child.is_some() => 128 + libc::SIGKILL,
             None => 0,
         };
-        if let Some(shutdown) = &mut self.shutdown {
+        if self.shutdown.is_some() {
             // Anything still open was cut by the end of the force window.
             self.phases
                 .close_before(PhaseName::Exit, Outcome::Killed, "force_timeout window over", now);
             self.phases
                 .record(PhaseName::Exit, Outcome::Ok, &format!("exit code {code}"), now);
+        }
+        self.log_shutdown_started();
+        if let Some(shutdown) = &self.shutdown {
             let elapsed = now.saturating_duration_since(shutdown.started_at);
             info!(reason = %shutdown.reason, code, elapsed_ms = elapsed.as_millis() as u64, "shutdown complete");
         }
