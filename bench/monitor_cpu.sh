@@ -21,7 +21,11 @@ cleanup() {
     for f in "$work"/*.pid; do
         [ -f "$f" ] || continue
         pid=$(cat "$f")
-        for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do kill -9 "$child" 2>/dev/null || true; done
+        # The child's whole group (both supervisors put it in one of its own): killing
+        # only supervisord's child left its 49 sleeps to init.
+        for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+            kill -9 -- -"$child" 2>/dev/null || kill -9 "$child" 2>/dev/null || true
+        done
         kill "$pid" 2>/dev/null || true
     done
     rm -rf "$work"
