@@ -18,16 +18,23 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-60}
 work=$(mktemp -d)
 cleanup() {
+    # Each supervisor is asked to stop first (gsup stops its tree; supervisord would
+    # restart a child killed under it), then whatever is left of each child's group
+    # (both put the child in a group of its own) is killed: killing only supervisord's
+    # child used to leave its 49 sleeps to init.
+    local groups=()
     for f in "$work"/*.pid; do
         [ -f "$f" ] || continue
         pid=$(cat "$f")
-        # The child's whole group (both supervisors put it in one of its own): killing
-        # only supervisord's child left its 49 sleeps to init.
-        for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
-            kill -9 -- -"$child" 2>/dev/null || kill -9 "$child" 2>/dev/null || true
-        done
+        groups+=($(cat /proc/"$pid"/task/*/children 2>/dev/null))
         kill "$pid" 2>/dev/null || true
     done
+    for f in "$work"/*.pid; do
+        [ -f "$f" ] || continue
+        pid=$(cat "$f")
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    done
+    for group in "${groups[@]}"; do kill -9 -- -"$group" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
