@@ -66,6 +66,15 @@ echo "# peers: tini $(dpkg-query -W -f='${Version}' tini 2>/dev/null || echo '?'
     "dumb-init $(dpkg-query -W -f='${Version}' dumb-init 2>/dev/null || echo '?')," \
     "catatonit $(dpkg-query -W -f='${Version}' catatonit 2>/dev/null || echo '?')"
 for note in "${build_notes[@]}"; do echo "# $note"; done
+# What this machine charges for a cpuid, a page fault and a system call (bench/vmcost.c):
+# on a VM these move with the host's load, and start-up and exit are made of them.
+vmcost=$(mktemp)
+if cc -O2 -o "$vmcost" bench/vmcost.c 2>/dev/null; then
+    echo "# machine: $("$vmcost")"
+else
+    echo "# machine: bench/vmcost.c did not build (no C compiler)"
+fi
+rm -f "$vmcost"
 echo
 echo "## startup"; bench/startup.sh "${prefixes[@]}" || echo "# startup: FAILED (see above)"; echo
 echo "## signal latency"; bench/signal_latency.py --fixture "$FIXTURE" "${prefixes[@]}" || echo "# signal latency: FAILED (see above)"; echo
