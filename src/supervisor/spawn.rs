@@ -89,27 +89,17 @@ fn prepare(spec: &ChildSpec, setup: ChildSetup, stdio: [Option<i32>; 3]) -> Resu
     // each `NAME=VALUE` built once: this runs before every start (issue 14).
     let mut envp = Vec::new();
     let mut path = None;
-    for (name, value) in std::env::vars_os() {
+    let inherited = std::env::vars_os().filter(|(name, _)| {
         let overridden = name.to_str().is_some_and(|name| spec.env.contains_key(name));
-        if overridden || STRIPPED_ENV.iter().any(|stripped| OsStr::new(stripped) == name) {
-            continue;
-        }
+        !overridden && !STRIPPED_ENV.iter().any(|stripped| OsStr::new(stripped) == name)
+    });
+    let settings = spec.env.iter().map(|(name, value)| (name.into(), value.into()));
+    for (name, value) in inherited.chain(settings) {
+        let entry = env_entry(name.as_bytes(), value.as_bytes());
         if name == "PATH" {
-            path = Some(value.clone());
+            path = Some(value);
         }
-        envp.push(cstring(
-            env_entry(name.as_bytes(), value.as_bytes()),
-            "the environment",
-        )?);
-    }
-    for (name, value) in &spec.env {
-        if name == "PATH" {
-            path = Some(value.into());
-        }
-        envp.push(cstring(
-            env_entry(name.as_bytes(), value.as_bytes()),
-            "the environment",
-        )?);
+        envp.push(cstring(entry, "the environment")?);
     }
     let candidates = candidates(&program, path.as_deref())
         .into_iter()
