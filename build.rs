@@ -5,13 +5,19 @@
 //! and relocated too, that was ~0.3 ms of every `gsup run` (issue 14, bench/README.md).
 //! `libgcc_eh.a` (GCC's static unwinder) comes first on the link line, so the linker's
 //! `--as-needed` then drops `libgcc_s`. Where the C compiler has no `libgcc_eh.a` (not
-//! GCC, or not glibc) nothing changes.
+//! GCC, or not glibc) nothing changes, nor for a cross build (the host's `cc` cannot
+//! speak for the target).
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=CC");
+    // `cc` below is the host's compiler: it can only speak for a native build.
+    if std::env::var("HOST").ok() != std::env::var("TARGET").ok() {
+        return;
+    }
     let gnu = std::env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|env| env == "gnu");
     let linux = std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux");
     let static_crt = std::env::var("CARGO_CFG_TARGET_FEATURE").is_ok_and(|f| f.split(',').any(|f| f == "crt-static"));

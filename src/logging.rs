@@ -74,7 +74,8 @@ pub fn init(log: &LogConfig) {
     let _ = result;
 }
 
-/// JSON lines on stderr, one `write` each, redacted (DESIGN §5), in the shape of
+/// JSON lines on stderr, one `write` each, every string redacted (DESIGN §5) before it is
+/// escaped (in the escaped line `\n--token X` read as the word `n--token`), in the shape of
 /// tracing-subscriber's `json().flatten_event(true)`, which wrote them before: timestamp
 /// (RFC 3339, microseconds), level, the event's fields in order (`message` first),
 /// target. Written here because that formatter cost ~17 k instructions an event, most of
@@ -86,7 +87,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for JsonLines {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         let line = json_line(event, std::time::SystemTime::now());
         // Like tracing's writer: a log line that cannot be written is dropped.
-        let _ = std::io::stderr().lock().write_all(redact::text(&line).as_bytes());
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }
 
@@ -127,12 +128,12 @@ impl JsonFields<'_> {
 impl Visit for JsonFields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.key(field);
-        push_json_str(self.0, value);
+        push_json_str(self.0, &redact::text(value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.key(field);
-        push_json_str(self.0, &format!("{value:?}"));
+        push_json_str(self.0, &redact::text(&format!("{value:?}")));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -279,6 +280,22 @@ mod tests {
         let theirs: Vec<String> = theirs.text().lines().map(String::from).collect();
         assert_eq!(ours.len(), 6);
         assert_eq!(ours, theirs);
+    }
+
+    /// A secret after a newline in a message or a field is hidden: the escaped line has
+    /// `\n--token`, which the redaction read as one word (it was, before each string was
+    /// redacted before escaping).
+    #[test]
+    fn secrets_after_a_newline_are_hidden() {
+        let ours = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(CaptureJson(ours.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let detail = "line one\nBearer SECRET2";
+            tracing::warn!(%detail, "hook said:\n--token SECRET1");
+        });
+        let line = ours.text();
+        assert!(!line.contains("SECRET1") && !line.contains("SECRET2"), "{line}");
+        assert!(line.contains("--token ***") && line.contains("Bearer ***"), "{line}");
     }
 
     proptest::proptest! {

@@ -28,6 +28,7 @@ use libc::c_int;
 /// - SIGPIPE is ignored, so a write to a closed connection is an EPIPE error, not death
 ///   (`run` then blocks it and reads it from its `signalfd`, DESIGN §4).
 /// - The arguments come from `argc`/`argv`: musl's std reads them only in its own `main`.
+/// - A panic unwinds and exits 101.
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
 pub extern "C" fn main(argc: c_int, argv: *const *const libc::c_char) -> c_int {
@@ -35,9 +36,14 @@ pub extern "C" fn main(argc: c_int, argv: *const *const libc::c_char) -> c_int {
     for fd in 0..=2 {
         // SAFETY: fcntl(F_GETFD) only asks whether the fd is open; open(2) with a
         // NUL-terminated literal returns a new fd, the lowest free one (this one).
+        // Without a `/dev/null` gsup stops here, as std did: the next file it opened would
+        // otherwise take this number and receive its log lines.
         unsafe {
-            if libc::fcntl(fd, libc::F_GETFD) == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::EBADF) {
-                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            if libc::fcntl(fd, libc::F_GETFD) == -1
+                && io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
+                && libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) == -1
+            {
+                libc::abort();
             }
         }
     }
@@ -51,7 +57,10 @@ pub extern "C" fn main(argc: c_int, argv: *const *const libc::c_char) -> c_int {
             std::ffi::OsString::from_vec(arg.to_bytes().to_vec())
         })
         .collect();
-    let code = crate::main(args);
+    // A panic that reaches here unwinds first (the control socket and the notify
+    // directories are removed by their drops) and exits 101, as std's own `main` did: it
+    // must never cross this `extern "C"` frame, which would abort gsup.
+    let code = std::panic::catch_unwind(|| crate::main(args)).unwrap_or(101);
     let _ = io::Write::flush(&mut io::stdout());
     c_int::from(code)
 }

@@ -602,6 +602,11 @@ impl Supervisor {
                         // Test-only: a real fault in gsup must still crash it (tests/paths.rs).
                         os::fault_for_tests();
                     }
+                    #[cfg(debug_assertions)]
+                    if signal == libc::SIGUSR2 && std::env::var_os("GSUP_TEST_PANIC").is_some() {
+                        // Test-only: a panic in the loop unwinds and exits 101 (tests/paths.rs).
+                        panic!("test panic in the event loop");
+                    }
                     self.queue.push_back(Event::Signal { signal, sender });
                 }
                 Ok(None) => break,

@@ -8,7 +8,7 @@
 //! loop submits through a [`Starter`] and learns the pid by a [`SpawnReply`]. Nothing here waits on pids (DEPS §4).
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsStr};
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -89,12 +89,23 @@ fn prepare(spec: &ChildSpec, setup: ChildSetup, stdio: [Option<i32>; 3]) -> Resu
     // each `NAME=VALUE` built once: this runs before every start (issue 14).
     let mut envp = Vec::new();
     let mut path = None;
-    let inherited = std::env::vars_os().filter(|(name, _)| {
-        let overridden = name.to_str().is_some_and(|name| spec.env.contains_key(name));
-        !overridden && !STRIPPED_ENV.iter().any(|stripped| OsStr::new(stripped) == name)
-    });
+    let mut inherited: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(name, _)| {
+            let overridden = name.to_str().is_some_and(|name| spec.env.contains_key(name));
+            !overridden && !STRIPPED_ENV.iter().any(|stripped| OsStr::new(stripped) == name)
+        })
+        .collect();
+    // A name gsup got twice (a hand-built envp) is passed once, with its last value.
+    let mut at = 0;
+    while at < inherited.len() {
+        if inherited[at + 1..].iter().any(|(later, _)| *later == inherited[at].0) {
+            inherited.remove(at);
+        } else {
+            at += 1;
+        }
+    }
     let settings = spec.env.iter().map(|(name, value)| (name.into(), value.into()));
-    for (name, value) in inherited.chain(settings) {
+    for (name, value) in inherited.into_iter().chain(settings) {
         let entry = env_entry(name.as_bytes(), value.as_bytes());
         if name == "PATH" {
             path = Some(value);

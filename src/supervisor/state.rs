@@ -1171,8 +1171,9 @@ impl State {
         self.pre_stop(now, actions);
     }
 
-    /// The line `Action::ShutdownStarted` asks for, from this module as before; once per
-    /// shutdown, and before any later line of this module (`announce_if_owed`).
+    /// The line `Action::ShutdownStarted` asks for, once per shutdown: the loop writes it
+    /// after the stop signal, or `finish` before "shutdown complete" when the shutdown
+    /// ends in the step that opened it. (A reload cut by the shutdown is logged first.)
     pub fn log_shutdown_started(&mut self) {
         if !std::mem::take(&mut self.announce_owed) {
             return;
