@@ -2,7 +2,8 @@
 //! to the subcommand and maps its outcome to the exit code; nothing else lives here.
 //!
 //! gsup has no Rust `main`: the C entry point is `os::main`, which does what the Rust
-//! runtime would do before `main` that gsup needs (stdio, SIGPIPE), then calls [`main`].
+//! runtime did around `main` that gsup needs (stdio, SIGPIPE, a panic's exit 101), then
+//! calls [`main`].
 //! The runtime's one other step, finding the main thread's stack guard, reads and parses
 //! `/proc/self/maps` on glibc: a twentieth of `gsup run -- true` (issue 14). gsup resets
 //! SIGSEGV/SIGBUS to the default in `run` anyway, so the "stack overflow" message it

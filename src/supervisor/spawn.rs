@@ -5,7 +5,8 @@
 //! Once the loop serves, every start (the main child, hooks, exec checks) runs on the
 //! spawner thread, which lives as long as gsup, so the event loop never waits for an exec
 //! (a `CLONE_VFORK` pause is the spawner's alone); before, on the loop's own thread. The
-//! loop submits through a [`Starter`] and learns the pid by a [`SpawnReply`]. Nothing here waits on pids (DEPS §4).
+//! loop submits through a [`Starter`] and learns the pid by a [`SpawnReply`]. Nothing
+//! here waits on pids (DEPS §4).
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
