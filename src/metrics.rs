@@ -43,9 +43,23 @@ pub struct MetricsError {
     source: prometheus::Error,
 }
 
+/// gsup's metrics: the series, created at their first use, and the text rendering's cache.
+///
+/// The series are registered by the first update or rendering, not at start-up: with the
+/// child started first, that is the `child_started` of its start, while the child execs
+/// on another CPU (issue 14: registering them was 15 % of `gsup run -- true`'s
+/// instructions, all before the child started).
+pub struct Metrics {
+    series: OnceLock<Series>,
+    /// Bumped by every update: the text rendering is reused while it is unchanged.
+    version: AtomicU64,
+    /// The last text rendering (see [`Metrics::render_text`]).
+    rendered: Mutex<Option<Rendered>>,
+}
+
 /// Every series of DESIGN §6. Fields are handles into `registry`; cloning a handle shares
 /// the same value, so the registry sees every update.
-pub struct Metrics {
+struct Series {
     /// Private, so nothing else (a library's default registry) can add series to ours.
     registry: Registry,
     shutdown_duration: Histogram,
@@ -73,10 +87,6 @@ pub struct Metrics {
     inflight: IntGauge,
     phase_duration: GaugeVec,
     reloads: IntCounterVec,
-    /// Bumped by every update: the text rendering is reused while it is unchanged.
-    version: AtomicU64,
-    /// The last text rendering (see [`Metrics::render_text`]).
-    rendered: Mutex<Option<Rendered>>,
 }
 
 /// A text rendering and what it was made from.
@@ -93,11 +103,37 @@ struct Rendered {
 /// scrapers) shares one rendering.
 const RENDER_MAX_AGE: Duration = Duration::from_millis(500);
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
-    /// Registers every series, so each exists from start-up: counters 0, the histogram
-    /// empty, gauges 0 except `gsup_build_info{version}` = 1. Labelled series appear at
-    /// their first use (there is no value to show before).
-    pub fn new() -> Result<Self, MetricsError> {
+    /// No series yet: see [`Metrics::series`].
+    pub fn new() -> Self {
+        Metrics {
+            series: OnceLock::new(),
+            version: AtomicU64::new(0),
+            rendered: Mutex::new(None),
+        }
+    }
+
+    /// The series, registered at the first call. Each shows from then on: counters 0, the
+    /// histogram empty, gauges 0 except `gsup_build_info{version}` = 1. Labelled series
+    /// appear at their first use (there is no value to show before).
+    fn series(&self) -> &Series {
+        self.series.get_or_init(|| {
+            // Only gsup's own fixed names and label sets go in, and the unit tests register
+            // them all (`series_register`): a failure here is a bug in this file, not
+            // something a user or the OS can cause.
+            Series::new().unwrap_or_else(|error| panic!("{error}"))
+        })
+    }
+}
+
+impl Series {
+    fn new() -> Result<Self, MetricsError> {
         let registry = Registry::new();
         let r = &registry;
 
@@ -265,7 +301,7 @@ impl Metrics {
             source,
         })?;
 
-        Ok(Metrics {
+        Ok(Series {
             registry,
             shutdown_duration,
             active_connections,
@@ -287,11 +323,11 @@ impl Metrics {
             inflight,
             phase_duration,
             reloads,
-            version: AtomicU64::new(0),
-            rendered: Mutex::new(None),
         })
     }
+}
 
+impl Metrics {
     // --- Updates, called by the event loop. ---
 
     /// Every update, once done, marks the last text rendering stale (after, not before:
@@ -301,84 +337,84 @@ impl Metrics {
     }
 
     pub fn child_started(&self) {
-        self.child_up.set(1);
+        self.series().child_up.set(1);
         self.changed();
     }
 
     /// 1 while any generation of the child runs (a reload's old and new ones overlap).
     pub fn set_child_up(&self, up: bool) {
-        set_gauge(&self.child_up, i64::from(up), || self.changed());
+        set_gauge(&self.series().child_up, i64::from(up), || self.changed());
     }
 
     /// `code` as DESIGN §6 counts it: the exit code, or 128+N for a death by signal N.
     pub fn child_exited(&self, code: i32) {
-        self.exits.with_label_values(&[code.to_string()]).inc();
+        self.series().exits.with_label_values(&[code.to_string()]).inc();
         self.changed();
     }
 
     pub fn restarted(&self) {
-        self.restarts.inc();
+        self.series().restarts.inc();
         self.changed();
     }
 
     /// Called at every publish of the state: marks a change only when there is one.
     pub fn set_ready(&self, ready: bool) {
-        set_gauge(&self.ready, i64::from(ready), || self.changed());
+        set_gauge(&self.series().ready, i64::from(ready), || self.changed());
     }
 
     /// `name` is the signal actually sent, after rewrite (`SIGHUP`).
     pub fn signal_forwarded(&self, name: &str) {
-        self.signals_forwarded.with_label_values(&[name]).inc();
+        self.series().signals_forwarded.with_label_values(&[name]).inc();
         self.changed();
     }
 
     pub fn zombie_reaped(&self) {
-        self.zombies_reaped.inc();
+        self.series().zombies_reaped.inc();
         self.changed();
     }
 
     /// `resource` is `memory` or `cpu`.
     pub fn threshold_breached(&self, resource: &str) {
-        self.threshold_breaches.with_label_values(&[resource]).inc();
+        self.series().threshold_breaches.with_label_values(&[resource]).inc();
         self.changed();
     }
 
     pub fn shutdown_succeeded(&self) {
-        self.shutdown_success.inc();
+        self.series().shutdown_success.inc();
         self.changed();
     }
 
     pub fn shutdown_failed(&self) {
-        self.shutdown_failure.inc();
+        self.series().shutdown_failure.inc();
         self.changed();
     }
 
     /// Trigger to the child's exit, observed when that exit is known.
     pub fn observe_shutdown_duration(&self, seconds: f64) {
-        self.shutdown_duration.observe(seconds);
+        self.series().shutdown_duration.observe(seconds);
         self.changed();
     }
 
     /// One phase of the last shutdown; a later shutdown overwrites it.
     pub fn set_phase_duration(&self, phase: &str, seconds: f64) {
-        self.phase_duration.with_label_values(&[phase]).set(seconds);
+        self.series().phase_duration.with_label_values(&[phase]).set(seconds);
         self.changed();
     }
 
     /// Forgets the phases of the previous shutdown, so a phase the next one does not run
     /// is not shown with a stale duration. Call when a shutdown starts.
     pub fn clear_phase_durations(&self) {
-        self.phase_duration.reset();
+        self.series().phase_duration.reset();
         self.changed();
     }
 
     /// One monitor sample of the child's tree.
     pub fn set_tree(&self, rss_bytes: u64, threads: u64, fds: u64, processes: u64) {
-        let changed = || self.changed();
-        set_gauge(&self.child_rss, saturate(rss_bytes), changed);
-        set_gauge(&self.child_threads, saturate(threads), changed);
-        set_gauge(&self.child_fds, saturate(fds), changed);
-        set_gauge(&self.child_processes, saturate(processes), changed);
+        let (series, changed) = (self.series(), || self.changed());
+        set_gauge(&series.child_rss, saturate(rss_bytes), changed);
+        set_gauge(&series.child_threads, saturate(threads), changed);
+        set_gauge(&series.child_fds, saturate(fds), changed);
+        set_gauge(&series.child_processes, saturate(processes), changed);
     }
 
     /// Raises `gsup_child_cpu_seconds_total` to `total`, the current cumulative CPU time of
@@ -391,9 +427,10 @@ impl Metrics {
         if !total.is_finite() || total.is_sign_negative() {
             return;
         }
-        let before = f64::from_bits(self.child_cpu_high.fetch_max(total.to_bits(), Ordering::AcqRel));
+        let series = self.series();
+        let before = f64::from_bits(series.child_cpu_high.fetch_max(total.to_bits(), Ordering::AcqRel));
         if total > before {
-            self.child_cpu.inc_by(total - before);
+            series.child_cpu.inc_by(total - before);
             self.changed();
         }
     }
@@ -401,13 +438,14 @@ impl Metrics {
     /// `active` feeds `graceful_shutdown_active_connections`, `inflight`
     /// `gsup_inflight_connections` (DESIGN §4, §7).
     pub fn set_connections(&self, active: u64, inflight: u64) {
-        set_gauge(&self.active_connections, saturate(active), || self.changed());
-        set_gauge(&self.inflight, saturate(inflight), || self.changed());
+        let series = self.series();
+        set_gauge(&series.active_connections, saturate(active), || self.changed());
+        set_gauge(&series.inflight, saturate(inflight), || self.changed());
     }
 
     /// `outcome` is `ok` or `failed` (DESIGN §8).
     pub fn reload(&self, outcome: &str) {
-        self.reloads.with_label_values(&[outcome]).inc();
+        self.series().reloads.with_label_values(&[outcome]).inc();
         self.changed();
     }
 
@@ -444,7 +482,7 @@ impl Metrics {
         let mut out = String::with_capacity(8 * 1024);
         // One family at a time, so a family the encoder refuses (it refuses only empty or
         // nameless ones, which `gather` never returns) costs that family, not the page.
-        for family in self.registry.gather() {
+        for family in self.series().registry.gather() {
             let mark = out.len();
             if let Err(error) = encoder.encode_utf8(std::slice::from_ref(&family), &mut out) {
                 out.truncate(mark);
@@ -459,7 +497,7 @@ impl Metrics {
     /// "buckets"}` with cumulative counts keyed by `le` as the text form writes it.
     pub fn render_json(&self) -> Value {
         let mut out = Map::new();
-        for family in self.registry.gather() {
+        for family in self.series().registry.gather() {
             let kind = family.get_field_type();
             let metrics = family.get_metric();
             let value = match metrics {
@@ -748,7 +786,15 @@ mod tests {
     ];
 
     fn metrics() -> Metrics {
-        Metrics::new().expect("fixed names register")
+        Metrics::new()
+    }
+
+    /// What `Metrics::series` counts on to never panic: gsup's fixed names register.
+    #[test]
+    fn series_register() {
+        if let Err(error) = Series::new() {
+            panic!("{error}");
+        }
     }
 
     /// The value of the sample line `series` (`name` or `name{label="v"}`), if present.

@@ -74,8 +74,6 @@ pub enum RunError {
     #[error("cannot serve HTTP: {0}")]
     Serve(io::Error),
     #[error("{0}")]
-    Metrics(crate::metrics::MetricsError),
-    #[error("{0}")]
     Listen(#[from] crate::listen::ListenError),
     #[error("[notify] the child's notify socket: {0}")]
     Notify(io::Error),
@@ -92,7 +90,7 @@ impl RunError {
             | RunError::Bind(_)
             | RunError::Notify(_)
             | RunError::Listen(_) => 2,
-            RunError::Signals(_) | RunError::Runtime(_) | RunError::Serve(_) | RunError::Metrics(_) => 1,
+            RunError::Signals(_) | RunError::Runtime(_) | RunError::Serve(_) => 1,
         }
     }
 }
@@ -128,7 +126,7 @@ pub fn run(
     let sockets = crate::listen::open(&loaded.config.listen, &|name| std::env::var(name).ok())?;
     let loaded = Arc::new(loaded);
     let code = runtime.block_on(async move {
-        let metrics = Arc::new(Metrics::new().map_err(RunError::Metrics)?);
+        let metrics = Arc::new(Metrics::new());
         let (mut supervisor, hook_reports, check_results) =
             Supervisor::new(loaded.config.clone(), spec, (inherited, nofile), metrics, sockets);
         let (control, requests) = mpsc::unbounded_channel();
@@ -1056,7 +1054,7 @@ impl Supervisor {
         self.next_sample = now.saturating_add(interval);
         let hook_pids = self.helper_pids();
         let full = self.sampler.is_some() && full_sample_due(self.next_full_sample, now, interval);
-        let pids: Vec<Pid> = match &mut self.sampler {
+        let pids: Vec<(Pid, Option<u64>)> = match &mut self.sampler {
             Some(sampler) if full => {
                 self.next_full_sample = now.saturating_add(self.monitor_interval);
                 let tree = sampler.sample(&snapshot::monitor_roots(self.state.child().map(|c| c.pid)), &hook_pids);
@@ -1075,7 +1073,7 @@ impl Supervisor {
                     cpu_percent: totals.cpu_percent,
                     processes: totals.processes,
                 });
-                let pids = tree.processes.iter().map(|p| p.pid).collect();
+                let pids = tree.processes.iter().map(|p| (p.pid, Some(p.fds))).collect();
                 self.sample = Some(Arc::new(Sample {
                     gsup,
                     tree: Arc::new(tree),
@@ -1083,7 +1081,10 @@ impl Supervisor {
                 pids
             }
             // The connection counter needs only the pids: one cheap walk, not a sample.
-            _ => tree::descendants(self.own_pid, &hook_pids),
+            _ => tree::descendants(self.own_pid, &hook_pids)
+                .into_iter()
+                .map(|pid| (pid, None))
+                .collect(),
         };
         self.sample_connections(pids);
         self.publish();
@@ -1092,10 +1093,17 @@ impl Supervisor {
 
     /// Inbound connections of the tree from the kernel (sampled whatever `[monitor]
     /// enabled` says: the drain and the gauges need them), into the state machine.
-    fn sample_connections(&mut self, mut tree: Vec<Pid>) {
+    /// `tree` has each pid's open-fd count where this tick's sample read it.
+    fn sample_connections(&mut self, mut tree: Vec<(Pid, Option<u64>)>) {
         let Some(counter) = &mut self.connections else { return };
         tree.sort_unstable();
-        match counter.count(&tree) {
+        let pids: Vec<Pid> = tree.iter().map(|&(pid, _)| pid).collect();
+        let fd_counts: Option<Vec<u64>> = tree.iter().map(|&(_, fds)| fds).collect();
+        let counted = match fd_counts {
+            Some(fd_counts) => counter.count_sampled(&pids, &fd_counts),
+            None => counter.count(&pids),
+        };
+        match counted {
             Ok(counts) => {
                 self.metrics.set_connections(counts.active, counts.inflight);
                 self.queue.push_back(Event::Connections {

@@ -226,14 +226,21 @@ fn dual_stack_listener_counts_ipv4_clients() {
 struct Helper {
     child: Child,
     port: u16,
+    /// The lines it printed after its port.
+    later: std::sync::mpsc::Receiver<String>,
 }
 
 impl Helper {
     fn spawn() -> Helper {
+        Helper::spawn_as("listener_helper")
+    }
+
+    /// `helper`: the name of the `#[ignore]`d test that plays the helper.
+    fn spawn_as(helper: &str) -> Helper {
         let mut child = Command::new(std::env::current_exe().expect("test binary"))
             .args([
                 "--exact",
-                "monitor::connections::tests::listener_helper",
+                &format!("monitor::connections::tests::{helper}"),
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",
@@ -247,21 +254,26 @@ impl Helper {
         // The harness prints its own output, "test <name> ... " even on the same line as
         // ours. Read on a thread so a helper that never prints fails the test, not hangs it.
         let (tx, rx) = std::sync::mpsc::channel();
+        let (later_tx, later) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let port = BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
+            let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+            let port = lines
+                .by_ref()
                 .find_map(|line| line.split_once("helper-port ")?.1.trim().parse::<u16>().ok());
             let _ = tx.send(port);
+            // Kept reading, so the helper never writes to a closed pipe.
+            for line in lines {
+                let _ = later_tx.send(line);
+            }
         });
         let port = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Some(port)) => port,
             other => {
-                drop(Helper { child, port: 0 });
+                drop(Helper { child, port: 0, later });
                 panic!("the helper printed no port: {other:?}");
             }
         };
-        Helper { child, port }
+        Helper { child, port, later }
     }
 
     fn pid(&self) -> Pid {
@@ -503,6 +515,91 @@ fn cached_walk_sees_changes_in_the_next_sample() {
     assert!(s.listening_ports.contains(&late_port), "{s:#?}");
     assert_eq!(on_port(&s, late_port).len(), 1, "{s:#?}");
     assert!(!counter.no_filter, "the kernel refused the port filter");
+}
+
+#[test]
+#[ignore = "a helper process for the socketless tests"]
+fn late_listener_helper() {
+    if std::env::var_os(HELPER_ENV).is_none() {
+        return;
+    }
+    // No socket, one file, until the test writes a line: then a listener, and its port.
+    // On "swap" the file is closed first, so the fd count stays the same.
+    let file = std::fs::File::open("/dev/null").expect("open /dev/null");
+    println!("helper-port 1");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    if line.trim() == "swap" {
+        drop(file);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    println!("late-port {}", listener.local_addr().expect("addr").port());
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+/// `/proc/<pid>/fd` entries, as the monitor's sample counts them.
+fn fd_count(pid: Pid) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fd dir").count() as u64
+}
+
+/// A socketless helper, sampled `samples` times with no dump; then told `command`, and
+/// the port of its new listener.
+fn socketless_helper(counter: &mut ConnectionCounter, samples: u32, command: &str) -> (Helper, u16) {
+    let mut helper = Helper::spawn_as("late_listener_helper");
+    let tree = [helper.pid()];
+    for _ in 0..samples {
+        let s = counter.count_sampled(&tree, &[fd_count(tree[0])]).expect("count");
+        assert_eq!((s.sockets, s.active), (0, 0), "{s:#?}");
+    }
+    assert_eq!(counter.seq, 0, "a socketless tree was dumped");
+    let stdin = helper.child.stdin.as_mut().expect("helper stdin");
+    stdin
+        .write_all(format!("{command}\n").as_bytes())
+        .expect("tell the helper");
+    let port = loop {
+        let line = helper
+            .later
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the helper's port");
+        if let Some(port) = line
+            .split_once("late-port ")
+            .and_then(|(_, p)| p.trim().parse::<u16>().ok())
+        {
+            break port;
+        }
+    };
+    (helper, port)
+}
+
+/// `count_sampled` does no dump while the tree holds no socket, and finds a listener in
+/// the first sample after it opens one (its fd count changed).
+#[test]
+fn a_socketless_tree_is_not_dumped_until_it_opens_a_socket() {
+    let mut counter = counter();
+    let (helper, port) = socketless_helper(&mut counter, 3, "listen");
+    let tree = [helper.pid()];
+    let s = counter.count_sampled(&tree, &[fd_count(tree[0])]).expect("count");
+    assert!(
+        s.listening_ports.contains(&port),
+        "the new listener went unseen: {s:#?}"
+    );
+    assert!(counter.seq > 0, "no dump once the tree had a socket");
+}
+
+/// A listener that took a closed file's place (the fd count unchanged) is found by the
+/// periodic LISTEN dumps, within `FULL_WALK_EVERY` samples.
+#[test]
+fn a_listener_in_a_closed_files_place_is_found_by_the_periodic_dump() {
+    let mut counter = counter();
+    let (helper, port) = socketless_helper(&mut counter, 1, "swap");
+    let tree = [helper.pid()];
+    let found = (0..FULL_WALK_EVERY).find(|_| {
+        let s = counter.count_sampled(&tree, &[fd_count(tree[0])]).expect("count");
+        s.listening_ports.contains(&port)
+    });
+    assert!(found.is_some(), "not found in {FULL_WALK_EVERY} samples");
+    // Not at once: the count did not change (else this tests the other path).
+    assert!(found > Some(0), "found in the first sample");
 }
 
 #[test]
