@@ -101,7 +101,7 @@ fn json_line(event: &tracing::Event<'_>, at: std::time::SystemTime) -> String {
     line.push('"');
     event.record(&mut JsonFields(&mut line));
     line.push_str(",\"target\":");
-    push_json_str(&mut line, metadata.target());
+    crate::json::push_str(&mut line, metadata.target());
     line.push_str("}\n");
     line
 }
@@ -114,7 +114,7 @@ struct JsonFields<'a>(&'a mut String);
 impl JsonFields<'_> {
     fn key(&mut self, field: &Field) {
         self.0.push(',');
-        push_json_str(self.0, field.name());
+        crate::json::push_str(self.0, field.name());
         self.0.push(':');
     }
 
@@ -128,12 +128,12 @@ impl JsonFields<'_> {
 impl Visit for JsonFields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.key(field);
-        push_json_str(self.0, &redact::text(value));
+        crate::json::push_str(self.0, &redact::text(value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.key(field);
-        push_json_str(self.0, &redact::text(&format!("{value:?}")));
+        crate::json::push_str(self.0, &redact::text(&format!("{value:?}")));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -150,37 +150,8 @@ impl Visit for JsonFields<'_> {
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.key(field);
-        // serde_json's spelling (`1.0`, `null` for NaN and infinities).
-        self.0
-            .push_str(&serde_json::to_string(&value).unwrap_or_else(|_| "null".into()));
+        crate::json::push_f64(self.0, value);
     }
-}
-
-/// `text` as a JSON string, escaped as serde_json escapes (`\"`, `\\`, the short forms of
-/// \b \f \n \r \t, `\u00xx` for the other control characters).
-fn push_json_str(out: &mut String, text: &str) {
-    use std::fmt::Write as _;
-    out.push('"');
-    let mut rest = text;
-    while let Some(at) = rest.find(|c: char| c < ' ' || c == '"' || c == '\\') {
-        out.push_str(&rest[..at]);
-        let c = rest[at..].chars().next().unwrap_or_default();
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-        }
-        rest = &rest[at + c.len_utf8()..];
-    }
-    out.push_str(rest);
-    out.push('"');
 }
 
 /// The shutdown report (a JSON object) as one INFO event, `"message":"shutdown report"`.
@@ -305,7 +276,7 @@ mod tests {
         #[test]
         fn json_strings_round_trip(text in "\\PC*|[\\x00-\\x1f\"\\\\]{0,8}") {
             let mut out = String::new();
-            push_json_str(&mut out, &text);
+            crate::json::push_str(&mut out, &text);
             let back: String = serde_json::from_str(&out).expect("valid JSON");
             proptest::prop_assert_eq!(back, text.clone());
             proptest::prop_assert_eq!(out, serde_json::to_string(&text).expect("serde_json"));

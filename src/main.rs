@@ -17,6 +17,7 @@ mod ctl;
 mod deadline;
 mod generate;
 mod http;
+mod json;
 mod listen;
 mod logging;
 mod metrics;

@@ -22,7 +22,7 @@ use std::ptr;
 use libc::c_int;
 
 /// The C `main`: what the Rust runtime does before `main` that gsup relies on, then
-/// `crate::main`, then the runtime's one step after it (flush stdout).
+/// `crate::main`, then the runtime's one step after it (flush stdout), and `_exit`.
 /// - A closed fd 0, 1 or 2 is opened on `/dev/null`, so no socket or file of gsup's is
 ///   ever given one of those numbers (and written to as stderr).
 /// - SIGPIPE is ignored, so a write to a closed connection is an EPIPE error, not death
@@ -62,7 +62,11 @@ pub extern "C" fn main(argc: c_int, argv: *const *const libc::c_char) -> c_int {
     // must never cross this `extern "C"` frame, which would abort gsup.
     let code = std::panic::catch_unwind(|| crate::main(args)).unwrap_or(101);
     let _ = io::Write::flush(&mut io::stdout());
-    c_int::from(code)
+    // SAFETY: _exit(2) ends the process; nothing after it runs. What `exit(3)` would add
+    // is not needed: stdout is flushed above, stderr and files are unbuffered, and gsup
+    // registers no atexit handler. Skipped are the thread-locals' destructors and the C
+    // library's own teardown, which only free memory the kernel frees anyway (issue 14).
+    unsafe { libc::_exit(c_int::from(code)) }
 }
 
 /// The signal state gsup was started with. Captured first thing in `run`, before

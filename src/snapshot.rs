@@ -244,6 +244,22 @@ impl<'a> PhaseView<'a> {
     }
 }
 
+impl PhaseView<'_> {
+    /// The row as its `Serialize` writes it, straight into `out` (the shutdown report).
+    pub fn write_json(&self, out: &mut String) {
+        let mut object = crate::json::Object::begin(out);
+        object
+            .str("name", self.name)
+            .f64("timeout_seconds", self.timeout_seconds)
+            .opt_str("started_at", self.started_at.as_deref())
+            .opt_str("ended_at", self.ended_at.as_deref())
+            .opt_f64("duration_seconds", self.duration_seconds)
+            .opt_str("outcome", self.outcome)
+            .str("detail", self.detail);
+        object.end();
+    }
+}
+
 /// Remaining wait of a preStop started at `since`, given `drain_delay`.
 pub fn prestop_remaining(since: Instant, drain_delay: Duration, now: Instant) -> Duration {
     drain_delay.saturating_sub(now.saturating_duration_since(since))

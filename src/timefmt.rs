@@ -31,19 +31,24 @@ fn rfc3339(t: SystemTime, fraction: Fraction) -> String {
         Fraction::Micros => (1_000_000, 6),
     };
     let unit_nanos = 1_000_000_000 / per_second;
-    // Units since the epoch, signed: a clock set before 1970 must still print.
-    let units: i64 = match t.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_nanos() / unit_nanos as u128).unwrap_or(i64::MAX),
+    // Seconds since the epoch and units within the second, signed: a clock set before
+    // 1970 must still print.
+    let (secs, part) = match t.duration_since(UNIX_EPOCH) {
+        // Without 128-bit division: the shutdown report writes ~25 timestamps on gsup's
+        // way out (issue 14).
+        Ok(after) => (
+            i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+            i64::from(after.subsec_nanos()) / unit_nanos,
+        ),
         Err(before) => {
             let d = before.duration();
             // Truncation towards the past: -0.0005 s is 1969-12-31T23:59:59.999Z.
             let whole = i64::try_from(d.as_nanos() / unit_nanos as u128).unwrap_or(i64::MAX);
             let partial = i64::from(d.as_nanos() % unit_nanos as u128 != 0);
-            -whole - partial
+            let units = -whole - partial;
+            (units.div_euclid(per_second), units.rem_euclid(per_second))
         }
     };
-    let secs = units.div_euclid(per_second);
-    let part = units.rem_euclid(per_second);
     let days = secs.div_euclid(86_400);
     let of_day = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
@@ -69,7 +74,9 @@ fn rfc3339(t: SystemTime, fraction: Fraction) -> String {
     put(20, digits, part);
     let end = 20 + digits;
     out[end] = b'Z';
-    out[..=end].iter().map(|&b| char::from(b)).collect()
+    // ASCII digits and separators only: always UTF-8, and far cheaper to copy than to
+    // collect char by char.
+    String::from_utf8_lossy(&out[..=end]).into_owned()
 }
 
 /// (year, month 1–12, day 1–31) of the proleptic Gregorian calendar for `days` since

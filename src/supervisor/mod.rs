@@ -419,8 +419,11 @@ impl Supervisor {
         // Blocked too, so a `kill -SEGV` from outside waits in the signalfd to be
         // forwarded, while a real fault (forced by the kernel) still kills gsup (DESIGN §4).
         watched.extend_from_slice(signals::FAULT_SIGNALS);
+        // Both kept to the exit, where closing them (deregistering each from the runtime
+        // first) would only delay gsup's own: the kernel closes them (issue 14).
         let incoming = SignalReceiver::open(&watched)
             .and_then(SignalReceiver::into_async)
+            .map(std::mem::ManuallyDrop::new)
             .map_err(RunError::Signals)?;
         // The monitor's ticks (and with them the reaper's safety net): a kernel timer, one
         // wake-up per tick. Without it (no timerfd) the loop falls back to tokio sleeps.
@@ -437,6 +440,7 @@ impl Supervisor {
         } else {
             None
         };
+        let ticker = std::mem::ManuallyDrop::new(ticker);
         if self.own_pid != 1 {
             if let Err(error) = nix::sys::prctl::set_child_subreaper(true) {
                 warn!(%error, "cannot become a child subreaper: orphans of the child will not be reaped by gsup");
@@ -565,7 +569,7 @@ impl Supervisor {
                     }
                     self.reap();
                     let wanted = self.sample_tree();
-                    if let Some(ticker) = &ticker {
+                    if let Some(ticker) = &*ticker {
                         if wanted != tick_interval {
                             tick_interval = wanted;
                             let _ = ticker.get_ref().set(wanted, wanted);
@@ -981,9 +985,7 @@ impl Supervisor {
                 .map(|(row, detail)| snapshot::PhaseView::of(row, &self.clock).with_detail(detail))
                 .collect(),
         };
-        let Ok(line) = serde_json::to_string(&report) else {
-            return;
-        };
+        let line = report.to_json();
         crate::logging::shutdown_report(&line);
         if let Some(path) = &self.state.config().shutdown.log {
             if let Err(warning) = crate::shutdown_log::append(path, &line) {
@@ -1431,7 +1433,7 @@ impl Supervisor {
 }
 
 /// The shutdown report's line (DESIGN §4), in this field order.
-#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct ShutdownReport<'a> {
     event: &'static str,
     reason: &'a str,
@@ -1446,6 +1448,40 @@ struct ShutdownReport<'a> {
     inflight_connections: Option<u64>,
     active_connections_at_end: Option<u64>,
     phases: Vec<snapshot::PhaseView<'a>>,
+}
+
+impl ShutdownReport<'_> {
+    /// The report as its `Serialize` (tests only) writes it: by hand, because it is most
+    /// of gsup's work between the child's exit and its own (issue 14).
+    fn to_json(&self) -> String {
+        let mut out = String::with_capacity(2048 + 256 * self.phases.len());
+        let mut object = crate::json::Object::begin(&mut out);
+        object
+            .str("event", self.event)
+            .str("reason", self.reason)
+            .str("started_at", &self.started_at)
+            .str("ended_at", &self.ended_at)
+            .f64("duration_seconds", self.duration_seconds)
+            .str("deadline", &self.deadline)
+            .opt_display("exit_code", self.exit_code)
+            .display("restart", self.restart)
+            .str("outcome", self.outcome)
+            .opt_display("active_connections", self.active_connections)
+            .opt_display("inflight_connections", self.inflight_connections)
+            .opt_display("active_connections_at_end", self.active_connections_at_end)
+            .with("phases", |out| {
+                out.push('[');
+                for (i, phase) in self.phases.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    phase.write_json(out);
+                }
+                out.push(']');
+            });
+        object.end();
+        out
+    }
 }
 
 /// stdin, when it is a terminal whose foreground group is gsup's own: then the child's
@@ -1508,5 +1544,38 @@ mod tests {
         let drain_tick = Duration::from_millis(100);
         assert!(!full_sample_due(due, handled + Duration::from_millis(800), drain_tick));
         assert!(full_sample_due(due, handled + Duration::from_millis(960), drain_tick));
+    }
+
+    /// The hand-written report is what serde_json wrote for the same report.
+    #[test]
+    fn the_report_is_written_as_serde_json_wrote_it() {
+        let clock = Clock::now();
+        let at = std::time::Instant::now();
+        let mut rows = phases::plan(&Config::default());
+        let outcomes = [phases::Outcome::Ok, phases::Outcome::Timeout, phases::Outcome::Skipped];
+        for (i, row) in rows.iter_mut().enumerate().take(3) {
+            row.started_at = Some(at + Duration::from_millis(i as u64 * 7));
+            row.ended_at = (i != 1).then(|| at + Duration::from_millis(i as u64 * 7 + 3));
+            row.outcome = Some(outcomes[i]);
+            row.detail = format!("detail {i} \"quoted\"\n\u{1}");
+        }
+        for (exit_code, connections) in [(Some(143), Some(3)), (None, None)] {
+            let report = ShutdownReport {
+                event: "shutdown",
+                reason: "signal SIGTERM \\ \t",
+                started_at: clock.text(at),
+                ended_at: clock.text(at + Duration::from_millis(12)),
+                duration_seconds: 0.0125,
+                deadline: clock.text(at + Duration::from_secs(30)),
+                exit_code,
+                restart: exit_code.is_none(),
+                outcome: "success",
+                active_connections: connections,
+                inflight_connections: connections.map(|c| c - 1),
+                active_connections_at_end: Some(0),
+                phases: rows.iter().map(|row| snapshot::PhaseView::of(row, &clock)).collect(),
+            };
+            assert_eq!(report.to_json(), serde_json::to_string(&report).expect("serializes"));
+        }
     }
 }
