@@ -97,7 +97,7 @@ pub struct Snapshot {
     /// The latest reload's outcome (DESIGN §8).
     pub last_reload: Option<ReloadRecord>,
     /// The tree's RSS and CPU over the last samples (`/process/history`, DESIGN §5a).
-    pub history: std::sync::Arc<crate::monitor::History>,
+    pub history: crate::monitor::SharedHistory,
 }
 
 /// One monitor reading: gsup's own entry and the child's tree.
@@ -142,7 +142,7 @@ impl Snapshot {
             thresholds: state.thresholds(),
             monitoring: state.config().monitor.enabled,
             memory_threshold_mb: state.config().monitor.memory_threshold_mb,
-            history: std::sync::Arc::new(crate::monitor::History::new(state.config().monitor.interval)),
+            history: crate::monitor::SharedHistory::new(state.config().monitor.interval),
         }
     }
 

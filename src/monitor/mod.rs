@@ -7,6 +7,6 @@ pub mod connections;
 pub mod history;
 pub mod procfs;
 
-pub use history::History;
+pub use history::SharedHistory;
 #[allow(unused_imports)] // the supervisor and /process take these from here
 pub use procfs::{ProcessInfo, Root, Sampler, Totals, TreeSample, cgroup_memory};

@@ -250,9 +250,8 @@ struct Supervisor {
     next_full_sample: Instant,
     /// The latest sample, for `/process`.
     sample: Option<Arc<Sample>>,
-    /// The samples' totals over time, for `/process/history` (copied on write: a
-    /// snapshot still being read keeps its own).
-    history: Arc<monitor::History>,
+    /// The samples' totals over time, for `/process/history` (shared with the snapshots).
+    history: monitor::SharedHistory,
     /// Runs the hooks of one shutdown phase at a time.
     hooks: hooks::HookRunner,
     /// The readiness probe and the dependency checks.
@@ -367,7 +366,7 @@ impl Supervisor {
             next_sample: Instant::now() + monitor_interval,
             next_full_sample: Instant::now(),
             sample: None,
-            history: Arc::new(monitor::History::new(monitor_interval)),
+            history: monitor::SharedHistory::new(monitor_interval),
             hooks,
             checks,
             sockets,
@@ -1069,7 +1068,7 @@ impl Supervisor {
                     let (rss_bytes, cpu_percent) = (totals.rss_bytes, totals.cpu_percent);
                     self.queue.push_back(Event::Sample { rss_bytes, cpu_percent });
                 }
-                Arc::make_mut(&mut self.history).push(monitor::history::Point {
+                self.history.push(monitor::history::Point {
                     at: std::time::SystemTime::now(),
                     rss_bytes: totals.rss_bytes,
                     cpu_percent: totals.cpu_percent,
@@ -1132,7 +1131,7 @@ impl Supervisor {
         self.metrics.set_child_up(self.state.generation_running());
         let mut snapshot = Snapshot::of(&self.state, self.clock, self.started_at.into_std());
         snapshot.sample = self.sample.clone();
-        snapshot.history = Arc::clone(&self.history);
+        snapshot.history = self.history.clone();
         self.published.send_replace(Arc::new(snapshot));
     }
 
