@@ -173,9 +173,22 @@ pub struct Connections {
 /// default 1 s interval that is every 10 s, every 1 s during `drain`.
 const FULL_WALK_EVERY: u32 = 10;
 
+/// While the tree holds no socket, the full fd walk runs only every this many samples
+/// (the LISTEN dumps stand in for it in between, see [`ConnectionCounter::socketless`]):
+/// every minute at the default 1 s interval.
+const SOCKETLESS_FULL_WALK_EVERY: u32 = 6 * FULL_WALK_EVERY;
+
 /// Above this many listening ports the ESTABLISHED dumps go unfiltered (the bytecode would
 /// grow past what a port test saves; `inet_diag_bc_op.no` is also only 16 bits).
 const MAX_FILTER_PORTS: usize = 64;
+
+/// What a `/proc` sample saw of a pid's fd table without walking it: changes when its
+/// open-fd count changes or it execs (its command changes). See
+/// [`ConnectionCounter::socketless`].
+pub fn fingerprint(open_fds: u64, command: &str) -> u64 {
+    use std::hash::BuildHasher;
+    std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one((open_fds, command))
+}
 
 /// See [`ConnectionCounter::socketless`].
 enum Sockets {
@@ -206,9 +219,13 @@ struct FdCache {
     suspect: HashSet<u32>,
     /// Samples since the last full walk.
     since_full: u32,
-    /// Each pid's open-fd count at the last `count_sampled`, while the tree holds no
-    /// socket (see [`ConnectionCounter::socketless`]); empty otherwise.
-    counts: HashMap<Pid, u64>,
+    /// Each pid's fingerprint at the last `count_sampled` (see
+    /// [`ConnectionCounter::socketless`]).
+    fingerprints: HashMap<Pid, u64>,
+    /// Pids `sync_tree` walked in this sample (they joined the tree).
+    walked_now: Vec<Pid>,
+    /// Samples in a row that found the tree without a socket.
+    socketless_samples: u32,
 }
 
 /// Counts the tree's inbound connections; one for the whole run.
@@ -288,16 +305,18 @@ impl ConnectionCounter {
         self.count_inner(tree, None)
     }
 
-    /// Like [`ConnectionCounter::count`], with each pid's open-fd count from the same
-    /// tick's `/proc` sample (`fd_counts[i]` is `tree[i]`'s). While the tree holds no
-    /// socket at all, nothing is dumped: each LISTEN dump scans the kernel's whole
-    /// listening hash whatever it finds, and the two of them were a tenth of an idle
-    /// 50-process tree's sample (issue 14). See [`ConnectionCounter::socketless`].
-    pub fn count_sampled(&mut self, tree: &[Pid], fd_counts: &[u64]) -> io::Result<Connections> {
-        self.count_inner(tree, Some(fd_counts))
+    /// Like [`ConnectionCounter::count`], with each pid's [`fingerprint`] from the same
+    /// tick's `/proc` sample (`fingerprints[i]` is `tree[i]`'s; `tree` sorted ascending).
+    /// While the tree holds no socket at all, nothing is dumped: each LISTEN dump scans
+    /// the kernel's whole listening hash whatever it finds, and the two of them were a
+    /// tenth of an idle 50-process tree's sample (issue 14). See
+    /// [`ConnectionCounter::socketless`]. Not for the drain's samples: they must see a
+    /// listener the fingerprints missed at once.
+    pub fn count_sampled(&mut self, tree: &[Pid], fingerprints: &[u64]) -> io::Result<Connections> {
+        self.count_inner(tree, Some(fingerprints))
     }
 
-    fn count_inner(&mut self, tree: &[Pid], fd_counts: Option<&[u64]>) -> io::Result<Connections> {
+    fn count_inner(&mut self, tree: &[Pid], fingerprints: Option<&[u64]>) -> io::Result<Connections> {
         let mut out = Connections::default();
         if self.sync_tree(tree, &mut out.unreadable) {
             self.fds.rebuild();
@@ -308,8 +327,8 @@ impl ConnectionCounter {
         }
         // The periodic full walk, unless the LISTEN dumps stand in for it (`Recheck`).
         let mut walk_when_due = true;
-        if let Some(fd_counts) = fd_counts {
-            match self.socketless(tree, fd_counts, &mut out.unreadable) {
+        if let Some(fingerprints) = fingerprints {
+            match self.socketless(tree, fingerprints, &mut out.unreadable) {
                 Sockets::NoneHeld => return Ok(out),
                 Sockets::Recheck => walk_when_due = false,
                 Sockets::Held => {}
@@ -485,42 +504,53 @@ impl ConnectionCounter {
         Ok(out)
     }
 
-    /// What the walks and the fd counts say of the tree's sockets.
+    /// What the walks and the samples' fingerprints say of the tree's sockets.
     ///
-    /// The walks say the tree holds none (`known` is empty), and the fd counts keep that
-    /// true between walks: a socket is an fd, so a pid whose count changed since the last
-    /// sample is walked again now (and one first counted now, whose walk may be older than
-    /// its count). A socket found ends this until a walk finds none again.
+    /// The walks say the tree holds none (`known` is empty), and the fingerprints keep that
+    /// true between walks: a socket is an fd, so a pid whose open-fd count or command
+    /// changed since the last sample (an `exec` may close one fd as the program opens a
+    /// socket) is walked again now. A socket found ends this until a walk finds none again.
     ///
-    /// What the counts cannot show is a pid that closed one fd and opened a socket within
-    /// one interval. Every [`FULL_WALK_EVERY`] samples this says [`Sockets::Recheck`], and
-    /// the LISTEN dumps run instead of the full walk: with no socket known, only a listener
-    /// of the tree could change a count, and an unplaced listener in the dump makes the
-    /// sample walk the tree (step 2 of `count_inner`). Two dumps cost a fraction of a walk
-    /// of every fd of the tree.
-    fn socketless(&mut self, tree: &[Pid], fd_counts: &[u64], unreadable: &mut Vec<Pid>) -> Sockets {
-        if !self.fds.known.is_empty() {
-            self.fds.counts.clear();
-            return Sockets::Held;
-        }
-        self.fds.counts.retain(|pid, _| tree.contains(pid));
+    /// What a fingerprint cannot show is a pid that closed one fd and opened a socket
+    /// within one interval, without an `exec`. Every [`FULL_WALK_EVERY`] samples this says
+    /// [`Sockets::Recheck`], and the LISTEN dumps run instead of the full walk: an
+    /// unplaced listener makes the sample walk the tree (step 2 of `count_inner`), and only
+    /// a listener of the tree can make its connections count. Two dumps cost a fraction of
+    /// a walk of every fd of the tree. A listener the walks called foreign before (another
+    /// process's, then handed into the tree) is not unplaced: the full walk every
+    /// [`SOCKETLESS_FULL_WALK_EVERY`] samples finds it.
+    fn socketless(&mut self, tree: &[Pid], fingerprints: &[u64], unreadable: &mut Vec<Pid>) -> Sockets {
+        debug_assert!(tree.is_sorted(), "count_sampled takes the tree sorted");
+        self.fds.fingerprints.retain(|pid, _| tree.binary_search(pid).is_ok());
+        let held = !self.fds.known.is_empty();
         let mut walked = false;
-        for (&pid, &fds) in tree.iter().zip(fd_counts) {
-            if self.fds.counts.insert(pid, fds) != Some(fds) {
+        for (&pid, &fingerprint) in tree.iter().zip(fingerprints) {
+            let before = self.fds.fingerprints.insert(pid, fingerprint);
+            // While sockets are held the dumps decide; a pid walked this sample (it just
+            // joined the tree) was walked after its fingerprint was read.
+            if !held && before != Some(fingerprint) && !self.fds.walked_now.contains(&pid) {
                 self.walk(pid, unreadable);
                 walked = true;
             }
         }
+        if held {
+            self.fds.socketless_samples = 0;
+            return Sockets::Held;
+        }
         if walked {
             self.fds.rebuild();
             if !self.fds.known.is_empty() {
-                self.fds.counts.clear();
+                self.fds.socketless_samples = 0;
                 return Sockets::Held;
             }
         }
-        self.fds.since_full += 1;
-        if self.fds.since_full >= FULL_WALK_EVERY {
-            self.fds.since_full = 0;
+        self.fds.socketless_samples += 1;
+        if self.fds.socketless_samples % SOCKETLESS_FULL_WALK_EVERY == 0 {
+            // The normal path: the dumps, and the full walk now due.
+            self.fds.since_full = FULL_WALK_EVERY;
+            return Sockets::Held;
+        }
+        if self.fds.socketless_samples % FULL_WALK_EVERY == 0 {
             return Sockets::Recheck;
         }
         Sockets::NoneHeld
@@ -532,10 +562,12 @@ impl ConnectionCounter {
         let before = self.fds.pids.len();
         self.fds.pids.retain(|pid, _| tree.contains(pid));
         let mut changed = self.fds.pids.len() != before;
+        self.fds.walked_now.clear();
         for &pid in tree {
             if !self.fds.pids.contains_key(&pid) {
                 changed = true;
                 self.walk(pid, unreadable);
+                self.fds.walked_now.push(pid);
             }
         }
         changed

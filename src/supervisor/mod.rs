@@ -1074,7 +1074,19 @@ impl Supervisor {
                     cpu_percent: totals.cpu_percent,
                     processes: totals.processes,
                 });
-                let pids = tree.processes.iter().map(|p| (p.pid, Some(p.fds))).collect();
+                // The drain's samples dump every time: a listener the fingerprints missed
+                // must count at once there (see `ConnectionCounter::socketless`).
+                let draining = self.state.awaiting_inflight();
+                let pids = tree
+                    .processes
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.pid,
+                            (!draining).then(|| monitor::connections::fingerprint(p.fds, &p.command)),
+                        )
+                    })
+                    .collect();
                 self.sample = Some(Arc::new(Sample {
                     gsup,
                     tree: Arc::new(tree),
@@ -1094,14 +1106,15 @@ impl Supervisor {
 
     /// Inbound connections of the tree from the kernel (sampled whatever `[monitor]
     /// enabled` says: the drain and the gauges need them), into the state machine.
-    /// `tree` has each pid's open-fd count where this tick's sample read it.
+    /// `tree` has each pid's fingerprint where this tick's sample read one
+    /// (`connections::fingerprint`).
     fn sample_connections(&mut self, mut tree: Vec<(Pid, Option<u64>)>) {
         let Some(counter) = &mut self.connections else { return };
         tree.sort_unstable();
         let pids: Vec<Pid> = tree.iter().map(|&(pid, _)| pid).collect();
-        let fd_counts: Option<Vec<u64>> = tree.iter().map(|&(_, fds)| fds).collect();
-        let counted = match fd_counts {
-            Some(fd_counts) => counter.count_sampled(&pids, &fd_counts),
+        let fingerprints: Option<Vec<u64>> = tree.iter().map(|&(_, seen)| seen).collect();
+        let counted = match fingerprints {
+            Some(fingerprints) => counter.count_sampled(&pids, &fingerprints),
             None => counter.count(&pids),
         };
         match counted {

@@ -602,6 +602,16 @@ fn a_listener_in_a_closed_files_place_is_found_by_the_periodic_dump() {
     assert!(found > Some(0), "found in the first sample");
 }
 
+/// An `exec` can close one fd (bash's script) as the new program opens a socket: the
+/// fingerprint changes with the command as well as with the count.
+#[test]
+fn fingerprints_follow_the_fd_count_and_the_command() {
+    let bash = fingerprint(4, "bash start.sh");
+    assert_eq!(bash, fingerprint(4, "bash start.sh"));
+    assert_ne!(bash, fingerprint(4, "./server --port 8080"));
+    assert_ne!(bash, fingerprint(5, "bash start.sh"));
+}
+
 #[test]
 fn a_pid_leaving_the_tree_takes_its_sockets() {
     let helper = Helper::spawn();
