@@ -18,6 +18,9 @@
 //!    queue of the tree's listeners (`idiag_rqueue` of a LISTEN socket): the tree has not
 //!    accepted it, so no fd holds it, and a drain must not end before it is answered.
 //!
+//! [`ConnectionCounter::count_sampled`] (the monitor's samples) skips 1 and 3 while the
+//! tree holds no socket at all ([`ConnectionCounter::socketless`]).
+//!
 //! DEPS §11 said "no bytecode filter"; it is used now because it shrinks the
 //! ESTABLISHED dump (the tree's own outbound ends and the rest of the machine are not built,
 //! sent and parsed), and a kernel that refuses it (EINVAL) gets unfiltered dumps, with
