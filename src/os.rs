@@ -509,7 +509,7 @@ pub struct Prepared {
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
     /// For each candidate, the argv that runs it as a shell script when `execve` says
-    /// ENOEXEC (no `#!`), as `execvp` does: `/bin/sh CANDIDATE ARGS…` (argv[0] is dropped).
+    /// ENOEXEC (no `#!`), as `execvp` does: `/bin/sh CANDIDATE ARGS…` (`argv[0]` is dropped).
     script_argv_ptrs: Vec<Vec<*const libc::c_char>>,
     workdir: Option<CString>,
     uid: Option<libc::uid_t>,
