@@ -619,14 +619,18 @@ fn the_head_limits_hold_exactly_at_16_kib_and_100_fields() {
 /// A head still incomplete after 5 s is closed (not before, and not never).
 #[test]
 fn an_incomplete_head_is_closed_after_5_seconds() {
-    let (_gsup, addr, _file) = api("");
+    let (gsup, addr, _file) = api("");
     let asked = Instant::now();
     let status = exchange(&addr, b"GET /alive HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     let took = asked.elapsed();
     assert!(status == 0 || status == 408, "{status}");
+    // Closed early once in a full CI run (1.1 s, not reproduced in 11 reruns): say
+    // whether gsup was still there, and what it logged.
     assert!(
         took >= Duration::from_millis(4500),
-        "closed after {took:?}, before the 5 s"
+        "closed after {took:?}, before the 5 s; gsup alive: {}; its stderr:\n{}",
+        alive(gsup.pid()),
+        gsup.stderr()
     );
     // And closed by the head timeout, not by the test's own patience (found in review:
     // any close within 20 s passed). Generous for a loaded machine.
